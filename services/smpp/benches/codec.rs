@@ -23,30 +23,15 @@ fn submit(dc: DataCoding, sm: Vec<u8>) -> Pdu {
 }
 
 fn bench(c: &mut Criterion) {
-    let gsm_text: String = "Your code is 123456. Do not share it with anyone! "
-        .chars()
-        .cycle()
-        .take(160)
-        .collect();
-    let ucs2_text: String = "Ваш код 123456. Никому его не сообщайте! "
-        .chars()
-        .cycle()
-        .take(70)
-        .collect();
+    let gsm_text: String =
+        "Your code is 123456. Do not share it with anyone! ".chars().cycle().take(160).collect();
+    let ucs2_text: String =
+        "Ваш код 123456. Никому его не сообщайте! ".chars().cycle().take(70).collect();
     let cases = [
-        (
-            "gsm160",
-            submit(
-                DataCoding::DEFAULT,
-                text::gsm7_encode(&gsm_text).expect("gsm"),
-            ),
-        ),
+        ("gsm160", submit(DataCoding::DEFAULT, text::gsm7_encode(&gsm_text).expect("gsm"))),
         (
             "ucs2_70",
-            submit(
-                DataCoding::UCS2,
-                text::encode(&ucs2_text, text::Alphabet::Ucs2).expect("ucs2"),
-            ),
+            submit(DataCoding::UCS2, text::encode(&ucs2_text, text::Alphabet::Ucs2).expect("ucs2")),
         ),
     ];
     let mut g = c.benchmark_group("submit_sm");

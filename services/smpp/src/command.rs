@@ -130,10 +130,7 @@ mod tests {
                 assert_eq!(r.name(), format!("{}_resp", c.name()));
             }
         }
-        assert_eq!(
-            CommandId::SubmitSm.response(),
-            Some(CommandId::SubmitSmResp)
-        );
+        assert_eq!(CommandId::SubmitSm.response(), Some(CommandId::SubmitSmResp));
         assert_eq!(CommandId::Outbind.response(), None);
         assert_eq!(CommandId::GenericNack.response(), None);
         assert_eq!(CommandId::from_u32(0x0000_0111), None);

@@ -120,9 +120,7 @@ impl Udh {
     /// A header holding just a concatenation IE.
     pub fn with_concat(info: ConcatInfo) -> Self {
         let (iei, data) = info.ie();
-        Self {
-            ies: vec![Ie { iei, data }],
-        }
+        Self { ies: vec![Ie { iei, data }] }
     }
 
     /// Appends an IE, refusing one that would overflow the UDHL octet.
@@ -146,12 +144,9 @@ impl Udh {
     pub fn concat(&self) -> Option<ConcatInfo> {
         self.ies.iter().rev().find_map(|ie| {
             let info = match (ie.iei, ie.data.as_slice()) {
-                (IEI_CONCAT_8, &[reference, total, seq]) => ConcatInfo {
-                    reference: u16::from(reference),
-                    total,
-                    seq,
-                    wide_ref: false,
-                },
+                (IEI_CONCAT_8, &[reference, total, seq]) => {
+                    ConcatInfo { reference: u16::from(reference), total, seq, wide_ref: false }
+                }
                 (IEI_CONCAT_16, &[hi, lo, total, seq]) => ConcatInfo {
                     reference: u16::from_be_bytes([hi, lo]),
                     total,
@@ -190,30 +185,19 @@ impl Udh {
 /// the header and the rest.
 pub fn parse_udh(user_data: &[u8]) -> Result<(Udh, &[u8]), ConcatError> {
     let (&udhl, after) = user_data.split_first().ok_or(ConcatError::Empty)?;
-    let (mut header, rest) =
-        after
-            .split_at_checked(usize::from(udhl))
-            .ok_or(ConcatError::UdhlBeyondData {
-                udhl,
-                available: after.len(),
-            })?;
+    let (mut header, rest) = after
+        .split_at_checked(usize::from(udhl))
+        .ok_or(ConcatError::UdhlBeyondData { udhl, available: after.len() })?;
     let mut ies = Vec::new();
     while !header.is_empty() {
         let offset = 1 + usize::from(udhl) - header.len();
         let [iei, len, tail @ ..] = header else {
             return Err(ConcatError::IeTruncated { offset });
         };
-        let (data, next) =
-            tail.split_at_checked(usize::from(*len))
-                .ok_or(ConcatError::IeBeyondUdhl {
-                    offset,
-                    iei: *iei,
-                    len: *len,
-                })?;
-        ies.push(Ie {
-            iei: *iei,
-            data: data.to_vec(),
-        });
+        let (data, next) = tail
+            .split_at_checked(usize::from(*len))
+            .ok_or(ConcatError::IeBeyondUdhl { offset, iei: *iei, len: *len })?;
+        ies.push(Ie { iei: *iei, data: data.to_vec() });
         header = next;
     }
     Ok((Udh { ies }, rest))
@@ -294,9 +278,7 @@ fn atom_len(data: &[u8], i: usize, alphabet: Alphabet) -> usize {
         Alphabet::Gsm7 if data.get(i) == Some(&GSM7_ESC) => 2,
         Alphabet::Ucs2 => {
             let unit = |j: usize| {
-                data.get(j..)
-                    .and_then(|b| b.first_chunk::<2>())
-                    .map(|&b| u16::from_be_bytes(b))
+                data.get(j..).and_then(|b| b.first_chunk::<2>()).map(|&b| u16::from_be_bytes(b))
             };
             match (unit(i), unit(i + 2)) {
                 (Some(0xD800..=0xDBFF), Some(0xDC00..=0xDFFF)) => 4,
@@ -357,22 +339,14 @@ fn plan(
         return Ok(None);
     }
     let cap = capacity(alphabet, header).ok_or(TextError::NotText { alphabet })?;
-    let chunks = || Chunks {
-        data,
-        alphabet,
-        cap,
-    };
+    let chunks = || Chunks { data, alphabet, cap };
     let parts = chunks().count();
     let total = u8::try_from(parts).map_err(|_| TextError::TooManyParts { parts })?;
     Ok(Some((total, chunks())))
 }
 
 fn header_for(wide_ref: bool) -> Header {
-    if wide_ref {
-        Header::Concat16
-    } else {
-        Header::Concat8
-    }
+    if wide_ref { Header::Concat16 } else { Header::Concat8 }
 }
 
 /// Encodes `text` in `coding` and splits it into UDH-prefixed parts (send
@@ -397,31 +371,15 @@ pub fn split_encoded(
     wide_ref: bool,
 ) -> Result<Vec<Part>, TextError> {
     let Some((total, chunks)) = plan(data, coding, header_for(wide_ref))? else {
-        return Ok(vec![Part {
-            short_message: data.to_vec(),
-            seq: 1,
-            total: 1,
-            udhi: false,
-        }]);
+        return Ok(vec![Part { short_message: data.to_vec(), seq: 1, total: 1, udhi: false }]);
     };
     Ok(chunks
         .zip(1..=total)
         .map(|(chunk, seq)| {
             let mut short_message = Vec::with_capacity(7 + chunk.len());
-            ConcatInfo {
-                reference,
-                total,
-                seq,
-                wide_ref,
-            }
-            .write_udh(&mut short_message);
+            ConcatInfo { reference, total, seq, wide_ref }.write_udh(&mut short_message);
             short_message.extend_from_slice(chunk);
-            Part {
-                short_message,
-                seq,
-                total,
-                udhi: true,
-            }
+            Part { short_message, seq, total, udhi: true }
         })
         .collect())
 }
@@ -448,20 +406,13 @@ pub fn split_sar_encoded(
     wide_ref: bool,
 ) -> Result<Vec<SarPart>, TextError> {
     let Some((total, chunks)) = plan(data, coding, header_for(wide_ref))? else {
-        return Ok(vec![SarPart {
-            short_message: data.to_vec(),
-            sar: None,
-        }]);
+        return Ok(vec![SarPart { short_message: data.to_vec(), sar: None }]);
     };
     Ok(chunks
         .zip(1..=total)
         .map(|(chunk, seq)| SarPart {
             short_message: chunk.to_vec(),
-            sar: Some(SarInfo {
-                msg_ref_num,
-                total_segments: total,
-                segment_seqnum: seq,
-            }),
+            sar: Some(SarInfo { msg_ref_num, total_segments: total, segment_seqnum: seq }),
         })
         .collect())
 }
@@ -472,17 +423,9 @@ pub fn split_sar_encoded(
 pub fn parts_needed(text: &str) -> (Alphabet, usize) {
     let (coding, data) = text::choose(text);
     let alphabet = coding.alphabet();
-    let parts = match (
-        capacity(alphabet, Header::None),
-        capacity(alphabet, Header::Concat8),
-    ) {
+    let parts = match (capacity(alphabet, Header::None), capacity(alphabet, Header::Concat8)) {
         (Some(single), _) if data.len() <= single => 1,
-        (_, Some(cap)) => Chunks {
-            data: &data,
-            alphabet,
-            cap,
-        }
-        .count(),
+        (_, Some(cap)) => Chunks { data: &data, alphabet, cap }.count(),
         _ => 0,
     };
     (alphabet, parts)
@@ -505,12 +448,7 @@ mod tests {
                 assert_eq!(info.wide_ref, wide_ref);
                 assert_eq!(udh.encoded_len(), if wide_ref { 7 } else { 6 });
                 let cap = capacity(alphabet, header_for(wide_ref)).expect("text alphabet");
-                assert!(
-                    rest.len() <= cap,
-                    "part {} has {} > {cap}",
-                    i + 1,
-                    rest.len()
-                );
+                assert!(rest.len() <= cap, "part {} has {} > {cap}", i + 1, rest.len());
                 body.extend_from_slice(rest);
             } else {
                 assert_eq!(parts.len(), 1);
@@ -549,35 +487,18 @@ mod tests {
             assert_eq!(parts_needed(&s), (Alphabet::Gsm7, lens.len()));
         }
         let single = split("hi", Alphabet::Gsm7, 7, false).expect("valid input");
-        assert_eq!(
-            single,
-            [Part {
-                short_message: b"hi".to_vec(),
-                seq: 1,
-                total: 1,
-                udhi: false
-            }]
-        );
+        assert_eq!(single, [Part { short_message: b"hi".to_vec(), seq: 1, total: 1, udhi: false }]);
         assert_eq!(single[0].esm_class_bits(), 0);
     }
 
     #[test]
     fn udh_bytes_8_and_16_bit() {
         let parts = split(&"a".repeat(161), Alphabet::Gsm7, 0x1234, false).expect("valid input");
-        assert_eq!(
-            parts[0].short_message[..6],
-            [0x05, 0x00, 0x03, 0x34, 0x02, 0x01]
-        );
-        assert_eq!(
-            parts[1].short_message[..6],
-            [0x05, 0x00, 0x03, 0x34, 0x02, 0x02]
-        );
+        assert_eq!(parts[0].short_message[..6], [0x05, 0x00, 0x03, 0x34, 0x02, 0x01]);
+        assert_eq!(parts[1].short_message[..6], [0x05, 0x00, 0x03, 0x34, 0x02, 0x02]);
         assert_eq!(parts[0].esm_class_bits(), ESM_CLASS_UDHI);
         let parts = split(&"a".repeat(161), Alphabet::Gsm7, 0x1234, true).expect("valid input");
-        assert_eq!(
-            parts[1].short_message[..7],
-            [0x06, 0x08, 0x04, 0x12, 0x34, 0x02, 0x02]
-        );
+        assert_eq!(parts[1].short_message[..7], [0x06, 0x08, 0x04, 0x12, 0x34, 0x02, 0x02]);
     }
 
     #[test]
@@ -594,10 +515,7 @@ mod tests {
     #[test]
     fn ucs2_and_latin1_limits() {
         let s = "Ж".repeat(70);
-        assert_eq!(
-            body_lens(&split(&s, Alphabet::Ucs2, 1, false).expect("valid input")),
-            [140]
-        );
+        assert_eq!(body_lens(&split(&s, Alphabet::Ucs2, 1, false).expect("valid input")), [140]);
         let s = "Ж".repeat(71);
         let parts = split(&s, Alphabet::Ucs2, 1, false).expect("valid input");
         assert_eq!(body_lens(&parts), [134, 8]); // 67 + 4 units
@@ -653,33 +571,18 @@ mod tests {
         assert_eq!(parts[0].short_message.len(), 153);
         assert_eq!(
             parts[1].sar,
-            Some(SarInfo {
-                msg_ref_num: 0xBEEF,
-                total_segments: 2,
-                segment_seqnum: 2
-            })
+            Some(SarInfo { msg_ref_num: 0xBEEF, total_segments: 2, segment_seqnum: 2 })
         );
         let wide = split_sar(&s, Alphabet::Gsm7, 0xBEEF, true).expect("valid input");
         assert_eq!(wide[0].short_message.len(), 152);
         let one = split_sar("hi", Alphabet::Gsm7, 1, false).expect("valid input");
-        assert_eq!(
-            one,
-            [SarPart {
-                short_message: b"hi".to_vec(),
-                sar: None
-            }]
-        );
+        assert_eq!(one, [SarPart { short_message: b"hi".to_vec(), sar: None }]);
     }
 
     #[test]
     fn too_many_parts_and_not_text() {
         let ok = "a".repeat(153 * 255);
-        assert_eq!(
-            split(&ok, Alphabet::Gsm7, 1, false)
-                .expect("valid input")
-                .len(),
-            255
-        );
+        assert_eq!(split(&ok, Alphabet::Gsm7, 1, false).expect("valid input").len(), 255);
         let s = "a".repeat(153 * 255 + 1);
         assert_eq!(
             split(&s, Alphabet::Gsm7, 1, false),
@@ -688,9 +591,7 @@ mod tests {
         assert_eq!(parts_needed(&s), (Alphabet::Gsm7, 256));
         assert_eq!(
             split("x", Alphabet::Binary, 1, false),
-            Err(TextError::NotText {
-                alphabet: Alphabet::Binary
-            })
+            Err(TextError::NotText { alphabet: Alphabet::Binary })
         );
         assert!(matches!(
             split("€", Alphabet::Latin1, 1, false),
@@ -717,26 +618,14 @@ mod tests {
     #[test]
     fn udh_parse_keeps_other_ies() {
         // Port addressing (16-bit) then 8-bit concatenation, then text.
-        let data = [
-            0x0B, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x00, 0x03, 0xAA, 0x03, 0x02, b'h', b'i',
-        ];
+        let data =
+            [0x0B, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x00, 0x03, 0xAA, 0x03, 0x02, b'h', b'i'];
         let (udh, rest) = parse_udh(&data).expect("valid input");
         assert_eq!(rest, b"hi");
-        assert_eq!(
-            udh.ies()[0],
-            Ie {
-                iei: IEI_PORT_16,
-                data: vec![0x0B, 0x84, 0x23, 0xF0]
-            }
-        );
+        assert_eq!(udh.ies()[0], Ie { iei: IEI_PORT_16, data: vec![0x0B, 0x84, 0x23, 0xF0] });
         assert_eq!(
             udh.concat(),
-            Some(ConcatInfo {
-                reference: 0xAA,
-                total: 3,
-                seq: 2,
-                wide_ref: false
-            })
+            Some(ConcatInfo { reference: 0xAA, total: 3, seq: 2, wide_ref: false })
         );
         let mut out = Vec::new();
         udh.encode(&mut out);
@@ -746,30 +635,17 @@ mod tests {
 
     #[test]
     fn udh_build() {
-        let info = ConcatInfo {
-            reference: 0x0102,
-            total: 4,
-            seq: 3,
-            wide_ref: true,
-        };
+        let info = ConcatInfo { reference: 0x0102, total: 4, seq: 3, wide_ref: true };
         let mut udh = Udh::with_concat(info);
         udh.push(IEI_PORT_8, vec![0x10, 0x20]).expect("valid input");
         let mut out = Vec::new();
         udh.encode(&mut out);
-        assert_eq!(
-            out,
-            [
-                0x0A, 0x08, 0x04, 0x01, 0x02, 0x04, 0x03, 0x04, 0x02, 0x10, 0x20
-            ]
-        );
+        assert_eq!(out, [0x0A, 0x08, 0x04, 0x01, 0x02, 0x04, 0x03, 0x04, 0x02, 0x10, 0x20]);
         assert_eq!(parse_udh(&out).expect("valid input").0.concat(), Some(info));
 
         let mut big = Udh::new();
         big.push(0x70, vec![0; 253]).expect("valid input");
-        assert_eq!(
-            big.push(0x71, vec![]),
-            Err(ConcatError::HeaderTooLong { len: 257 })
-        );
+        assert_eq!(big.push(0x71, vec![]), Err(ConcatError::HeaderTooLong { len: 257 }));
         assert_eq!(
             Udh::new().push(0x70, vec![0; 254]),
             Err(ConcatError::HeaderTooLong { len: 256 })
@@ -781,19 +657,12 @@ mod tests {
         assert_eq!(parse_udh(&[]), Err(ConcatError::Empty));
         assert_eq!(
             parse_udh(&[0x05, 0x00, 0x03, 0x01]),
-            Err(ConcatError::UdhlBeyondData {
-                udhl: 5,
-                available: 3
-            })
+            Err(ConcatError::UdhlBeyondData { udhl: 5, available: 3 })
         );
         // IE claims 4 octets but the UDH ends after 3 (text follows).
         assert_eq!(
             parse_udh(&[0x05, 0x00, 0x04, 0x01, 0x02, 0x03, b'x', b'y']),
-            Err(ConcatError::IeBeyondUdhl {
-                offset: 1,
-                iei: 0x00,
-                len: 4
-            })
+            Err(ConcatError::IeBeyondUdhl { offset: 1, iei: 0x00, len: 4 })
         );
         // Lone IEI with no length octet at the end of the UDH.
         assert_eq!(
@@ -814,17 +683,10 @@ mod tests {
         assert_eq!(parse(&[0x05, 0x00, 0x03, 0x01, 0x02, 0x03]), None); // seq > total
         assert_eq!(parse(&[0x04, 0x00, 0x02, 0x01, 0x02]), None); // wrong IE length
         // Last valid occurrence wins.
-        let two = [
-            0x0B, 0x00, 0x03, 0x01, 0x02, 0x01, 0x08, 0x04, 0x00, 0x07, 0x05, 0x04,
-        ];
+        let two = [0x0B, 0x00, 0x03, 0x01, 0x02, 0x01, 0x08, 0x04, 0x00, 0x07, 0x05, 0x04];
         assert_eq!(
             parse(&two),
-            Some(ConcatInfo {
-                reference: 7,
-                total: 5,
-                seq: 4,
-                wide_ref: true
-            })
+            Some(ConcatInfo { reference: 7, total: 5, seq: 4, wide_ref: true })
         );
     }
 
@@ -857,12 +719,7 @@ mod tests {
                 assert_eq!(out, junk);
                 let _ = udh.concat();
             }
-            for alphabet in [
-                Alphabet::Gsm7,
-                Alphabet::Ucs2,
-                Alphabet::Binary,
-                Alphabet::Unknown,
-            ] {
+            for alphabet in [Alphabet::Gsm7, Alphabet::Ucs2, Alphabet::Binary, Alphabet::Unknown] {
                 let _ = split_encoded(&junk, alphabet, reference, wide_ref);
             }
         }

@@ -88,10 +88,7 @@ impl ReceiptStat {
     /// See `STAT_WORDS` for the variants accepted beyond the standard words.
     pub fn parse(s: &str) -> Option<Self> {
         let s = s.trim();
-        STAT_WORDS
-            .iter()
-            .find(|(word, _)| word.eq_ignore_ascii_case(s))
-            .map(|&(_, stat)| stat)
+        STAT_WORDS.iter().find(|(word, _)| word.eq_ignore_ascii_case(s)).map(|&(_, stat)| stat)
     }
 
     /// The `message_state` value with the same meaning (§5.2.28).
@@ -224,10 +221,7 @@ impl Receipt {
         out.push_str("id:");
         out.push_str(&self.id);
         out.push_str(&format!(" sub:{:03} dlvrd:{:03}", self.sub, self.dlvrd));
-        for (key, date) in [
-            (" submit date:", self.submit_date),
-            (" done date:", self.done_date),
-        ] {
+        for (key, date) in [(" submit date:", self.submit_date), (" done date:", self.done_date)] {
             if let Some(date) = date {
                 out.push_str(key);
                 out.push_str(&format_receipt_date(date, seconds));
@@ -247,26 +241,14 @@ impl Receipt {
 
     /// [`Receipt::write_to`], with 12-digit dates if `seconds`.
     pub fn write_to_with(&self, out: &mut Vec<u8>, seconds: bool) {
-        out.extend(
-            self.format_with(seconds)
-                .chars()
-                .map(|c| u8::try_from(c).unwrap_or(b'?')),
-        );
+        out.extend(self.format_with(seconds).chars().map(|c| u8::try_from(c).unwrap_or(b'?')));
     }
 
     /// Reads a receipt from bytes as Latin-1 (so never fails on encoding), after
     /// dropping trailing NULs that some peers leave in short_message.
     pub fn parse_bytes(s: &[u8]) -> Result<Self, ReceiptError> {
-        let end = s
-            .iter()
-            .rposition(|&b| b != 0)
-            .map_or(0, |i| i.saturating_add(1));
-        let text: String = s
-            .get(..end)
-            .unwrap_or(s)
-            .iter()
-            .map(|&b| char::from(b))
-            .collect();
+        let end = s.iter().rposition(|&b| b != 0).map_or(0, |i| i.saturating_add(1));
+        let text: String = s.get(..end).unwrap_or(s).iter().map(|&b| char::from(b)).collect();
         Self::parse(&text)
     }
 
@@ -353,9 +335,7 @@ fn one_word_key(w: &str) -> Option<Key> {
         ("submit_date", Key::SubmitDate),
         ("done_date", Key::DoneDate),
     ];
-    KEYS.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(w))
-        .map(|&(_, key)| key)
+    KEYS.iter().find(|(k, _)| k.eq_ignore_ascii_case(w)).map(|&(_, key)| key)
 }
 
 /// The key named by two words: `submit date` or `done date`.
@@ -430,9 +410,7 @@ impl<'a> RawFields<'a> {
                     _ => None,
                 }
             } else {
-                bare[1]
-                    .and_then(|b| two_word_key(b, k))
-                    .or_else(|| one_word_key(k))
+                bare[1].and_then(|b| two_word_key(b, k)).or_else(|| one_word_key(k))
             };
             bare = [None, None];
             awaiting = None;
@@ -546,21 +524,11 @@ mod tests {
             text: "ééééééééééééééééééééé€".to_owned(),
         };
         let s = r.format();
-        assert_eq!(
-            s,
-            "id:7 sub:1234 dlvrd:000 stat:UNDELIV err:65535 text:éééééééééééééééééééé"
-        );
+        assert_eq!(s, "id:7 sub:1234 dlvrd:000 stat:UNDELIV err:65535 text:éééééééééééééééééééé");
         let mut buf = Vec::new();
-        Receipt {
-            text: "né€".to_owned(),
-            ..r.clone()
-        }
-        .write_to(&mut buf);
+        Receipt { text: "né€".to_owned(), ..r.clone() }.write_to(&mut buf);
         assert!(buf.ends_with(b"text:n\xe9?"));
-        assert_eq!(
-            Receipt::parse_bytes(&buf).map(|p| p.text),
-            Ok("né?".to_owned())
-        );
+        assert_eq!(Receipt::parse_bytes(&buf).map(|p| p.text), Ok("né?".to_owned()));
     }
 
     #[test]
@@ -650,94 +618,48 @@ mod tests {
                 text: String::new(),
             }
         );
-        assert_eq!(
-            Receipt::parse("stat:DELIVRD text:x"),
-            Err(ReceiptError::MissingId)
-        );
-        assert_eq!(
-            Receipt::parse("id: stat:DELIVRD"),
-            Err(ReceiptError::MissingId)
-        );
-        assert_eq!(
-            Receipt::parse("id:1 sub:001"),
-            Err(ReceiptError::MissingStat)
-        );
+        assert_eq!(Receipt::parse("stat:DELIVRD text:x"), Err(ReceiptError::MissingId));
+        assert_eq!(Receipt::parse("id: stat:DELIVRD"), Err(ReceiptError::MissingId));
+        assert_eq!(Receipt::parse("id:1 sub:001"), Err(ReceiptError::MissingStat));
         assert_eq!(Receipt::parse(""), Err(ReceiptError::MissingId));
         // Fields after text: are part of the text.
-        assert_eq!(
-            Receipt::parse("id:1 text:x stat:DELIVRD"),
-            Err(ReceiptError::MissingStat)
-        );
+        assert_eq!(Receipt::parse("id:1 text:x stat:DELIVRD"), Err(ReceiptError::MissingStat));
     }
 
     #[test]
     fn parse_invalid_values() {
         let cases = [
             ("id:1 stat:BOGUS", ReceiptError::UnknownStat),
-            (
-                "id:1 stat:DELIVRD sub:0x1",
-                ReceiptError::Invalid {
-                    field: ReceiptField::Sub,
-                },
-            ),
-            (
-                "id:1 stat:DELIVRD sub:+1",
-                ReceiptError::Invalid {
-                    field: ReceiptField::Sub,
-                },
-            ),
+            ("id:1 stat:DELIVRD sub:0x1", ReceiptError::Invalid { field: ReceiptField::Sub }),
+            ("id:1 stat:DELIVRD sub:+1", ReceiptError::Invalid { field: ReceiptField::Sub }),
             (
                 "id:1 stat:DELIVRD dlvrd:4294967296",
-                ReceiptError::Invalid {
-                    field: ReceiptField::Dlvrd,
-                },
+                ReceiptError::Invalid { field: ReceiptField::Dlvrd },
             ),
-            (
-                "id:1 stat:DELIVRD err:65536",
-                ReceiptError::Invalid {
-                    field: ReceiptField::Err,
-                },
-            ),
-            (
-                "id:1 stat:DELIVRD err:E",
-                ReceiptError::Invalid {
-                    field: ReceiptField::Err,
-                },
-            ),
+            ("id:1 stat:DELIVRD err:65536", ReceiptError::Invalid { field: ReceiptField::Err }),
+            ("id:1 stat:DELIVRD err:E", ReceiptError::Invalid { field: ReceiptField::Err }),
             (
                 "id:1 stat:DELIVRD submit date:2613010000",
-                ReceiptError::Invalid {
-                    field: ReceiptField::SubmitDate,
-                },
+                ReceiptError::Invalid { field: ReceiptField::SubmitDate },
             ),
             (
                 "id:1 stat:DELIVRD done date:26010100",
-                ReceiptError::Invalid {
-                    field: ReceiptField::DoneDate,
-                },
+                ReceiptError::Invalid { field: ReceiptField::DoneDate },
             ),
             (
                 "id:1 stat:DELIVRD done date:20260101000000",
-                ReceiptError::Invalid {
-                    field: ReceiptField::DoneDate,
-                },
+                ReceiptError::Invalid { field: ReceiptField::DoneDate },
             ),
         ];
         for (s, e) in cases {
             assert_eq!(Receipt::parse(s), Err(e), "{s}");
         }
         let long = format!("id:{} stat:DELIVRD", "a".repeat(66));
-        assert_eq!(
-            Receipt::parse(&long),
-            Err(ReceiptError::IdTooLong { len: 66 })
-        );
+        assert_eq!(Receipt::parse(&long), Err(ReceiptError::IdTooLong { len: 66 }));
         let ok = format!("id:{} stat:DELIVRD", "f".repeat(65));
         assert_eq!(Receipt::parse(&ok).map(|r| r.id.len()), Ok(65));
         assert_eq!(
-            ReceiptError::Invalid {
-                field: ReceiptField::SubmitDate
-            }
-            .to_string(),
+            ReceiptError::Invalid { field: ReceiptField::SubmitDate }.to_string(),
             "receipt submit date value is invalid"
         );
     }
@@ -745,39 +667,14 @@ mod tests {
     #[test]
     fn stat_words_both_ways() {
         let table = [
-            (
-                ReceiptStat::Delivered,
-                "DELIVRD",
-                MessageState::DELIVERED,
-                true,
-            ),
+            (ReceiptStat::Delivered, "DELIVRD", MessageState::DELIVERED, true),
             (ReceiptStat::Expired, "EXPIRED", MessageState::EXPIRED, true),
             (ReceiptStat::Deleted, "DELETED", MessageState::DELETED, true),
-            (
-                ReceiptStat::Undeliverable,
-                "UNDELIV",
-                MessageState::UNDELIVERABLE,
-                true,
-            ),
-            (
-                ReceiptStat::Accepted,
-                "ACCEPTD",
-                MessageState::ACCEPTED,
-                false,
-            ),
+            (ReceiptStat::Undeliverable, "UNDELIV", MessageState::UNDELIVERABLE, true),
+            (ReceiptStat::Accepted, "ACCEPTD", MessageState::ACCEPTED, false),
             (ReceiptStat::Unknown, "UNKNOWN", MessageState::UNKNOWN, true),
-            (
-                ReceiptStat::Rejected,
-                "REJECTD",
-                MessageState::REJECTED,
-                true,
-            ),
-            (
-                ReceiptStat::Enroute,
-                "ENROUTE",
-                MessageState::ENROUTE,
-                false,
-            ),
+            (ReceiptStat::Rejected, "REJECTD", MessageState::REJECTED, true),
+            (ReceiptStat::Enroute, "ENROUTE", MessageState::ENROUTE, false),
         ];
         assert_eq!(table.map(|t| t.0), ReceiptStat::ALL);
         for (stat, word, state, fin) in table {
@@ -795,23 +692,11 @@ mod tests {
             assert_eq!(r.stat, stat);
             assert!(parse_ok(&Receipt { stat, ..r.clone() }.format()).stat == stat);
         }
-        assert_eq!(
-            ReceiptStat::parse("Failed"),
-            Some(ReceiptStat::Undeliverable)
-        );
-        assert_eq!(
-            ReceiptStat::parse("undelivered"),
-            Some(ReceiptStat::Undeliverable)
-        );
-        assert_eq!(
-            ReceiptStat::parse(" DELIVRD "),
-            Some(ReceiptStat::Delivered)
-        );
+        assert_eq!(ReceiptStat::parse("Failed"), Some(ReceiptStat::Undeliverable));
+        assert_eq!(ReceiptStat::parse("undelivered"), Some(ReceiptStat::Undeliverable));
+        assert_eq!(ReceiptStat::parse(" DELIVRD "), Some(ReceiptStat::Delivered));
         assert_eq!(ReceiptStat::parse(""), None);
-        assert_eq!(
-            "SCHEDULED".parse::<ReceiptStat>(),
-            Err(ReceiptError::UnknownStat)
-        );
+        assert_eq!("SCHEDULED".parse::<ReceiptStat>(), Err(ReceiptError::UnknownStat));
         for n in [0u8, 9, 10, 255] {
             assert_eq!(ReceiptStat::from_message_state(MessageState(n)), None);
         }
@@ -838,11 +723,7 @@ mod tests {
     fn check_reparse(r: &Receipt) {
         let mut expected = r.clone();
         expected.text = r.text.chars().take(TEXT_LEN).collect();
-        assert_eq!(
-            Receipt::parse(&r.format_with(true)).as_ref(),
-            Ok(&expected),
-            "{r:?}"
-        );
+        assert_eq!(Receipt::parse(&r.format_with(true)).as_ref(), Ok(&expected), "{r:?}");
     }
 
     #[test]
@@ -870,9 +751,7 @@ mod tests {
         let mut parsed = 0;
         for round in 0..30_000 {
             let mut s = if round % 3 == 0 {
-                (0..rng.below(80))
-                    .map(|_| u8::try_from(rng.below(256)).unwrap_or(0))
-                    .collect()
+                (0..rng.below(80)).map(|_| u8::try_from(rng.below(256)).unwrap_or(0)).collect()
             } else {
                 base.clone()
             };

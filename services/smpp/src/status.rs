@@ -157,9 +157,6 @@ mod tests {
         assert_eq!(CommandStatus(0x0401).name(), None);
         assert!(CommandStatus(0x0401).is_vendor_specific());
         assert_eq!(format!("{}", CommandStatus(0x0401)), "0x00000401");
-        assert_eq!(
-            format!("{:?}", CommandStatus(2)),
-            "ESME_RINVCMDLEN(0x00000002)"
-        );
+        assert_eq!(format!("{:?}", CommandStatus(2)), "ESME_RINVCMDLEN(0x00000002)");
     }
 }

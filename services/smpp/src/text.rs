@@ -237,11 +237,9 @@ pub enum TextError {
 /// Encodes as IA5 / ASCII; every character must be U+0000..=U+007F.
 pub fn ia5_encode(s: &str) -> Result<Vec<u8>, TextError> {
     match s.char_indices().find(|(_, ch)| !ch.is_ascii()) {
-        Some((offset, ch)) => Err(TextError::Unrepresentable {
-            ch,
-            offset,
-            alphabet: Alphabet::Ia5,
-        }),
+        Some((offset, ch)) => {
+            Err(TextError::Unrepresentable { ch, offset, alphabet: Alphabet::Ia5 })
+        }
         None => Ok(s.as_bytes().to_vec()),
     }
 }
@@ -420,13 +418,8 @@ pub(crate) mod tests {
 
     #[test]
     fn alphabet_round_trips_through_data_coding() {
-        for a in [
-            Alphabet::Gsm7,
-            Alphabet::Ia5,
-            Alphabet::Latin1,
-            Alphabet::Ucs2,
-            Alphabet::Binary,
-        ] {
+        for a in [Alphabet::Gsm7, Alphabet::Ia5, Alphabet::Latin1, Alphabet::Ucs2, Alphabet::Binary]
+        {
             assert_eq!(a.data_coding().map(DataCoding::alphabet), Some(a));
         }
         assert_eq!(Alphabet::Unknown.data_coding(), None);
@@ -437,36 +430,19 @@ pub(crate) mod tests {
         assert_eq!(ia5_encode("Hi {`}").expect("valid input"), b"Hi {`}");
         assert_eq!(
             ia5_encode("né"),
-            Err(TextError::Unrepresentable {
-                ch: 'é',
-                offset: 1,
-                alphabet: Alphabet::Ia5
-            })
+            Err(TextError::Unrepresentable { ch: 'é', offset: 1, alphabet: Alphabet::Ia5 })
         );
         assert_eq!(ia5_decode(b"ok\x7f").expect("valid input"), "ok\u{7f}");
-        assert_eq!(
-            ia5_decode(b"ok\xe9"),
-            Err(TextError::InvalidByte {
-                offset: 2,
-                byte: 0xE9
-            })
-        );
+        assert_eq!(ia5_decode(b"ok\xe9"), Err(TextError::InvalidByte { offset: 2, byte: 0xE9 }));
     }
 
     #[test]
     fn latin1() {
-        assert_eq!(
-            latin1_encode("ñÑüÿ").expect("valid input"),
-            [0xF1, 0xD1, 0xFC, 0xFF]
-        );
+        assert_eq!(latin1_encode("ñÑüÿ").expect("valid input"), [0xF1, 0xD1, 0xFC, 0xFF]);
         assert_eq!(latin1_decode(&[0xF1, 0xD1, 0xFC, 0xFF, 0x80]), "ñÑüÿ\u{80}");
         assert_eq!(
             latin1_encode("a€"),
-            Err(TextError::Unrepresentable {
-                ch: '€',
-                offset: 1,
-                alphabet: Alphabet::Latin1
-            })
+            Err(TextError::Unrepresentable { ch: '€', offset: 1, alphabet: Alphabet::Latin1 })
         );
     }
 
@@ -474,48 +450,27 @@ pub(crate) mod tests {
     fn ucs2_with_surrogates() {
         assert_eq!(ucs2_encode("😀"), [0xD8, 0x3D, 0xDE, 0x00]);
         assert_eq!(ucs2_encode("Añ€"), [0x00, 0x41, 0x00, 0xF1, 0x20, 0xAC]);
-        assert_eq!(
-            ucs2_decode(&[0xD8, 0x3D, 0xDE, 0x00]).expect("valid input"),
-            "😀"
-        );
-        assert_eq!(
-            ucs2_decode(&[0x00, 0x41, 0x00]),
-            Err(TextError::OddLength { len: 3 })
-        );
+        assert_eq!(ucs2_decode(&[0xD8, 0x3D, 0xDE, 0x00]).expect("valid input"), "😀");
+        assert_eq!(ucs2_decode(&[0x00, 0x41, 0x00]), Err(TextError::OddLength { len: 3 }));
         assert_eq!(
             ucs2_decode(&[0x00, 0x41, 0xD8, 0x3D]),
-            Err(TextError::UnpairedSurrogate {
-                offset: 2,
-                unit: 0xD83D
-            })
+            Err(TextError::UnpairedSurrogate { offset: 2, unit: 0xD83D })
         );
         assert_eq!(
             ucs2_decode(&[0xDE, 0x00, 0x00, 0x41]),
-            Err(TextError::UnpairedSurrogate {
-                offset: 0,
-                unit: 0xDE00
-            })
+            Err(TextError::UnpairedSurrogate { offset: 0, unit: 0xDE00 })
         );
         assert_eq!(
             ucs2_decode(&[0xD8, 0x3D, 0x00, 0x41]),
-            Err(TextError::UnpairedSurrogate {
-                offset: 0,
-                unit: 0xD83D
-            })
+            Err(TextError::UnpairedSurrogate { offset: 0, unit: 0xD83D })
         );
-        assert_eq!(
-            ucs2_decode_lossy(&[0xD8, 0x3D, 0x00, 0x41, 0x00]),
-            "\u{FFFD}A\u{FFFD}"
-        );
+        assert_eq!(ucs2_decode_lossy(&[0xD8, 0x3D, 0x00, 0x41, 0x00]), "\u{FFFD}A\u{FFFD}");
     }
 
     #[test]
     fn dispatchers() {
         assert_eq!(encode("@", Alphabet::Gsm7).expect("valid input"), [0]);
-        assert_eq!(
-            decode(&[0x1B, 0x65], Alphabet::Gsm7).expect("valid input"),
-            "€"
-        );
+        assert_eq!(decode(&[0x1B, 0x65], Alphabet::Gsm7).expect("valid input"), "€");
         for alphabet in [Alphabet::Binary, Alphabet::Unknown] {
             assert_eq!(encode("x", alphabet), Err(TextError::NotText { alphabet }));
             assert_eq!(decode(b"x", alphabet), Err(TextError::NotText { alphabet }));
@@ -526,16 +481,10 @@ pub(crate) mod tests {
     fn choose_smallest() {
         assert_eq!(
             choose("Hello €"),
-            (
-                DataCoding::DEFAULT,
-                gsm7_encode("Hello €").expect("valid input")
-            )
+            (DataCoding::DEFAULT, gsm7_encode("Hello €").expect("valid input"))
         );
         assert_eq!(choose("ça"), (DataCoding::LATIN1, vec![0xE7, 0x61]));
-        assert_eq!(
-            choose_with("ça", false),
-            (DataCoding::UCS2, vec![0, 0xE7, 0, 0x61])
-        );
+        assert_eq!(choose_with("ça", false), (DataCoding::UCS2, vec![0, 0xE7, 0, 0x61]));
         assert_eq!(choose("€ç"), (DataCoding::UCS2, vec![0x20, 0xAC, 0, 0xE7]));
         assert_eq!(choose("😀").0, DataCoding::UCS2);
         assert_eq!(choose(""), (DataCoding::DEFAULT, vec![]));
@@ -621,29 +570,15 @@ pub(crate) mod tests {
             let s = rng.string(200);
             let (dc, bytes) = choose(&s);
             assert_eq!(decode(&bytes, dc.alphabet()).expect("valid input"), s);
-            for alphabet in [
-                Alphabet::Gsm7,
-                Alphabet::Ia5,
-                Alphabet::Latin1,
-                Alphabet::Ucs2,
-            ] {
+            for alphabet in [Alphabet::Gsm7, Alphabet::Ia5, Alphabet::Latin1, Alphabet::Ucs2] {
                 if let Ok(enc) = encode(&s, alphabet) {
-                    assert_eq!(
-                        decode(&enc, alphabet).expect("valid input"),
-                        s,
-                        "{alphabet}"
-                    );
+                    assert_eq!(decode(&enc, alphabet).expect("valid input"), s, "{alphabet}");
                 }
             }
             assert_eq!(gsm7_septets(&s), gsm7_encode(&s).ok().map(|v| v.len()));
 
             let junk = rng.bytes(64);
-            for alphabet in [
-                Alphabet::Gsm7,
-                Alphabet::Ia5,
-                Alphabet::Latin1,
-                Alphabet::Ucs2,
-            ] {
+            for alphabet in [Alphabet::Gsm7, Alphabet::Ia5, Alphabet::Latin1, Alphabet::Ucs2] {
                 let _ = decode(&junk, alphabet);
             }
             let _ = ucs2_decode_lossy(&junk);
@@ -652,10 +587,7 @@ pub(crate) mod tests {
             let _ = gsm7_unpack(&junk, count, fill);
             let septets: Vec<u8> = junk.iter().map(|b| b & 0x7F).collect();
             let packed = gsm7_pack(&septets, fill);
-            assert_eq!(
-                gsm7_unpack(&packed, septets.len(), fill).expect("valid input"),
-                septets
-            );
+            assert_eq!(gsm7_unpack(&packed, septets.len(), fill).expect("valid input"), septets);
         }
     }
 }

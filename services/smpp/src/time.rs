@@ -97,29 +97,19 @@ impl AbsoluteTime {
         let offset = dt.offset().local_minus_utc();
         if offset % QUARTER_HOUR_SECS != 0 || offset.unsigned_abs() > MAX_OFFSET_SECS.unsigned_abs()
         {
-            return Err(TimeError::Field {
-                field: TimeField::Offset,
-            });
+            return Err(TimeError::Field { field: TimeField::Offset });
         }
         let local = dt.naive_local();
         if !(2000..=2099).contains(&local.year()) {
-            return Err(TimeError::Field {
-                field: TimeField::Year,
-            });
+            return Err(TimeError::Field { field: TimeField::Year });
         }
         let nanos = local.nanosecond();
         if nanos >= 1_000_000_000 {
             // chrono's leap second representation; `ss` stops at 59.
-            return Err(TimeError::Field {
-                field: TimeField::Second,
-            });
+            return Err(TimeError::Field { field: TimeField::Second });
         }
         let truncated = nanos - nanos % NANOS_PER_TENTH;
-        dt.with_nanosecond(truncated)
-            .map(Self)
-            .ok_or(TimeError::Field {
-                field: TimeField::Tenths,
-            })
+        dt.with_nanosecond(truncated).map(Self).ok_or(TimeError::Field { field: TimeField::Tenths })
     }
 
     /// The date-time, in the offset it was written with.
@@ -168,9 +158,7 @@ impl RelativeTime {
     /// the new month's end becomes its last day), then days, hours, minutes, seconds
     /// as fixed lengths. `None` if the result is out of chrono's range.
     pub fn add_to(&self, base: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let months = u32::from(self.years)
-            .checked_mul(12)?
-            .checked_add(u32::from(self.months))?;
+        let months = u32::from(self.years).checked_mul(12)?.checked_add(u32::from(self.months))?;
         let secs = i64::from(self.days)
             .checked_mul(86_400)?
             .checked_add(i64::from(self.hours).checked_mul(3_600)?)?
@@ -207,9 +195,8 @@ impl SmppTime {
         if s.is_empty() {
             return Ok(None);
         }
-        let b: &[u8; SMPP_TIME_LEN] = s
-            .try_into()
-            .map_err(|_| TimeError::Length { len: s.len() })?;
+        let b: &[u8; SMPP_TIME_LEN] =
+            s.try_into().map_err(|_| TimeError::Length { len: s.len() })?;
         let mut digits = [0u8; SMPP_TIME_LEN - 1];
         for (offset, (d, &c)) in digits.iter_mut().zip(b.iter()).enumerate() {
             if !c.is_ascii_digit() {
@@ -227,9 +214,7 @@ impl SmppTime {
         match b[SMPP_TIME_LEN - 1] {
             b'R' => {
                 if let Some(offset) = [t, n1, n2].iter().position(|&d| d != 0) {
-                    return Err(TimeError::RelativeNotZero {
-                        offset: 12 + offset,
-                    });
+                    return Err(TimeError::RelativeNotZero { offset: 12 + offset });
                 }
                 Ok(Some(Self::Relative(RelativeTime {
                     years: yy,
@@ -326,9 +311,7 @@ impl SmppTime {
 
 impl fmt::Display for SmppTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.format()
-            .iter()
-            .try_for_each(|&b| fmt::Write::write_char(f, char::from(b)))
+        self.format().iter().try_for_each(|&b| fmt::Write::write_char(f, char::from(b)))
     }
 }
 
@@ -383,10 +366,8 @@ pub fn parse_receipt_date(s: &str) -> Option<NaiveDateTime> {
     if !matches!(b.len(), 10 | 12) || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let mut fields = b.chunks_exact(2).map(|p| {
-        p.iter()
-            .fold(0u32, |acc, &c| acc * 10 + u32::from(c - b'0'))
-    });
+    let mut fields =
+        b.chunks_exact(2).map(|p| p.iter().fold(0u32, |acc, &c| acc * 10 + u32::from(c - b'0')));
     let mut next = || fields.next();
     let (yy, mo, dd, hh, mi) = (next()?, next()?, next()?, next()?, next()?);
     let ss = next().unwrap_or(0);
@@ -447,23 +428,16 @@ mod tests {
     #[test]
     fn absolute_ahead_of_utc() {
         let t = round_trip("261127031500004+");
-        let SmppTime::Absolute(a) = t else {
-            panic!("not absolute: {t:?}")
-        };
+        let SmppTime::Absolute(a) = t else { panic!("not absolute: {t:?}") };
         assert_eq!(a.datetime(), fixed(3600, 2026, 11, 27, 3, 15, 0));
         assert_eq!(a.datetime().offset().local_minus_utc(), 3600);
-        assert_eq!(
-            t.resolve(utc(2000, 1, 1, 0, 0, 0)),
-            Some(utc(2026, 11, 27, 2, 15, 0))
-        );
+        assert_eq!(t.resolve(utc(2000, 1, 1, 0, 0, 0)), Some(utc(2026, 11, 27, 2, 15, 0)));
     }
 
     #[test]
     fn absolute_behind_utc_with_tenths() {
         let t = round_trip("991231235959948-");
-        let SmppTime::Absolute(a) = t else {
-            panic!("not absolute: {t:?}")
-        };
+        let SmppTime::Absolute(a) = t else { panic!("not absolute: {t:?}") };
         assert_eq!(a.tenths(), 9);
         assert_eq!(a.datetime().offset().local_minus_utc(), -12 * 3600);
         assert_eq!(a.datetime().nanosecond(), 900_000_000);
@@ -474,9 +448,7 @@ mod tests {
     #[test]
     fn quarter_hour_offsets() {
         let t = round_trip("000101000000123+");
-        let SmppTime::Absolute(a) = t else {
-            panic!("not absolute: {t:?}")
-        };
+        let SmppTime::Absolute(a) = t else { panic!("not absolute: {t:?}") };
         assert_eq!(a.datetime().offset().local_minus_utc(), 23 * 900);
         assert_eq!(a.tenths(), 1);
         round_trip("000101000000000+");
@@ -495,10 +467,7 @@ mod tests {
         // Same instant, different encodings.
         let a = parse_ok("261127031500004+");
         let b = parse_ok("261127021500000+");
-        assert_eq!(
-            a.resolve(utc(2000, 1, 1, 0, 0, 0)),
-            b.resolve(utc(2000, 1, 1, 0, 0, 0))
-        );
+        assert_eq!(a.resolve(utc(2000, 1, 1, 0, 0, 0)), b.resolve(utc(2000, 1, 1, 0, 0, 0)));
         assert_ne!(a, b);
     }
 
@@ -514,10 +483,7 @@ mod tests {
             SmppTime::absolute(fixed(13 * 3600, 2030, 1, 1, 0, 0, 0)),
             Err(field(TimeField::Offset))
         );
-        assert_eq!(
-            SmppTime::absolute(fixed(0, 2100, 1, 1, 0, 0, 0)),
-            Err(field(TimeField::Year))
-        );
+        assert_eq!(SmppTime::absolute(fixed(0, 2100, 1, 1, 0, 0, 0)), Err(field(TimeField::Year)));
         assert_eq!(
             SmppTime::absolute(fixed(0, 1999, 12, 31, 23, 59, 59)),
             Err(field(TimeField::Year))
@@ -538,26 +504,14 @@ mod tests {
     #[test]
     fn relative_one_day() {
         let t = round_trip("000001000000000R");
-        assert_eq!(
-            t,
-            SmppTime::Relative(RelativeTime {
-                days: 1,
-                ..RelativeTime::default()
-            })
-        );
-        assert_eq!(
-            t.resolve(utc(2026, 12, 31, 22, 0, 0)),
-            Some(utc(2027, 1, 1, 22, 0, 0))
-        );
+        assert_eq!(t, SmppTime::Relative(RelativeTime { days: 1, ..RelativeTime::default() }));
+        assert_eq!(t.resolve(utc(2026, 12, 31, 22, 0, 0)), Some(utc(2027, 1, 1, 22, 0, 0)));
     }
 
     #[test]
     fn relative_all_fields() {
         let t = round_trip("010203040506000R");
-        assert_eq!(
-            t.resolve(utc(2026, 1, 1, 0, 0, 0)),
-            Some(utc(2027, 3, 4, 4, 5, 6))
-        );
+        assert_eq!(t.resolve(utc(2026, 1, 1, 0, 0, 0)), Some(utc(2027, 3, 4, 4, 5, 6)));
         let t = round_trip("999999999999000R");
         assert!(t.resolve(utc(2026, 1, 1, 0, 0, 0)).is_some());
         assert_eq!(
@@ -569,19 +523,10 @@ mod tests {
     #[test]
     fn relative_month_clamps_to_month_end() {
         let t = round_trip("000100000000000R");
-        assert_eq!(
-            t.resolve(utc(2027, 1, 31, 10, 0, 0)),
-            Some(utc(2027, 2, 28, 10, 0, 0))
-        );
-        assert_eq!(
-            t.resolve(utc(2028, 1, 31, 10, 0, 0)),
-            Some(utc(2028, 2, 29, 10, 0, 0))
-        );
+        assert_eq!(t.resolve(utc(2027, 1, 31, 10, 0, 0)), Some(utc(2027, 2, 28, 10, 0, 0)));
+        assert_eq!(t.resolve(utc(2028, 1, 31, 10, 0, 0)), Some(utc(2028, 2, 29, 10, 0, 0)));
         let year = parse_ok("010000000000000R");
-        assert_eq!(
-            year.resolve(utc(2028, 2, 29, 0, 0, 0)),
-            Some(utc(2029, 2, 28, 0, 0, 0))
-        );
+        assert_eq!(year.resolve(utc(2028, 2, 29, 0, 0, 0)), Some(utc(2029, 2, 28, 0, 0, 0)));
     }
 
     #[test]
@@ -623,38 +568,21 @@ mod tests {
             (b"261127031560004+", field(TimeField::Second)),
             (b"261127031500049+", field(TimeField::Offset)),
             (b"261127031500004X", TimeError::Sign { byte: b'X' }),
-            (
-                b"000001000000100R",
-                TimeError::RelativeNotZero { offset: 12 },
-            ),
+            (b"000001000000100R", TimeError::RelativeNotZero { offset: 12 }),
         ];
         for (input, expected) in cases {
-            assert_eq!(
-                parse_err(input),
-                expected,
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(parse_err(input), expected, "{:?}", String::from_utf8_lossy(input));
         }
-        assert_eq!(
-            parse_err(b"000001000000001R"),
-            TimeError::RelativeNotZero { offset: 14 }
-        );
+        assert_eq!(parse_err(b"000001000000001R"), TimeError::RelativeNotZero { offset: 14 });
         assert_eq!(parse_err(b"261100031500004+"), field(TimeField::Day));
         assert_eq!(parse_err(b"261131031500004+"), field(TimeField::Day));
-        assert_eq!(
-            parse_err("26112703150000é".as_bytes()),
-            TimeError::NotDigit { offset: 14 }
-        );
+        assert_eq!(parse_err("26112703150000é".as_bytes()), TimeError::NotDigit { offset: 14 });
     }
 
     #[test]
     fn errors_display() {
         assert_eq!(
-            TimeError::Field {
-                field: TimeField::Offset
-            }
-            .to_string(),
+            TimeError::Field { field: TimeField::Offset }.to_string(),
             "SMPP time UTC offset out of range"
         );
         assert_eq!(
@@ -720,9 +648,7 @@ mod tests {
         let mut parsed = 0;
         for _ in 0..50_000 {
             let len = if rng.below(8) == 0 { rng.below(20) } else { 16 };
-            let mut s: Vec<u8> = (0..len)
-                .map(|_| ALPHABET[rng.below(ALPHABET.len())])
-                .collect();
+            let mut s: Vec<u8> = (0..len).map(|_| ALPHABET[rng.below(ALPHABET.len())]).collect();
             if len == 16 && rng.below(2) == 0 {
                 // Bias towards plausible values so the field checks are reached:
                 // each digit drawn from a little past its valid range.

@@ -166,10 +166,7 @@ impl Value for MessageState {
 impl Value for NetworkErrorCode {
     fn decode(raw: &Bytes) -> Option<Self> {
         let [network_type, hi, lo] = raw.get(..3)?.try_into().ok()?;
-        Some(Self {
-            network_type,
-            error_code: u16::from_be_bytes([hi, lo]),
-        })
+        Some(Self { network_type, error_code: u16::from_be_bytes([hi, lo]) })
     }
     fn len(&self) -> usize {
         3
@@ -183,10 +180,7 @@ impl Value for NetworkErrorCode {
 impl Value for ItsSessionInfo {
     fn decode(raw: &Bytes) -> Option<Self> {
         let [session_number, sequence] = raw.get(..2)?.try_into().ok()?;
-        Some(Self {
-            session_number,
-            sequence,
-        })
+        Some(Self { session_number, sequence })
     }
     fn len(&self) -> usize {
         2
@@ -511,10 +505,7 @@ impl Tlvs {
             }
             let value = body.slice(4..4 + len);
             body = body.slice(4 + len..);
-            tlvs.push(Tlv::decode_value(
-                TlvTag(u16::from_be_bytes([t0, t1])),
-                value,
-            )?);
+            tlvs.push(Tlv::decode_value(TlvTag(u16::from_be_bytes([t0, t1])), value)?);
         }
         Ok(Self(tlvs))
     }
@@ -559,20 +550,11 @@ mod tests {
         assert_eq!(t.message_state(), Some(MessageState::DELIVERED));
         assert_eq!(
             t.network_error_code(),
-            Some(NetworkErrorCode {
-                network_type: 3,
-                error_code: 1
-            })
+            Some(NetworkErrorCode { network_type: 3, error_code: 1 })
         );
-        assert_eq!(
-            t.receipted_message_id().map(TlvString::value),
-            Some(&b"abc"[..])
-        );
+        assert_eq!(t.receipted_message_id().map(TlvString::value), Some(&b"abc"[..]));
         let sar = t.sar().expect("sar");
-        assert_eq!(
-            (sar.msg_ref_num, sar.total_segments, sar.segment_seqnum),
-            (0x1234, 3, 1)
-        );
+        assert_eq!((sar.msg_ref_num, sar.total_segments, sar.segment_seqnum), (0x1234, 3, 1));
     }
 
     #[test]
@@ -587,10 +569,7 @@ mod tests {
     #[test]
     fn receipted_message_id_without_nul_survives() {
         let t = roundtrip(&[0x00, 0x1E, 0, 3, b'x', b'y', b'z']);
-        assert_eq!(
-            t.receipted_message_id().map(TlvString::value),
-            Some(&b"xyz"[..])
-        );
+        assert_eq!(t.receipted_message_id().map(TlvString::value), Some(&b"xyz"[..]));
     }
 
     #[test]
@@ -598,14 +577,8 @@ mod tests {
         let dec = |b: &[u8]| Tlvs::decode(Bytes::copy_from_slice(b));
         assert_eq!(dec(&[0x02, 0x0C, 0]), Err(TlvError::Stream));
         assert_eq!(dec(&[0x02, 0x0C, 0, 5, 1]), Err(TlvError::Stream));
-        assert_eq!(
-            dec(&[0x02, 0x0C, 0, 1, 1]),
-            Err(TlvError::Length(TlvTag::SAR_MSG_REF_NUM))
-        );
-        assert_eq!(
-            dec(&[0x04, 0x27, 0, 0]),
-            Err(TlvError::Length(TlvTag::MESSAGE_STATE))
-        );
+        assert_eq!(dec(&[0x02, 0x0C, 0, 1, 1]), Err(TlvError::Length(TlvTag::SAR_MSG_REF_NUM)));
+        assert_eq!(dec(&[0x04, 0x27, 0, 0]), Err(TlvError::Length(TlvTag::MESSAGE_STATE)));
     }
 
     #[test]

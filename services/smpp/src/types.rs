@@ -26,28 +26,37 @@ pub enum FieldError {
 impl<const MAX: usize> COctetString<MAX> {
     /// The empty string (a lone NUL on the wire).
     pub const EMPTY: Self = {
-        assert!(
-            MAX >= 1 && MAX <= 256,
-            "C-Octet String size must be 1..=256"
-        );
-        Self {
-            len: 0,
-            buf: [0; MAX],
-        }
+        assert!(MAX >= 1 && MAX <= 256, "C-Octet String size must be 1..=256");
+        Self { len: 0, buf: [0; MAX] }
     };
 
     /// Builds the field from its characters (without the terminator).
     pub fn new(value: &[u8]) -> Result<Self, FieldError> {
         if value.len() >= MAX {
-            return Err(FieldError::TooLong {
-                len: value.len() + 1,
-                max: MAX,
-            });
+            return Err(FieldError::TooLong { len: value.len() + 1, max: MAX });
         }
         if let Some(offset) = memchr::memchr(0, value) {
             return Err(FieldError::Nul { offset });
         }
         Ok(Self::from_checked(value))
+    }
+
+    /// Reads a NUL-terminated value off the front of `rest`, returning it and the octets
+    /// consumed. `Err(true)`: no NUL within MAX octets (too long); `Err(false)`: the input
+    /// ends first. The fixed-size copy compiles to a few vector moves, where a copy of
+    /// the exact length would be a `memcpy` call per field; octets after the NUL that
+    /// land in `buf` are never read.
+    pub(crate) fn read(rest: &[u8]) -> Result<(Self, usize), bool> {
+        let mut buf = [0u8; MAX];
+        let n = rest.len().min(MAX);
+        match rest.first_chunk::<MAX>() {
+            Some(chunk) => buf = *chunk,
+            None => buf[..n].copy_from_slice(&rest[..n]),
+        }
+        match buf[..n].iter().position(|&b| b == 0) {
+            Some(end) => Ok((Self { len: end as u8, buf }, end + 1)),
+            None => Err(n == MAX),
+        }
     }
 
     /// `value` is known to be shorter than MAX and NUL-free.
@@ -170,11 +179,7 @@ pub struct Address<const MAX: usize = 21> {
 
 impl<const MAX: usize> Address<MAX> {
     pub fn new(ton: Ton, npi: Npi, addr: &str) -> Result<Self, FieldError> {
-        Ok(Self {
-            ton,
-            npi,
-            addr: COctetString::new(addr.as_bytes())?,
-        })
+        Ok(Self { ton, npi, addr: COctetString::new(addr.as_bytes())? })
     }
 
     /// An international ISDN number (TON 1, NPI 1), the usual MSISDN form.
@@ -268,10 +273,7 @@ mod tests {
             COctetString::<21>::new(&[b'1'; 21]),
             Err(FieldError::TooLong { len: 22, max: 21 })
         );
-        assert_eq!(
-            COctetString::<21>::new(b"12\x003"),
-            Err(FieldError::Nul { offset: 2 })
-        );
+        assert_eq!(COctetString::<21>::new(b"12\x003"), Err(FieldError::Nul { offset: 2 }));
         assert!(Address::<21>::international("123456789012345678901").is_err());
     }
 

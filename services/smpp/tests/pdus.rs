@@ -59,10 +59,7 @@ fn every_pdu() -> Vec<Pdu> {
     let tlvs = Tlvs::from(vec![
         Tlv::UserMessageReference(7),
         Tlv::SourcePort(1234),
-        Tlv::Other {
-            tag: TlvTag(0x1401),
-            value: Bytes::from_static(b"vendor"),
-        },
+        Tlv::Other { tag: TlvTag(0x1401), value: Bytes::from_static(b"vendor") },
     ]);
     let mut sm = submit(b"hello", 0);
     sm.service_type = cs("CMT");
@@ -74,32 +71,20 @@ fn every_pdu() -> Vec<Pdu> {
         Body::BindTransmitter(bind()),
         Body::BindReceiver(bind()),
         Body::BindTransceiver(bind()),
-        Body::BindTransmitterResp(BindResp {
-            system_id: cs("smsc"),
-            tlvs: Tlvs::new(),
-        }),
+        Body::BindTransmitterResp(BindResp { system_id: cs("smsc"), tlvs: Tlvs::new() }),
         Body::BindReceiverResp(BindResp {
             system_id: cs("smsc"),
             tlvs: vec![Tlv::ScInterfaceVersion(0x34)].into(),
         }),
-        Body::BindTransceiverResp(BindResp {
-            system_id: cs("smsc"),
-            tlvs: Tlvs::new(),
-        }),
-        Body::Outbind(Outbind {
-            system_id: cs("smsc"),
-            password: cs("pw"),
-        }),
+        Body::BindTransceiverResp(BindResp { system_id: cs("smsc"), tlvs: Tlvs::new() }),
+        Body::Outbind(Outbind { system_id: cs("smsc"), password: cs("pw") }),
         Body::Unbind,
         Body::UnbindResp,
         Body::GenericNack,
         Body::EnquireLink,
         Body::EnquireLinkResp,
         Body::SubmitSm(sm.clone()),
-        Body::SubmitSmResp(MessageIdResp {
-            message_id: cs("abc"),
-            tlvs: Tlvs::new(),
-        }),
+        Body::SubmitSmResp(MessageIdResp { message_id: cs("abc"), tlvs: Tlvs::new() }),
         Body::DeliverSm(sm.clone()),
         Body::DeliverSmResp(MessageIdResp::default()),
         Body::DataSm(DataSm {
@@ -111,10 +96,7 @@ fn every_pdu() -> Vec<Pdu> {
             data_coding: DataCoding(4),
             tlvs: vec![Tlv::MessagePayload(Bytes::from(vec![7u8; 300]))].into(),
         }),
-        Body::DataSmResp(MessageIdResp {
-            message_id: cs("d1"),
-            tlvs: tlvs.clone(),
-        }),
+        Body::DataSmResp(MessageIdResp { message_id: cs("d1"), tlvs: tlvs.clone() }),
         Body::SubmitMulti(SubmitMulti {
             service_type: cs(""),
             source: intl("111"),
@@ -136,10 +118,7 @@ fn every_pdu() -> Vec<Pdu> {
             }],
             tlvs: Tlvs::new(),
         }),
-        Body::QuerySm(QuerySm {
-            message_id: cs("abc"),
-            source: intl("111"),
-        }),
+        Body::QuerySm(QuerySm { message_id: cs("abc"), source: intl("111") }),
         Body::QuerySmResp(QuerySmResp {
             message_id: cs("abc"),
             final_date: TimeString::new(b"261127031500000+").expect("time"),
@@ -170,11 +149,7 @@ fn every_pdu() -> Vec<Pdu> {
             tlvs: vec![Tlv::MsAvailabilityStatus(0)].into(),
         }),
     ];
-    bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, b)| Pdu::new(i as u32 + 1, b))
-        .collect()
+    bodies.into_iter().enumerate().map(|(i, b)| Pdu::new(i as u32 + 1, b)).collect()
 }
 
 #[test]
@@ -190,10 +165,7 @@ fn every_pdu_round_trips() {
     for pdu in every_pdu() {
         let bytes = pdu.to_bytes().expect("encodes");
         assert_eq!(bytes.len(), pdu.encoded_len(), "{:?}", pdu.command_id());
-        assert_eq!(
-            u32::from_be_bytes(bytes[..4].try_into().expect("4")) as usize,
-            bytes.len()
-        );
+        assert_eq!(u32::from_be_bytes(bytes[..4].try_into().expect("4")) as usize, bytes.len());
         let back = decode(bytes.clone()).unwrap_or_else(|e| panic!("{pdu:?}: {e}"));
         assert_eq!(back, pdu);
         assert_eq!(back.to_bytes().expect("re-encodes"), bytes);
@@ -224,14 +196,8 @@ fn vector_bind_transceiver_resp() {
             tlvs: vec![Tlv::ScInterfaceVersion(0x34)].into(),
         }),
     );
-    assert_eq!(
-        pdu.to_bytes().expect("encodes"),
-        vector("bind_transceiver_resp")
-    );
-    assert_eq!(
-        decode(vector("bind_transceiver_resp")).expect("decodes"),
-        pdu
-    );
+    assert_eq!(pdu.to_bytes().expect("encodes"), vector("bind_transceiver_resp"));
+    assert_eq!(decode(vector("bind_transceiver_resp")).expect("decodes"), pdu);
 }
 
 #[test]
@@ -242,9 +208,7 @@ fn vector_submit_sm_gsm() {
     assert_eq!(pdu.to_bytes().expect("encodes"), vector("submit_sm_gsm"));
     let back = decode(vector("submit_sm_gsm")).expect("decodes");
     assert_eq!(back, pdu);
-    let Body::SubmitSm(sm) = back.body else {
-        panic!("submit_sm")
-    };
+    let Body::SubmitSm(sm) = back.body else { panic!("submit_sm") };
     let decoded = smsc_smpp::text::gsm7_decode(sm.short_message.as_bytes()).expect("text");
     assert_eq!(decoded, "Hello @ € { ß");
 }
@@ -268,10 +232,7 @@ fn vector_submit_sm_ucs2() {
 fn vector_submit_sm_resp_and_generic_nack() {
     let resp = Pdu::new(
         2,
-        Body::SubmitSmResp(MessageIdResp {
-            message_id: cs("0123456789abcdef"),
-            tlvs: Tlvs::new(),
-        }),
+        Body::SubmitSmResp(MessageIdResp { message_id: cs("0123456789abcdef"), tlvs: Tlvs::new() }),
     );
     assert_eq!(resp.to_bytes().expect("encodes"), vector("submit_sm_resp"));
     let nack = Pdu::generic_nack(42, CommandStatus::ESME_RINVCMDID);
@@ -293,32 +254,21 @@ fn vector_deliver_sm_receipt() {
         tlvs: vec![
             Tlv::ReceiptedMessageId(TlvString::new(b"0123456789abcdef")),
             Tlv::MessageState(MessageState::DELIVERED),
-            Tlv::NetworkErrorCode(NetworkErrorCode {
-                network_type: 3,
-                error_code: 0,
-            }),
+            Tlv::NetworkErrorCode(NetworkErrorCode { network_type: 3, error_code: 0 }),
         ]
         .into(),
         ..DeliverSm::default()
     };
     let pdu = Pdu::new(7, Body::DeliverSm(dlr));
-    assert_eq!(
-        pdu.to_bytes().expect("encodes"),
-        vector("deliver_sm_receipt")
-    );
+    assert_eq!(pdu.to_bytes().expect("encodes"), vector("deliver_sm_receipt"));
     let back = decode(vector("deliver_sm_receipt")).expect("decodes");
     assert_eq!(back, pdu);
-    let Body::DeliverSm(d) = back.body else {
-        panic!("deliver_sm")
-    };
+    let Body::DeliverSm(d) = back.body else { panic!("deliver_sm") };
     assert!(d.esm_class.is_delivery_receipt());
     let r = smsc_smpp::receipt::Receipt::parse_bytes(d.short_message.as_bytes()).expect("receipt");
     assert_eq!(r.id, "0123456789abcdef");
     assert_eq!(r.stat, smsc_smpp::receipt::ReceiptStat::Delivered);
-    assert_eq!(
-        d.tlvs.receipted_message_id().map(TlvString::value),
-        Some(&b"0123456789abcdef"[..])
-    );
+    assert_eq!(d.tlvs.receipted_message_id().map(TlvString::value), Some(&b"0123456789abcdef"[..]));
 }
 
 /// Builds a raw PDU around `body`, with a correct command_length.
@@ -373,11 +323,7 @@ fn malformed_input_gets_the_specs_status() {
         ),
         (
             "source_addr without terminator within 21",
-            raw(
-                4,
-                5,
-                &submit_body(&[b'1'; 30], b"222\0", b"\0", 0, b"", &[]),
-            ),
+            raw(4, 5, &submit_body(&[b'1'; 30], b"222\0", b"\0", 0, b"", &[])),
             CommandStatus::ESME_RINVSRCADR,
             Some(CommandId::SubmitSmResp),
         ),
@@ -401,21 +347,13 @@ fn malformed_input_gets_the_specs_status() {
         ),
         (
             "sm_length 255",
-            raw(
-                4,
-                5,
-                &submit_body(b"1\0", b"2\0", b"\0", 255, &[b'x'; 255], &[]),
-            ),
+            raw(4, 5, &submit_body(b"1\0", b"2\0", b"\0", 255, &[b'x'; 255], &[])),
             CommandStatus::ESME_RINVMSGLEN,
             Some(CommandId::SubmitSmResp),
         ),
         (
             "TLV running past the body",
-            raw(
-                4,
-                5,
-                &submit_body(b"1\0", b"2\0", b"\0", 0, b"", &[0x04, 0x24, 0, 9, 1]),
-            ),
+            raw(4, 5, &submit_body(b"1\0", b"2\0", b"\0", 0, b"", &[0x04, 0x24, 0, 9, 1])),
             CommandStatus::ESME_RINVOPTPARSTREAM,
             Some(CommandId::SubmitSmResp),
         ),
@@ -427,11 +365,7 @@ fn malformed_input_gets_the_specs_status() {
         ),
         (
             "known TLV with a wrong length",
-            raw(
-                4,
-                5,
-                &submit_body(b"1\0", b"2\0", b"\0", 0, b"", &[0x02, 0x0C, 0, 1, 9]),
-            ),
+            raw(4, 5, &submit_body(b"1\0", b"2\0", b"\0", 0, b"", &[0x02, 0x0C, 0, 1, 9])),
             CommandStatus::ESME_RINVPARLEN,
             Some(CommandId::SubmitSmResp),
         ),
@@ -487,26 +421,14 @@ fn length_mismatch_is_fatal() {
     let err = decode(b.freeze()).expect_err("mismatch");
     assert!(err.is_fatal());
     assert!(matches!(err.kind, DecodeErrorKind::CommandLength { .. }));
-    assert_eq!(
-        err.response().map(|p| p.command_id()),
-        Some(CommandId::GenericNack)
-    );
+    assert_eq!(err.response().map(|p| p.command_id()), Some(CommandId::GenericNack));
 }
 
 #[test]
 fn field_errors_name_the_field() {
-    let err = decode(raw(
-        4,
-        1,
-        &submit_body(&[b'1'; 30], b"2\0", b"\0", 0, b"", &[]),
-    ))
-    .expect_err("too long");
-    assert_eq!(
-        err.kind,
-        DecodeErrorKind::TooLong {
-            field: Field::SourceAddr
-        }
-    );
+    let err = decode(raw(4, 1, &submit_body(&[b'1'; 30], b"2\0", b"\0", 0, b"", &[])))
+        .expect_err("too long");
+    assert_eq!(err.kind, DecodeErrorKind::TooLong { field: Field::SourceAddr });
 }
 
 #[test]
@@ -523,16 +445,10 @@ fn limits_hold_at_the_boundary() {
 
 #[test]
 fn too_many_destinations_cannot_be_encoded() {
-    let multi = SubmitMulti {
-        dests: vec![DestAddress::Sme(intl("1")); 255],
-        ..SubmitMulti::default()
-    };
+    let multi =
+        SubmitMulti { dests: vec![DestAddress::Sme(intl("1")); 255], ..SubmitMulti::default() };
     let mut out = BytesMut::new();
-    assert!(
-        Pdu::new(1, Body::SubmitMulti(multi))
-            .encode(&mut out)
-            .is_err()
-    );
+    assert!(Pdu::new(1, Body::SubmitMulti(multi)).encode(&mut out).is_err());
     assert!(out.is_empty(), "nothing written on failure");
 }
 
@@ -541,10 +457,7 @@ mod props {
     use proptest::prelude::*;
 
     fn samples() -> Vec<Bytes> {
-        every_pdu()
-            .iter()
-            .map(|p| p.to_bytes().expect("encodes"))
-            .collect()
+        every_pdu().iter().map(|p| p.to_bytes().expect("encodes")).collect()
     }
 
     /// Whatever decodes must re-encode to something that decodes to the same PDU.
@@ -613,34 +526,16 @@ async fn tokio_codec_keeps_the_stream_after_a_bad_body() {
     stream.extend_from_slice(&vector("enquire_link"));
     let mut framed = FramedRead::new(&stream[..], SmppCodec::default());
 
-    let first = framed
-        .next()
-        .await
-        .expect("item")
-        .expect("framing")
-        .expect("pdu");
+    let first = framed.next().await.expect("item").expect("framing").expect("pdu");
     assert_eq!(first.command_id(), CommandId::EnquireLink);
-    let bad = framed
-        .next()
-        .await
-        .expect("item")
-        .expect("framing")
-        .expect_err("bad body");
+    let bad = framed.next().await.expect("item").expect("framing").expect_err("bad body");
     assert_eq!(bad.status(), CommandStatus::ESME_RINVCMDID);
-    let third = framed
-        .next()
-        .await
-        .expect("item")
-        .expect("framing")
-        .expect("pdu");
+    let third = framed.next().await.expect("item").expect("framing").expect("pdu");
     assert_eq!(third.command_id(), CommandId::SubmitSm);
     match framed.next().await.expect("item") {
         Err(CodecError::Framing(e)) => {
             assert_eq!(e.sequence_number, 9);
-            assert_eq!(
-                e.response().map(|p| p.command_id()),
-                Some(CommandId::GenericNack)
-            );
+            assert_eq!(e.response().map(|p| p.command_id()), Some(CommandId::GenericNack));
         }
         other => panic!("expected a framing error, got {other:?}"),
     }

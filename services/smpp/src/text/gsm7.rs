@@ -199,9 +199,7 @@ pub fn gsm7_decode(septets: &[u8]) -> Result<String, TextError> {
 /// Number of septets `s` takes in the default alphabet (extension characters
 /// count two), or `None` if some character is not representable.
 pub fn gsm7_septets(s: &str) -> Option<usize> {
-    s.chars().try_fold(0usize, |n, ch| {
-        lookup(ch).map(|code| n + 1 + usize::from(code >> 7))
-    })
+    s.chars().try_fold(0usize, |n, ch| lookup(ch).map(|code| n + 1 + usize::from(code >> 7)))
 }
 
 /// Whether `ch` is in the default alphabet or its extension table.
@@ -311,17 +309,11 @@ mod tests {
                 continue;
             }
             assert_eq!(lookup(ch), Some(i as u8), "{ch:?}");
-            assert_eq!(
-                gsm7_decode(&[i as u8]).expect("valid input"),
-                ch.to_string()
-            );
+            assert_eq!(gsm7_decode(&[i as u8]).expect("valid input"), ch.to_string());
         }
         for &(code, ch) in &EXT {
             assert_eq!(lookup(ch), Some(EXT_FLAG | code), "{ch:?}");
-            assert_eq!(
-                gsm7_decode(&[ESC, code]).expect("valid input"),
-                ch.to_string()
-            );
+            assert_eq!(gsm7_decode(&[ESC, code]).expect("valid input"), ch.to_string());
         }
         // Every ASCII/extension entry of the reverse table points back.
         for c in 0u8..128 {
@@ -370,19 +362,11 @@ mod tests {
 
     #[test]
     fn unrepresentable() {
-        for (s, ch, offset) in [
-            ("a`", '`', 1),
-            ("çx", 'ç', 0),
-            ("ab😀", '😀', 2),
-            ("\t", '\t', 0),
-        ] {
+        for (s, ch, offset) in [("a`", '`', 1), ("çx", 'ç', 0), ("ab😀", '😀', 2), ("\t", '\t', 0)]
+        {
             assert_eq!(
                 gsm7_encode(s),
-                Err(TextError::Unrepresentable {
-                    ch,
-                    offset,
-                    alphabet: Alphabet::Gsm7
-                })
+                Err(TextError::Unrepresentable { ch, offset, alphabet: Alphabet::Gsm7 })
             );
             assert_eq!(gsm7_septets(s), None);
         }
@@ -392,17 +376,11 @@ mod tests {
     fn decode_edge_cases() {
         assert_eq!(
             gsm7_decode(&[0x41, 0x80]),
-            Err(TextError::InvalidByte {
-                offset: 1,
-                byte: 0x80
-            })
+            Err(TextError::InvalidByte { offset: 1, byte: 0x80 })
         );
         assert_eq!(
             gsm7_decode(&[ESC, 0xC1]),
-            Err(TextError::InvalidByte {
-                offset: 1,
-                byte: 0xC1
-            })
+            Err(TextError::InvalidByte { offset: 1, byte: 0xC1 })
         );
         assert_eq!(gsm7_decode(&[0x41, ESC]).expect("valid input"), "A");
         assert_eq!(gsm7_decode(&[ESC, ESC, 0x41]).expect("valid input"), " A");
@@ -415,10 +393,7 @@ mod tests {
     fn hellohello_packs_to_known_octets() {
         let septets = gsm7_encode("hellohello").expect("valid input");
         let packed = gsm7_pack(&septets, 0);
-        assert_eq!(
-            packed,
-            [0xE8, 0x32, 0x9B, 0xFD, 0x46, 0x97, 0xD9, 0xEC, 0x37]
-        );
+        assert_eq!(packed, [0xE8, 0x32, 0x9B, 0xFD, 0x46, 0x97, 0xD9, 0xEC, 0x37]);
         assert_eq!(gsm7_unpack(&packed, 10, 0).expect("valid input"), septets);
     }
 
@@ -431,10 +406,7 @@ mod tests {
         assert_eq!(packed.len(), 7);
         assert_eq!(packed[6] >> 1, 0);
         assert_eq!(gsm7_unpack(&packed, 7, 0).expect("valid input"), seven);
-        assert_eq!(
-            gsm7_unpack(&packed, 8, 0).expect("valid input").last(),
-            Some(&0)
-        );
+        assert_eq!(gsm7_unpack(&packed, 8, 0).expect("valid input").last(), Some(&0));
         // 8 septets end exactly on an octet boundary.
         let eight = gsm7_encode("12345678").expect("valid input");
         let packed = gsm7_pack(&eight, 0);
@@ -442,10 +414,7 @@ mod tests {
         assert_eq!(gsm7_unpack(&packed, 8, 0).expect("valid input"), eight);
         assert_eq!(gsm7_pack(&[], 0), Vec::<u8>::new());
         assert_eq!(gsm7_pack(&[], 3), Vec::<u8>::new());
-        assert_eq!(
-            gsm7_unpack(&[], 0, 3).expect("valid input"),
-            Vec::<u8>::new()
-        );
+        assert_eq!(gsm7_unpack(&[], 0, 3).expect("valid input"), Vec::<u8>::new());
     }
 
     #[test]
@@ -463,10 +432,7 @@ mod tests {
             let packed = gsm7_pack(&septets, fill);
             let bits = usize::from(fill) + septets.len() * 7;
             assert_eq!(packed.len(), bits.div_ceil(8));
-            assert_eq!(
-                gsm7_unpack(&packed, septets.len(), fill).expect("valid input"),
-                septets
-            );
+            assert_eq!(gsm7_unpack(&packed, septets.len(), fill).expect("valid input"), septets);
         }
         // One fill bit: first octet holds the first septet shifted by one.
         assert_eq!(gsm7_pack(&[0x41], 1), [0x82]);
@@ -476,11 +442,7 @@ mod tests {
     fn unpack_rejects_short_input() {
         assert_eq!(
             gsm7_unpack(&[0xE8, 0x32], 3, 0),
-            Err(TextError::PackedTooShort {
-                septets: 3,
-                needed: 3,
-                available: 2
-            })
+            Err(TextError::PackedTooShort { septets: 3, needed: 3, available: 2 })
         );
         assert!(matches!(
             gsm7_unpack(&[0; 4], usize::MAX, 6),

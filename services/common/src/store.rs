@@ -1,0 +1,224 @@
+//! Store-and-forward state: ScyllaDB in a cluster, [`embedded::EmbeddedStore`] in
+//! `smsc all` and tests.
+//!
+//! Semantics every implementation keeps (the contract suite checks them):
+//! - `insert_message` is `INSERT ... IF NOT EXISTS`: a second insert of the same key is
+//!   not applied and leaves the first row as it was.
+//! - `transition` is `UPDATE ... IF state = from`: applied only when the stored state is
+//!   `from`; otherwise it returns the current row untouched. Every state change goes
+//!   through it, so a redelivered bus record can never move a message twice.
+//! - Rows expire after their TTL, measured on the store's [`Clock`].
+//! - Session leases expire after their TTL unless refreshed by `put_session`.
+//! - Pending notifications come back per system_id in the order they were pushed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use smsc_smpp::MessageState;
+
+/// Milliseconds since the Unix epoch.
+pub type UnixMillis = i64;
+
+/// Time as the store sees it; tests inject a manual clock.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now_ms(&self) -> UnixMillis;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> UnixMillis {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.map(|d| d.as_millis() as UnixMillis).unwrap_or(0)
+    }
+}
+
+/// An address as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredAddress {
+    pub ton: u8,
+    pub npi: u8,
+    pub addr: String,
+}
+
+/// One destination of one accepted message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub message_id: String,
+    /// 0 for submit_sm / data_sm; the destination's index for submit_multi.
+    pub dest_index: u32,
+    pub system_id: String,
+    pub source: StoredAddress,
+    pub dest: StoredAddress,
+    pub service_type: String,
+    pub registered_delivery: u8,
+    pub data_coding: u8,
+    pub esm_class: u8,
+    pub payload: Bytes,
+    pub state: MessageState,
+    /// Network error code of a failed delivery (0 when none).
+    pub error_code: u16,
+    pub attempts: u32,
+    pub submitted_at: UnixMillis,
+    pub schedule_at: Option<UnixMillis>,
+    pub expire_at: UnixMillis,
+    pub final_at: Option<UnixMillis>,
+    /// The `SubmitEvent` protobuf as accepted, so later stages can rebuild the task.
+    pub event: Bytes,
+}
+
+/// What a transition writes. `None` fields are left as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Update {
+    pub state: Option<MessageState>,
+    pub error_code: Option<u16>,
+    pub attempts: Option<u32>,
+    pub final_at: Option<UnixMillis>,
+    pub payload: Option<Bytes>,
+    pub data_coding: Option<u8>,
+    pub registered_delivery: Option<u8>,
+    pub schedule_at: Option<Option<UnixMillis>>,
+    pub expire_at: Option<UnixMillis>,
+    pub event: Option<Bytes>,
+}
+
+/// The outcome of a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Yes,
+    /// Not applied; the row as it is now (`None`: no such row).
+    No(Option<StoredMessage>),
+}
+
+impl Applied {
+    pub fn applied(&self) -> bool {
+        matches!(self, Self::Yes)
+    }
+}
+
+/// The bind a session holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BindKind {
+    Transmitter,
+    Receiver,
+    Transceiver,
+}
+
+impl BindKind {
+    /// Can deliver_sm be sent on it.
+    pub fn receives(self) -> bool {
+        matches!(self, Self::Receiver | Self::Transceiver)
+    }
+    pub fn transmits(self) -> bool {
+        matches!(self, Self::Transmitter | Self::Transceiver)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transmitter => "transmitter",
+            Self::Receiver => "receiver",
+            Self::Transceiver => "transceiver",
+        }
+    }
+}
+
+/// A session registered in the directory (`sessions` table, TTL lease).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLease {
+    pub system_id: String,
+    /// Unique across the cluster: the edge id and the session's number on it.
+    pub session_id: String,
+    pub edge_id: String,
+    /// host:port of the edge's gRPC server.
+    pub endpoint: String,
+    pub bind: BindKind,
+    pub bound_at: UnixMillis,
+}
+
+/// Kind of a queued notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationKind {
+    Receipt,
+    Mo,
+}
+
+/// A receipt or MO waiting for a receiver bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingNotification {
+    /// Time-ordered and unique within the system_id.
+    pub id: String,
+    pub kind: NotificationKind,
+    /// The message it is about (receipt) or the MO's id.
+    pub message_id: String,
+    /// The encoded deliver_sm.
+    pub pdu: Bytes,
+    pub created_at: UnixMillis,
+}
+
+/// One page of pending notifications; `next` continues after the last one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page {
+    pub items: Vec<PendingNotification>,
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store operation timed out")]
+    Timeout,
+    #[error("stored row is malformed: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+pub trait Store: Send + Sync + 'static {
+    /// `INSERT ... IF NOT EXISTS` with the store's message TTL.
+    fn insert_message(&self, message: StoredMessage) -> BoxFuture<'_, StoreResult<Applied>>;
+
+    /// Every destination of `message_id`, by dest_index.
+    fn get_message(&self, message_id: &str) -> BoxFuture<'_, StoreResult<Vec<StoredMessage>>>;
+
+    /// `UPDATE ... IF state = from`.
+    fn transition(
+        &self,
+        message_id: &str,
+        dest_index: u32,
+        from: MessageState,
+        update: Update,
+    ) -> BoxFuture<'_, StoreResult<Applied>>;
+
+    /// Registers or refreshes a session lease for `ttl`.
+    fn put_session(&self, lease: SessionLease, ttl: Duration) -> BoxFuture<'_, StoreResult<()>>;
+
+    fn remove_session(&self, system_id: &str, session_id: &str) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Live leases of an account.
+    fn sessions(&self, system_id: &str) -> BoxFuture<'_, StoreResult<Vec<SessionLease>>>;
+
+    fn push_pending(
+        &self,
+        system_id: &str,
+        notification: PendingNotification,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Up to `limit` pending notifications after `after` (exclusive), oldest first.
+    fn pending(
+        &self,
+        system_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Page>>;
+
+    /// Removes a pending notification once delivered. `Applied::No` if it was gone
+    /// already (another worker delivered it).
+    fn delete_pending(&self, system_id: &str, id: &str) -> BoxFuture<'_, StoreResult<bool>>;
+}
+
+/// Shared handles.
+pub type DynStore = Arc<dyn Store>;

@@ -71,7 +71,7 @@ pub struct Delivery {
     pub record: Record,
 }
 
-pub trait Bus: Send + Sync + 'static {
+pub trait Bus: std::fmt::Debug + Send + Sync + 'static {
     /// Appends `records` to `topic`; resolves once all are durable. All or nothing is not
     /// promised across records: on error the caller treats every record as not accepted
     /// (a duplicate on retry is handled downstream by idempotent writes).
@@ -101,3 +101,9 @@ pub trait Consumer: Send {
     /// record of the partition is acked too.
     fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError>;
 }
+
+pub mod embedded;
+
+// The properties every `Bus` keeps, as functions a test of any implementation calls.
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract;

@@ -3,8 +3,19 @@
 //! - [`bus`]: the `Bus` trait (Kafka in a cluster) and [`bus::embedded`].
 //! - [`store`]: the `Store` trait (ScyllaDB in a cluster) and [`store::embedded`].
 //! - [`ids`]: cluster-unique message ids without coordination.
+//! - [`config`]: the one YAML config file, with `SMSC_*` environment overrides.
+//! - [`accounts`]: ESME accounts and the directory binds are checked against, reloaded
+//!   on file change and SIGHUP.
+//! - [`telemetry`]: tracing setup and the process's Prometheus metrics.
+//! - [`admin`]: the `/metrics`, `/live`, `/ready` HTTP server and [`admin::Readiness`].
+//! - [`shutdown`]: SIGTERM/SIGINT and SIGHUP.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
+pub mod admin;
 pub mod bus;
+pub mod config;
 pub mod ids;
+pub mod shutdown;
 pub mod store;
+pub mod telemetry;

@@ -482,6 +482,18 @@ impl Tlvs {
         self.0.iter().map(Tlv::encoded_len).sum()
     }
 
+    /// The TLVs as they go on the wire (to carry them inside another message).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = BytesMut::with_capacity(self.encoded_len());
+        self.encode(&mut out);
+        out.to_vec()
+    }
+
+    /// Decodes TLVs carried by [`Tlvs::to_vec`]; `None` when malformed.
+    pub fn from_bytes(bytes: Bytes) -> Option<Self> {
+        Self::decode(bytes).ok()
+    }
+
     pub(crate) fn fits(&self) -> bool {
         self.0.iter().all(Tlv::fits)
     }

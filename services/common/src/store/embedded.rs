@@ -1,0 +1,468 @@
+//! An in-memory [`Store`] with the semantics of the ScyllaDB one, for `smsc all` and tests.
+//!
+//! Conditional writes are exact (one mutex, so `IF NOT EXISTS` and `IF state = from` are
+//! linearizable). Expiry is measured on the injected [`Clock`]: an expired row is
+//! invisible at once and freed lazily: messages and pending notifications through a
+//! queue in expiry order that every call drains a little, leases when their account is
+//! next touched. Not durable across process restarts.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use smsc_smpp::MessageState;
+
+use super::{
+    Applied, Clock, Page, PendingNotification, SessionLease, Store, StoreResult, StoredMessage,
+    SystemClock, UnixMillis, Update,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddedStoreConfig {
+    /// How long a message row lives after its insert. Pending notifications live as
+    /// long after their push.
+    pub message_ttl: Duration,
+}
+
+impl Default for EmbeddedStoreConfig {
+    fn default() -> Self {
+        Self { message_ttl: Duration::from_secs(72 * 3600) }
+    }
+}
+
+#[derive(Debug)]
+pub struct EmbeddedStore {
+    config: EmbeddedStoreConfig,
+    clock: Arc<dyn Clock>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Expiring<T> {
+    value: T,
+    expires_at: UnixMillis,
+}
+
+impl<T> Expiring<T> {
+    fn live(&self, now: UnixMillis) -> bool {
+        now < self.expires_at
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// message_id → dest_index → row.
+    messages: HashMap<String, BTreeMap<u32, Expiring<StoredMessage>>>,
+    /// (expires_at, message_id, dest_index) in insert order, which is expiry order while
+    /// the clock does not step back (if it does, some rows are freed late, never early).
+    message_expiry: VecDeque<(UnixMillis, String, u32)>,
+    /// system_id → session_id → lease.
+    sessions: HashMap<String, BTreeMap<String, Expiring<SessionLease>>>,
+    /// system_id → notification id → notification; ids sort in time order.
+    pending: HashMap<String, BTreeMap<String, Expiring<PendingNotification>>>,
+    /// (expires_at, system_id, id) in push order.
+    pending_expiry: VecDeque<(UnixMillis, String, String)>,
+}
+
+fn millis(d: Duration) -> UnixMillis {
+    UnixMillis::try_from(d.as_millis()).unwrap_or(UnixMillis::MAX)
+}
+
+impl Inner {
+    /// Frees rows whose time has come. Each queue entry is popped once, so the cost is
+    /// amortized over the inserts. A row is removed only if it is itself expired: the
+    /// key may have been written again since the entry was queued.
+    fn purge(&mut self, now: UnixMillis) {
+        while let Some((at, _, _)) = self.message_expiry.front()
+            && *at <= now
+        {
+            let Some((_, id, dest)) = self.message_expiry.pop_front() else { break };
+            if let Some(rows) = self.messages.get_mut(&id) {
+                if rows.get(&dest).is_some_and(|r| !r.live(now)) {
+                    rows.remove(&dest);
+                }
+                if rows.is_empty() {
+                    self.messages.remove(&id);
+                }
+            }
+        }
+        while let Some((at, _, _)) = self.pending_expiry.front()
+            && *at <= now
+        {
+            let Some((_, system_id, id)) = self.pending_expiry.pop_front() else { break };
+            if let Some(queue) = self.pending.get_mut(&system_id) {
+                if queue.get(&id).is_some_and(|n| !n.live(now)) {
+                    queue.remove(&id);
+                }
+                if queue.is_empty() {
+                    self.pending.remove(&system_id);
+                }
+            }
+        }
+    }
+
+    /// The live leases of `system_id`, with expired ones freed.
+    fn leases(
+        &mut self,
+        system_id: &str,
+        now: UnixMillis,
+    ) -> Option<&mut BTreeMap<String, Expiring<SessionLease>>> {
+        let leases = self.sessions.get_mut(system_id)?;
+        leases.retain(|_, lease| lease.live(now));
+        if leases.is_empty() {
+            self.sessions.remove(system_id);
+            return None;
+        }
+        self.sessions.get_mut(system_id)
+    }
+
+    fn live_row(
+        &mut self,
+        message_id: &str,
+        dest_index: u32,
+        now: UnixMillis,
+    ) -> Option<&mut StoredMessage> {
+        let row = self.messages.get_mut(message_id)?.get_mut(&dest_index)?;
+        row.live(now).then_some(&mut row.value)
+    }
+}
+
+fn apply(row: &mut StoredMessage, update: Update) {
+    let Update {
+        state,
+        error_code,
+        attempts,
+        final_at,
+        payload,
+        data_coding,
+        registered_delivery,
+        schedule_at,
+        expire_at,
+        event,
+    } = update;
+    if let Some(v) = state {
+        row.state = v;
+    }
+    if let Some(v) = error_code {
+        row.error_code = v;
+    }
+    if let Some(v) = attempts {
+        row.attempts = v;
+    }
+    if let Some(v) = final_at {
+        row.final_at = Some(v);
+    }
+    if let Some(v) = payload {
+        row.payload = v;
+    }
+    if let Some(v) = data_coding {
+        row.data_coding = v;
+    }
+    if let Some(v) = registered_delivery {
+        row.registered_delivery = v;
+    }
+    if let Some(v) = schedule_at {
+        row.schedule_at = v;
+    }
+    if let Some(v) = expire_at {
+        row.expire_at = v;
+    }
+    if let Some(v) = event {
+        row.event = v;
+    }
+}
+
+impl EmbeddedStore {
+    pub fn new(config: EmbeddedStoreConfig) -> Self {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// A store that measures TTLs on `clock` (tests inject a manual one).
+    pub fn with_clock(config: EmbeddedStoreConfig, clock: Arc<dyn Clock>) -> Self {
+        Self { config, clock, inner: Mutex::new(Inner::default()) }
+    }
+
+    pub fn config(&self) -> EmbeddedStoreConfig {
+        self.config
+    }
+
+    /// Runs `f` on the data as of now, expired rows purged.
+    fn with<T>(&self, f: impl FnOnce(&mut Inner, UnixMillis) -> T) -> T {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        inner.purge(now);
+        f(&mut inner, now)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // No update panics halfway, so a poisoned state is still consistent.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for EmbeddedStore {
+    fn default() -> Self {
+        Self::new(EmbeddedStoreConfig::default())
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn insert_message(&self, message: StoredMessage) -> BoxFuture<'_, StoreResult<Applied>> {
+        let ttl = millis(self.config.message_ttl);
+        Box::pin(async move {
+            Ok(self.with(|inner, now| {
+                let rows = inner.messages.entry(message.message_id.clone()).or_default();
+                if let Some(row) = rows.get(&message.dest_index)
+                    && row.live(now)
+                {
+                    return Applied::No(Some(row.value.clone()));
+                }
+                let expires_at = now.saturating_add(ttl);
+                let key = (expires_at, message.message_id.clone(), message.dest_index);
+                rows.insert(message.dest_index, Expiring { value: message, expires_at });
+                inner.message_expiry.push_back(key);
+                Applied::Yes
+            }))
+        })
+    }
+
+    fn get_message(&self, message_id: &str) -> BoxFuture<'_, StoreResult<Vec<StoredMessage>>> {
+        let message_id = message_id.to_owned();
+        Box::pin(async move {
+            Ok(self.with(|inner, now| {
+                let Some(rows) = inner.messages.get(&message_id) else { return Vec::new() };
+                rows.values().filter(|r| r.live(now)).map(|r| r.value.clone()).collect()
+            }))
+        })
+    }
+
+    fn transition(
+        &self,
+        message_id: &str,
+        dest_index: u32,
+        from: MessageState,
+        update: Update,
+    ) -> BoxFuture<'_, StoreResult<Applied>> {
+        let message_id = message_id.to_owned();
+        Box::pin(async move {
+            Ok(self.with(|inner, now| match inner.live_row(&message_id, dest_index, now) {
+                None => Applied::No(None),
+                Some(row) if row.state != from => Applied::No(Some(row.clone())),
+                Some(row) => {
+                    apply(row, update);
+                    Applied::Yes
+                }
+            }))
+        })
+    }
+
+    fn put_session(&self, lease: SessionLease, ttl: Duration) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            self.with(|inner, now| {
+                let expires_at = now.saturating_add(millis(ttl));
+                // Frees the account's expired leases while we are here.
+                inner.leases(&lease.system_id, now);
+                let leases = inner.sessions.entry(lease.system_id.clone()).or_default();
+                leases.insert(lease.session_id.clone(), Expiring { value: lease, expires_at });
+            });
+            Ok(())
+        })
+    }
+
+    fn remove_session(&self, system_id: &str, session_id: &str) -> BoxFuture<'_, StoreResult<()>> {
+        let (system_id, session_id) = (system_id.to_owned(), session_id.to_owned());
+        Box::pin(async move {
+            self.with(|inner, now| {
+                if let Some(leases) = inner.leases(&system_id, now) {
+                    leases.remove(&session_id);
+                    if leases.is_empty() {
+                        inner.sessions.remove(&system_id);
+                    }
+                }
+            });
+            Ok(())
+        })
+    }
+
+    /// Ordered by session_id.
+    fn sessions(&self, system_id: &str) -> BoxFuture<'_, StoreResult<Vec<SessionLease>>> {
+        let system_id = system_id.to_owned();
+        Box::pin(async move {
+            Ok(self.with(|inner, now| {
+                let Some(leases) = inner.leases(&system_id, now) else { return Vec::new() };
+                leases.values().map(|l| l.value.clone()).collect()
+            }))
+        })
+    }
+
+    /// Pushing an id that is queued already replaces it (an upsert, as in ScyllaDB).
+    fn push_pending(
+        &self,
+        system_id: &str,
+        notification: PendingNotification,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let system_id = system_id.to_owned();
+        let ttl = millis(self.config.message_ttl);
+        Box::pin(async move {
+            self.with(|inner, now| {
+                let expires_at = now.saturating_add(ttl);
+                let id = notification.id.clone();
+                let queue = inner.pending.entry(system_id.clone()).or_default();
+                queue.insert(id.clone(), Expiring { value: notification, expires_at });
+                inner.pending_expiry.push_back((expires_at, system_id, id));
+            });
+            Ok(())
+        })
+    }
+
+    /// `next` is the last id of the page when live notifications follow it, else `None`.
+    /// A `limit` of 0 gives an empty page whose `next` is `after`, unchanged.
+    fn pending(
+        &self,
+        system_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Page>> {
+        let system_id = system_id.to_owned();
+        let after = after.map(str::to_owned);
+        Box::pin(async move {
+            Ok(self.with(|inner, now| {
+                if limit == 0 {
+                    return Page { items: Vec::new(), next: after };
+                }
+                let Some(queue) = inner.pending.get(&system_id) else { return Page::default() };
+                let from = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+                let mut live = queue
+                    .range::<str, _>((from, Bound::Unbounded))
+                    .map(|(_, n)| n)
+                    .filter(|n| n.live(now));
+                let items: Vec<PendingNotification> =
+                    live.by_ref().take(limit).map(|n| n.value.clone()).collect();
+                let more = live.next().is_some();
+                let next = if more { items.last().map(|n| n.id.clone()) } else { None };
+                Page { items, next }
+            }))
+        })
+    }
+
+    fn delete_pending(&self, system_id: &str, id: &str) -> BoxFuture<'_, StoreResult<bool>> {
+        let (system_id, id) = (system_id.to_owned(), id.to_owned());
+        Box::pin(async move {
+            Ok(self.with(|inner, now| {
+                let Some(queue) = inner.pending.get_mut(&system_id) else { return false };
+                let removed = queue.remove(&id).is_some_and(|n| n.live(now));
+                if queue.is_empty() {
+                    inner.pending.remove(&system_id);
+                }
+                removed
+            }))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::store::contract::{self, ManualTime, TimeControl};
+    use crate::store::{ManualClock, NotificationKind};
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn store() -> (Arc<EmbeddedStore>, ManualTime) {
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let config = EmbeddedStoreConfig { message_ttl: TTL };
+        (Arc::new(EmbeddedStore::with_clock(config, clock.clone())), ManualTime::new(clock))
+    }
+
+    fn notification(id: &str) -> PendingNotification {
+        PendingNotification {
+            id: id.to_owned(),
+            kind: NotificationKind::Receipt,
+            message_id: format!("m-{id}"),
+            pdu: Bytes::from_static(b"pdu"),
+            created_at: 0,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn contract_suite() {
+        let (store, time) = store();
+        contract::run_all(store, &time, TTL).await;
+    }
+
+    #[test]
+    fn default_message_ttl_is_three_days() {
+        assert_eq!(EmbeddedStoreConfig::default().message_ttl, Duration::from_secs(259_200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_rows_are_freed_not_only_hidden() {
+        let (store, time) = store();
+        for i in 0..3 {
+            let message = contract::sample_message(&format!("m{i}"), 0, "acct");
+            assert!(store.insert_message(message).await.expect("insert").applied());
+            store.push_pending("acct", notification(&format!("{i}"))).await.expect("push");
+        }
+        time.advance(TTL).await;
+        // Any call purges; this one touches neither row.
+        assert!(store.get_message("other").await.expect("get").is_empty());
+        let inner = store.lock();
+        assert!(inner.messages.is_empty() && inner.message_expiry.is_empty());
+        assert!(inner.pending.is_empty() && inner.pending_expiry.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_row_written_again_after_expiry_outlives_the_old_entry() {
+        let (store, time) = store();
+        let message = contract::sample_message("m", 0, "acct");
+        store.insert_message(message.clone()).await.expect("insert");
+        time.advance(TTL).await;
+        assert!(store.insert_message(message.clone()).await.expect("insert").applied());
+        time.advance(TTL / 2).await;
+        assert_eq!(store.get_message("m").await.expect("get"), vec![message]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pending_notifications_expire_with_the_message_ttl() {
+        let (store, time) = store();
+        store.push_pending("acct", notification("1")).await.expect("push");
+        time.advance(TTL / 2).await;
+        store.push_pending("acct", notification("2")).await.expect("push");
+        time.advance(TTL / 2).await;
+        let page = store.pending("acct", None, 10).await.expect("pending");
+        assert_eq!(page.items, vec![notification("2")]);
+        assert!(!store.delete_pending("acct", "1").await.expect("delete"));
+    }
+
+    #[tokio::test]
+    async fn a_zero_limit_keeps_the_cursor() {
+        let (store, _) = store();
+        store.push_pending("acct", notification("1")).await.expect("push");
+        let page = store.pending("acct", Some("0"), 0).await.expect("pending");
+        assert_eq!(page, Page { items: Vec::new(), next: Some("0".to_owned()) });
+    }
+
+    #[tokio::test]
+    async fn next_is_none_when_a_full_page_is_the_last() {
+        let (store, _) = store();
+        for id in ["1", "2"] {
+            store.push_pending("acct", notification(id)).await.expect("push");
+        }
+        let page = store.pending("acct", None, 2).await.expect("pending");
+        assert_eq!((page.items.len(), page.next), (2, None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_leases_of_an_account_are_freed_when_it_is_touched() {
+        let (store, time) = store();
+        let lease = contract::sample_lease("acct", "s1");
+        store.put_session(lease, Duration::from_secs(1)).await.expect("put");
+        time.advance(Duration::from_secs(1)).await;
+        assert!(store.sessions("acct").await.expect("sessions").is_empty());
+        assert!(store.lock().sessions.is_empty());
+    }
+}

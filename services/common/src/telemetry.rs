@@ -1,0 +1,296 @@
+//! Logs and metrics, the same way in every role.
+//!
+//! - [`init_tracing`]: the process's `tracing` subscriber (text or JSON, to stderr so
+//!   stdout stays clean for commands like `smsc hash-password`).
+//! - [`Metrics`]: the one Prometheus registry of the process and the metric families,
+//!   registered once at startup. Names are `smsc_<role>_<what>_<unit>`; labels take a
+//!   small fixed set of values only (never an address, system_id or message_id).
+//! - [`error_chain`]: an error with all its sources, for one log field.
+
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+/// Why logging could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TelemetryError {
+    #[error("RUST_LOG is not a valid filter")]
+    Filter {
+        #[source]
+        source: tracing_subscriber::filter::FromEnvError,
+    },
+    #[error("a tracing subscriber is already installed")]
+    Init {
+        #[source]
+        source: Box<dyn Error + Send + Sync + 'static>,
+    },
+}
+
+/// Installs the global subscriber: filter from `RUST_LOG` (default `info`), text or
+/// one JSON object per line. A `RUST_LOG` that does not parse is an error rather than
+/// silently logging something else.
+pub fn init_tracing(json: bool) -> Result<(), TelemetryError> {
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env()
+        .map_err(|source| TelemetryError::Filter { source })?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let installed = if json {
+        builder.json().with_current_span(true).with_span_list(false).try_init()
+    } else {
+        builder.try_init()
+    };
+    installed.map_err(|source| TelemetryError::Init { source })
+}
+
+/// Displays an error followed by each of its sources: `a: b: c`.
+pub fn error_chain<'a>(error: &'a (dyn Error + 'static)) -> impl fmt::Display + 'a {
+    struct Chain<'a>(&'a (dyn Error + 'static));
+    impl fmt::Display for Chain<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{}", self.0)?;
+            let mut next = self.0.source();
+            while let Some(e) = next {
+                write!(f, ": {e}")?;
+                next = e.source();
+            }
+            Ok(())
+        }
+    }
+    Chain(error)
+}
+
+/// Submit and deliver latencies: 50µs (in-process embedded bus) to 5s (a broker in
+/// trouble), in 1-2.5-5 steps.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0,
+];
+
+/// Requests in process on a session, up to the largest windows ESMEs ask for.
+const WINDOW_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// The process's registry and every role's metric families.
+///
+/// Built once at startup and shared as `Arc<Metrics>`. Fields are the prometheus
+/// handles themselves, so a hot path can resolve its labels once and keep the child:
+///
+/// ```
+/// # let metrics = smsc_common::telemetry::Metrics::new();
+/// let ok = metrics.edge.submit_total.with_label_values(&["submit_sm", "ESME_ROK"]);
+/// ok.inc(); // per PDU: an atomic add, no label lookup
+/// ```
+pub struct Metrics {
+    registry: Registry,
+    pub edge: EdgeMetrics,
+}
+
+/// `smsc_edge_*`. Label values are fixed sets noted on each field.
+pub struct EdgeMetrics {
+    /// `bind_type` = transmitter|receiver|transceiver, `result` = the command_status
+    /// name of the bind_resp (`ESME_ROK`, `ESME_RINVPASWD`, ...).
+    pub binds_total: IntCounterVec,
+    /// Bound sessions now, by `bind_type`.
+    pub sessions: IntGaugeVec,
+    /// Requests from ESMEs: `command` = submit_sm|submit_multi|data_sm|query_sm|
+    /// cancel_sm|replace_sm, `status` = the response's command_status name.
+    pub submit_total: IntCounterVec,
+    /// From a submit's last byte read to its response written.
+    pub submit_seconds: Histogram,
+    /// Requests answered ESME_RTHROTTLED (window full or rate exceeded).
+    pub throttled_total: IntCounter,
+    /// deliver_sm sent: `kind` = receipt|mo, `outcome` = the deliver_sm_resp
+    /// command_status name, or `timeout` / `unbound` when none came.
+    pub deliver_sm_total: IntCounterVec,
+    /// From deliver_sm written to its response read.
+    pub deliver_sm_seconds: Histogram,
+    /// Requests in process on the session, observed as each new request is admitted.
+    ///
+    /// A histogram, not a gauge: a gauge summed over sessions hides the one session
+    /// that sits at its window, which is what a full window looks like to an operator.
+    pub window_in_use: Histogram,
+    /// Open TCP connections, bound or not.
+    pub connections: IntGauge,
+    /// PDUs that did not decode, by the command_status answered (`ESME_RINVCMDLEN`, ...).
+    pub decode_errors_total: IntCounterVec,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for EdgeMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EdgeMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let registry = Registry::new();
+        let edge = EdgeMetrics::register(&registry);
+        Arc::new(Metrics { registry, edge })
+    }
+
+    /// For a role's own metrics beyond the shared ones.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Everything registered, in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out) {
+            // Only a malformed family fails, and ours are fixed; a scrape with what
+            // was written beats no scrape.
+            tracing::warn!(error = %e, "encoding metrics");
+        }
+        out
+    }
+}
+
+impl EdgeMetrics {
+    fn register(registry: &Registry) -> Self {
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("metric name and labels are valid");
+            register(registry, c)
+        };
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+                .expect("metric name and buckets are valid");
+            register(registry, h)
+        };
+        Self {
+            binds_total: counter_vec(
+                "smsc_edge_binds_total",
+                "Bind attempts by bind type and bind_resp command_status.",
+                &["bind_type", "result"],
+            ),
+            sessions: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new("smsc_edge_sessions", "Bound SMPP sessions by bind type."),
+                    &["bind_type"],
+                )
+                .expect("metric name and labels are valid"),
+            ),
+            submit_total: counter_vec(
+                "smsc_edge_submit_total",
+                "ESME requests by command and response command_status.",
+                &["command", "status"],
+            ),
+            submit_seconds: histogram(
+                "smsc_edge_submit_seconds",
+                "Time from a request read to its response written.",
+                LATENCY_BUCKETS,
+            ),
+            throttled_total: register(
+                registry,
+                IntCounter::new(
+                    "smsc_edge_throttled_total",
+                    "Requests answered ESME_RTHROTTLED (window full or rate exceeded).",
+                )
+                .expect("metric name is valid"),
+            ),
+            deliver_sm_total: counter_vec(
+                "smsc_edge_deliver_sm_total",
+                "deliver_sm sent by kind (receipt, mo) and outcome.",
+                &["kind", "outcome"],
+            ),
+            deliver_sm_seconds: histogram(
+                "smsc_edge_deliver_sm_seconds",
+                "Time from deliver_sm written to deliver_sm_resp read.",
+                LATENCY_BUCKETS,
+            ),
+            window_in_use: histogram(
+                "smsc_edge_window_in_use",
+                "Requests in process on a session, observed at each admitted request.",
+                WINDOW_BUCKETS,
+            ),
+            connections: register(
+                registry,
+                IntGauge::new("smsc_edge_connections", "Open SMPP TCP connections.")
+                    .expect("metric name is valid"),
+            ),
+            decode_errors_total: counter_vec(
+                "smsc_edge_decode_errors_total",
+                "PDUs that failed to decode, by the command_status answered.",
+                &["status"],
+            ),
+        }
+    }
+}
+
+/// Registers a collector built here; names are unique by construction.
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    registry.register(Box::new(c.clone())).expect("metric names are unique within the registry");
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_exposed_after_use() {
+        let m = Metrics::new();
+        let e = &m.edge;
+        e.binds_total.with_label_values(&["transceiver", "ESME_ROK"]).inc();
+        e.sessions.with_label_values(&["transceiver"]).set(3);
+        let ok = e.submit_total.with_label_values(&["submit_sm", "ESME_ROK"]);
+        ok.inc();
+        ok.inc();
+        e.submit_seconds.observe(0.000_2);
+        e.throttled_total.inc();
+        e.deliver_sm_total.with_label_values(&["receipt", "ESME_ROK"]).inc();
+        e.deliver_sm_seconds.observe(0.01);
+        e.window_in_use.observe(5.0);
+        e.connections.set(2);
+        e.decode_errors_total.with_label_values(&["ESME_RINVCMDLEN"]).inc();
+
+        let text = m.encode();
+        for line in [
+            r#"smsc_edge_binds_total{bind_type="transceiver",result="ESME_ROK"} 1"#,
+            r#"smsc_edge_sessions{bind_type="transceiver"} 3"#,
+            r#"smsc_edge_submit_total{command="submit_sm",status="ESME_ROK"} 2"#,
+            r#"smsc_edge_submit_seconds_bucket{le="0.00005"} 0"#,
+            r#"smsc_edge_submit_seconds_bucket{le="0.00025"} 1"#,
+            r#"smsc_edge_submit_seconds_bucket{le="5"} 1"#,
+            "smsc_edge_throttled_total 1",
+            r#"smsc_edge_deliver_sm_total{kind="receipt",outcome="ESME_ROK"} 1"#,
+            "smsc_edge_deliver_sm_seconds_count 1",
+            r#"smsc_edge_window_in_use_bucket{le="8"} 1"#,
+            "smsc_edge_connections 2",
+            r#"smsc_edge_decode_errors_total{status="ESME_RINVCMDLEN"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn registries_are_per_instance() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.edge.connections.set(7);
+        assert!(a.encode().contains("smsc_edge_connections 7"));
+        assert!(b.encode().contains("smsc_edge_connections 0"));
+    }
+
+    #[test]
+    fn error_chain_shows_sources() {
+        let inner = std::io::Error::other("disk on fire");
+        let outer = crate::config::ConfigError::Read { path: "/x.yaml".into(), source: inner };
+        assert_eq!(error_chain(&outer).to_string(), "cannot read /x.yaml: disk on fire");
+    }
+}

@@ -1,0 +1,119 @@
+//! The Bus and Store contract suites against the embedded implementations, one test per
+//! property, on a manual clock with paused tokio time (so waits cost nothing).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use smsc_common::bus::contract as bus_contract;
+use smsc_common::bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
+use smsc_common::store::contract::{self as store_contract, ManualTime};
+use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
+use smsc_common::store::{ManualClock, Store};
+
+const START_MS: i64 = 1_700_000_000_000;
+const MESSAGE_TTL: Duration = Duration::from_secs(3600);
+
+fn bus() -> (EmbeddedBus, ManualTime) {
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let bus = EmbeddedBus::with_clock(EmbeddedBusConfig::default(), clock.clone());
+    (bus, ManualTime::new(clock))
+}
+
+fn store() -> (Arc<dyn Store>, ManualTime) {
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let config = EmbeddedStoreConfig { message_ttl: MESSAGE_TTL };
+    (Arc::new(EmbeddedStore::with_clock(config, clock.clone())), ManualTime::new(clock))
+}
+
+mod bus {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn publish_then_consume() {
+        bus_contract::publish_then_consume(&bus().0).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn same_key_same_partition_in_order() {
+        bus_contract::same_key_same_partition_in_order(&bus().0).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn group_members_split_partitions() {
+        bus_contract::group_members_split_partitions(&bus().0).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unacked_records_are_redelivered_after_the_member_leaves() {
+        bus_contract::unacked_records_are_redelivered_after_the_member_leaves(&bus().0).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn commit_covers_only_the_contiguous_acked_prefix() {
+        bus_contract::commit_covers_only_the_contiguous_acked_prefix(&bus().0).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_in_flight_bounds_recv() {
+        bus_contract::max_in_flight_bounds_recv(&bus().0).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn not_before_holds_back_its_partition_until_due() {
+        let (bus, time) = bus();
+        bus_contract::not_before_holds_back_its_partition_until_due(&bus, &time).await;
+    }
+}
+
+mod store {
+    use super::*;
+
+    #[tokio::test]
+    async fn insert_is_if_not_exists() {
+        store_contract::insert_is_if_not_exists(&*store().0).await;
+    }
+
+    #[tokio::test]
+    async fn get_message_lists_every_destination() {
+        store_contract::get_message_lists_every_destination(&*store().0).await;
+    }
+
+    #[tokio::test]
+    async fn transition_applies_only_from_the_stored_state() {
+        store_contract::transition_applies_only_from_the_stored_state(&*store().0).await;
+    }
+
+    /// On two worker threads, so the racers really run at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_transitions_apply_once() {
+        store_contract::concurrent_transitions_apply_once(store().0).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn messages_expire_after_the_ttl() {
+        let (store, time) = store();
+        store_contract::messages_expire_after_the_ttl(&*store, &time, MESSAGE_TTL).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leases_expire_unless_refreshed() {
+        let (store, time) = store();
+        store_contract::leases_expire_unless_refreshed(&*store, &time).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_lists_the_live_leases_of_the_account() {
+        let (store, time) = store();
+        store_contract::sessions_lists_the_live_leases_of_the_account(&*store, &time).await;
+    }
+
+    #[tokio::test]
+    async fn pending_pages_in_order_after_the_cursor() {
+        store_contract::pending_pages_in_order_after_the_cursor(&*store().0).await;
+    }
+
+    #[tokio::test]
+    async fn delete_pending_removes_once() {
+        store_contract::delete_pending_removes_once(&*store().0).await;
+    }
+}

@@ -1,0 +1,102 @@
+//! gRPC services of the edge: `Edge.Deliver` pushes a deliver_sm to one of this pod's
+//! sessions; `SessionDirectory.Lookup` answers, from the store's leases, which edges
+//! hold receiver binds of an account.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use smsc_proto::edge_server::Edge as EdgeService;
+use smsc_proto::session_directory_server::SessionDirectory;
+use smsc_proto::{
+    DeliverOutcome, DeliverRequest, DeliverResponse, EdgeBinds, LookupRequest, LookupResponse,
+};
+use smsc_smpp::CommandStatus;
+use tokio::sync::{mpsc, oneshot};
+use tonic::{Request, Response, Status};
+
+use crate::Edge;
+use crate::registry::{DeliverResult, Outbound};
+
+/// Implements `smsc.v1.Edge`.
+#[derive(Debug, Clone)]
+pub struct EdgeGrpc(pub Arc<Edge>);
+
+fn outcome(o: DeliverOutcome, status: CommandStatus, detail: &str) -> DeliverResponse {
+    DeliverResponse { outcome: o as i32, command_status: status.0, detail: detail.to_owned() }
+}
+
+/// How a deliver_sm_resp status classifies (SMPP 3.4 §5.1.3: RX_T is temporary, RX_P
+/// and RX_R permanent; anything else unexpected is retried).
+pub fn classify(status: CommandStatus) -> DeliverOutcome {
+    match status {
+        CommandStatus::ESME_ROK => DeliverOutcome::Delivered,
+        CommandStatus::ESME_RX_P_APPN | CommandStatus::ESME_RX_R_APPN => DeliverOutcome::Permanent,
+        _ => DeliverOutcome::Temporary,
+    }
+}
+
+#[tonic::async_trait]
+impl EdgeService for EdgeGrpc {
+    async fn deliver(
+        &self,
+        req: Request<DeliverRequest>,
+    ) -> Result<Response<DeliverResponse>, Status> {
+        let req = req.into_inner();
+        let pdu = Bytes::from(req.deliver_sm);
+        // Spread over the account's receivers; a session whose queue is full is skipped.
+        for s in self.0.registry.receivers(&req.system_id) {
+            let (reply, rx) = oneshot::channel();
+            match s.tx.try_send(Outbound::Deliver { pdu: pdu.clone(), reply }) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) => {
+                    continue;
+                }
+            }
+            let resp = match rx.await {
+                Ok(DeliverResult::Answered(st)) => {
+                    outcome(classify(st), st, st.name().unwrap_or(""))
+                }
+                Ok(DeliverResult::Timeout) => {
+                    outcome(DeliverOutcome::Temporary, CommandStatus::ESME_ROK, "timeout")
+                }
+                Ok(DeliverResult::Closed) | Err(_) => {
+                    outcome(DeliverOutcome::Temporary, CommandStatus::ESME_ROK, "session closed")
+                }
+            };
+            return Ok(Response::new(resp));
+        }
+        let detail = if self.0.registry.receivers(&req.system_id).is_empty() {
+            "no receiver session on this edge"
+        } else {
+            "every receiver session is busy"
+        };
+        Ok(Response::new(outcome(DeliverOutcome::Temporary, CommandStatus::ESME_RMSGQFUL, detail)))
+    }
+}
+
+/// Implements `smsc.v1.SessionDirectory` from the store's session leases.
+#[derive(Debug, Clone)]
+pub struct DirectoryGrpc(pub Arc<dyn smsc_common::store::Store>);
+
+#[tonic::async_trait]
+impl SessionDirectory for DirectoryGrpc {
+    async fn lookup(
+        &self,
+        req: Request<LookupRequest>,
+    ) -> Result<Response<LookupResponse>, Status> {
+        let system_id = req.into_inner().system_id;
+        let leases =
+            self.0.sessions(&system_id).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let mut by_edge: BTreeMap<String, EdgeBinds> = BTreeMap::new();
+        for l in leases.into_iter().filter(|l| l.bind.receives()) {
+            let e = by_edge.entry(l.edge_id.clone()).or_insert_with(|| EdgeBinds {
+                edge_id: l.edge_id.clone(),
+                endpoint: l.endpoint.clone(),
+                receivers: 0,
+            });
+            e.receivers += 1;
+        }
+        Ok(Response::new(LookupResponse { edges: by_edge.into_values().collect() }))
+    }
+}

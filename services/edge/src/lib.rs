@@ -1,0 +1,231 @@
+//! The SMPP edge: terminates ESME binds, enforces window and rate, publishes submits to
+//! the bus, answers query/cancel/replace from the store, and pushes deliver_sm to its
+//! sessions for the rest of the cluster over gRPC (`Edge.Deliver`).
+//!
+//! Stateless: everything it acknowledges is on the bus before the `_resp` goes out,
+//! so a pod can die at any moment without losing an acknowledged message.
+//!
+//! - [`session`]: one task per connection: framing, state machine, timers, window.
+//! - [`submit`]: validation of submit_sm / submit_multi / data_sm into bus events.
+//! - [`registry`]: the sessions of this pod by account.
+//! - [`grpc`]: the `Edge` and `SessionDirectory` services.
+#![forbid(unsafe_code)]
+
+pub mod grpc;
+pub mod rate;
+pub mod registry;
+pub mod session;
+pub mod submit;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use smsc_common::accounts::AccountDirectory;
+use smsc_common::bus::Bus;
+use smsc_common::ids::IdGenerator;
+use smsc_common::store::{Clock, Store};
+use smsc_common::telemetry::Metrics;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+pub use rate::RateLimiter;
+pub use registry::{DeliverResult, Registry};
+
+/// What the edge needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This pod's name in the cluster (session ids, logs, the directory).
+    pub edge_id: String,
+    /// host:port where other pods reach this edge's gRPC server.
+    pub grpc_endpoint: String,
+    /// system_id the edge answers binds with.
+    pub smsc_system_id: String,
+    pub session_init_timeout: Duration,
+    pub enquire_link_interval: Duration,
+    pub inactivity_timeout: Duration,
+    pub response_timeout: Duration,
+    pub max_command_length: u32,
+    pub drain_timeout: Duration,
+    pub max_connections: usize,
+    pub session_lease_ttl: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            edge_id: "edge".into(),
+            grpc_endpoint: "127.0.0.1:50051".into(),
+            smsc_system_id: "smsc".into(),
+            session_init_timeout: Duration::from_secs(10),
+            enquire_link_interval: Duration::from_secs(30),
+            inactivity_timeout: Duration::from_secs(300),
+            response_timeout: Duration::from_secs(10),
+            max_command_length: smsc_smpp::DEFAULT_MAX_COMMAND_LENGTH,
+            drain_timeout: Duration::from_secs(20),
+            max_connections: 10_000,
+            session_lease_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// State shared by every session of the pod.
+#[derive(Debug)]
+pub struct Edge {
+    pub settings: Settings,
+    pub accounts: Arc<AccountDirectory>,
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: IdGenerator,
+    pub registry: Registry,
+    limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
+    next_session: AtomicU64,
+    connections: AtomicUsize,
+}
+
+impl Edge {
+    pub fn new(
+        settings: Settings,
+        accounts: Arc<AccountDirectory>,
+        bus: Arc<dyn Bus>,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            accounts,
+            bus,
+            store,
+            metrics,
+            clock,
+            ids: IdGenerator::new(),
+            registry: Registry::default(),
+            limiters: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+        })
+    }
+
+    /// The account's rate limiter on this pod, shared by its sessions. Rebuilt when the
+    /// configured rate changes (an account reload).
+    pub fn limiter(&self, system_id: &str, per_second: u32) -> Arc<RateLimiter> {
+        let mut m = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get(system_id) {
+            Some(l) if l.per_second() == per_second => l.clone(),
+            _ => {
+                let l = Arc::new(RateLimiter::new(per_second));
+                m.insert(system_id.to_owned(), l.clone());
+                l
+            }
+        }
+    }
+
+    fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Accepts SMPP connections on `listener` (and, when given, TLS ones on `tls`) until
+/// `shutdown` fires; then unbinds every session and waits for them up to the drain
+/// deadline. A submit in flight at shutdown is either answered or never acknowledged.
+pub async fn serve(
+    edge: Arc<Edge>,
+    listener: TcpListener,
+    tls: Option<(TcpListener, tls::Acceptor)>,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    let (tls_listener, acceptor) = match tls {
+        Some((l, a)) => (Some(l), Some(a)),
+        None => (None, None),
+    };
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r.map(|(s, p)| (s, p, false)),
+            r = accept_opt(tls_listener.as_ref()) => r.map(|(s, p)| (s, p, true)),
+        };
+        let (stream, peer, is_tls) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if edge.connections.load(Ordering::Relaxed) >= edge.settings.max_connections {
+            warn!(%peer, "connection refused: max_connections reached");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let edge = edge.clone();
+        let token = shutdown.child_token();
+        match (is_tls, acceptor.clone()) {
+            (true, Some(acceptor)) => {
+                tracker.spawn(async move {
+                    match acceptor.accept(stream).await {
+                        Ok(s) => connection(edge, s, peer, token).await,
+                        Err(e) => warn!(%peer, error = %e, "TLS handshake failed"),
+                    }
+                });
+            }
+            _ => {
+                tracker.spawn(connection(edge, stream, peer, token));
+            }
+        }
+    }
+    info!("SMPP listeners closed; draining sessions");
+    tracker.close();
+    if tokio::time::timeout(edge.settings.drain_timeout, tracker.wait()).await.is_err() {
+        warn!("drain deadline passed with sessions still open");
+    }
+}
+
+async fn accept_opt(
+    l: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn connection<S>(edge: Arc<Edge>, stream: S, peer: SocketAddr, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    edge.connections.fetch_add(1, Ordering::Relaxed);
+    edge.metrics.edge.connections.inc();
+    session::run(edge.clone(), stream, peer, shutdown).await;
+    edge.metrics.edge.connections.dec();
+    edge.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Refreshes the directory leases of every bound session, every third of the TTL, so a
+/// pod that dies stops being looked up once its leases expire.
+pub async fn heartbeat(edge: Arc<Edge>, shutdown: CancellationToken) {
+    let period = edge.settings.session_lease_ttl / 3;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        for h in edge.registry.all() {
+            let lease = session::lease(&edge, &h.system_id, &h.session_id, h.bind);
+            if let Err(e) = edge.store.put_session(lease, edge.settings.session_lease_ttl).await {
+                warn!(error = %e, system_id = %h.system_id, "session lease refresh failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Per-account submit rate on this pod: a token bucket shared by the account's sessions.
+//!
+//! Checked once per read batch (`take` asks for as many tokens as there are submits),
+//! so the mutex is taken once per batch rather than once per PDU.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+#[derive(Debug)]
+pub struct RateLimiter {
+    configured: u32,
+    per_second: f64,
+    /// Bucket size: one second of traffic, so a burst never exceeds the configured rate
+    /// over any whole second.
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl RateLimiter {
+    /// `per_second` = 0 means unlimited.
+    pub fn new(configured: u32) -> Self {
+        let per_second = f64::from(configured);
+        Self {
+            configured,
+            per_second,
+            burst: per_second.max(1.0),
+            state: Mutex::new((per_second, Instant::now())),
+        }
+    }
+
+    /// The configured rate (0 = unlimited).
+    pub fn per_second(&self) -> u32 {
+        self.configured
+    }
+
+    pub fn unlimited(&self) -> bool {
+        self.per_second == 0.0
+    }
+
+    /// Takes up to `want` tokens and returns how many were granted.
+    pub fn take(&self, want: u32) -> u32 {
+        if self.unlimited() || want == 0 {
+            return want;
+        }
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(s.1);
+        s.0 = (s.0 + elapsed.as_secs_f64() * self.per_second).min(self.burst);
+        s.1 = now;
+        let granted = (s.0.floor() as u32).min(want);
+        s.0 -= f64::from(granted);
+        granted
+    }
+
+    /// How long until one more token is available (for logs and tests).
+    pub fn refill_time(&self) -> Duration {
+        if self.unlimited() {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(1.0 / self.per_second)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn grants_the_rate_and_refills() {
+        let r = RateLimiter::new(10);
+        assert_eq!(r.take(25), 10, "a second's worth of burst");
+        assert_eq!(r.take(1), 0);
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(r.take(25), 5);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(r.take(25), 10, "never more than the burst");
+    }
+
+    #[test]
+    fn zero_is_unlimited() {
+        let r = RateLimiter::new(0);
+        assert_eq!(r.take(1_000_000), 1_000_000);
+    }
+}

@@ -1,0 +1,88 @@
+//! The sessions this pod holds, by account, and their leases in the session directory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use smsc_common::store::BindKind;
+use smsc_smpp::CommandStatus;
+use tokio::sync::{mpsc, oneshot};
+
+/// What a session's deliver_sm came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliverResult {
+    /// deliver_sm_resp with this status (ESME_ROK or an error).
+    Answered(CommandStatus),
+    /// No deliver_sm_resp within the response timer.
+    Timeout,
+    /// The session closed before it answered.
+    Closed,
+}
+
+/// Work pushed into a session from outside its task.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Send this encoded deliver_sm (its sequence_number is replaced) and report.
+    Deliver { pdu: Bytes, reply: oneshot::Sender<DeliverResult> },
+    /// Unbind gracefully (shutdown, rebalancing).
+    Unbind,
+}
+
+/// A bound session as the rest of the pod sees it.
+#[derive(Debug)]
+pub struct SessionHandle {
+    pub id: u64,
+    pub session_id: String,
+    pub system_id: String,
+    pub bind: BindKind,
+    pub tx: mpsc::Sender<Outbound>,
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    by_account: Mutex<HashMap<String, Vec<Arc<SessionHandle>>>>,
+    rotate: AtomicUsize,
+}
+
+impl Registry {
+    pub fn add(&self, h: Arc<SessionHandle>) {
+        let mut m = self.by_account.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(h.system_id.clone()).or_default().push(h);
+    }
+
+    pub fn remove(&self, system_id: &str, id: u64) {
+        let mut m = self.by_account.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = m.get_mut(system_id) {
+            v.retain(|h| h.id != id);
+            if v.is_empty() {
+                m.remove(system_id);
+            }
+        }
+    }
+
+    /// Bound sessions of the account on this pod.
+    pub fn count(&self, system_id: &str) -> usize {
+        let m = self.by_account.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(system_id).map_or(0, Vec::len)
+    }
+
+    /// The account's RX/TRX sessions, starting from a different one each call so that
+    /// notifications spread over the binds.
+    pub fn receivers(&self, system_id: &str) -> Vec<Arc<SessionHandle>> {
+        let m = self.by_account.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(all) = m.get(system_id) else { return Vec::new() };
+        let mut v: Vec<_> = all.iter().filter(|h| h.bind.receives()).cloned().collect();
+        if !v.is_empty() {
+            let k = self.rotate.fetch_add(1, Ordering::Relaxed) % v.len();
+            v.rotate_left(k);
+        }
+        v
+    }
+
+    /// Every session (for shutdown and lease heartbeats).
+    pub fn all(&self) -> Vec<Arc<SessionHandle>> {
+        let m = self.by_account.lock().unwrap_or_else(|e| e.into_inner());
+        m.values().flatten().cloned().collect()
+    }
+}

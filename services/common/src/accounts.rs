@@ -427,6 +427,11 @@ impl AccountDirectory {
         self.accounts.store(Arc::new(index(accounts)));
     }
 
+    /// The system_ids of every account.
+    pub fn system_ids(&self) -> Vec<String> {
+        self.accounts.load().keys().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.accounts.load().len()
     }

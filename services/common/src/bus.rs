@@ -103,6 +103,8 @@ pub trait Consumer: Send {
 }
 
 pub mod embedded;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 
 // The properties every `Bus` keeps, as functions a test of any implementation calls.
 #[cfg(any(test, feature = "contract-tests"))]

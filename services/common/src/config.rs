@@ -25,8 +25,10 @@
 //! (`SMSC_NODE_ID=1234`), the raw text is used. Missing intermediate mappings are created;
 //! an index may point at an existing list entry or one past the end (appending).
 //! Variables are applied in name order. The binary's own flags (`SMSC_CONFIG`,
-//! `SMSC_LOG_JSON`: [`RESERVED_ENV`]) are not keys; any other `SMSC_` variable must be.
+//! `SMSC_LOG_JSON`: [`RESERVED_ENV`]) and the test harness's `SMSC_TEST_*`/`SMSC_SKIP_*`
+//! are not keys; any other `SMSC_` variable must be.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +45,10 @@ pub const ENV_PREFIX: &str = "SMSC_";
 /// `SMSC_` variables that belong to the binary's flags, not to config keys. Any other
 /// `SMSC_` variable must name a key: a typo is an error, not silently ignored.
 pub const RESERVED_ENV: &[&str] = &["SMSC_CONFIG", "SMSC_LOG_JSON"];
+
+/// Prefixes of `SMSC_` variables that belong to the test harness (broker addresses,
+/// skips), never to a config.
+pub const RESERVED_ENV_PREFIXES: &[&str] = &["SMSC_TEST_", "SMSC_SKIP_"];
 
 /// A config that cannot be used, naming where and why.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +112,14 @@ pub struct Config {
     pub accounts_file: Option<PathBuf>,
     pub bus: BusConfig,
     pub store: StoreConfig,
+    /// MT and MO routes (router).
+    pub routing: RoutingConfig,
+    /// Network connectors by name (delivery worker). Default: `sim`, a simulator that
+    /// delivers every message at once.
+    pub connectors: BTreeMap<String, ConnectorConfig>,
+    /// Store-and-forward retry tiers (delivery worker).
+    pub retry: RetryConfig,
+    pub worker: WorkerConfig,
     /// The file this config was loaded from, if any (not a key).
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -121,6 +135,10 @@ impl Default for Config {
             accounts_file: None,
             bus: BusConfig::default(),
             store: StoreConfig::default(),
+            routing: RoutingConfig::default(),
+            connectors: BTreeMap::from([("sim".to_owned(), ConnectorConfig::default())]),
+            retry: RetryConfig::default(),
+            worker: WorkerConfig::default(),
             path: None,
         }
     }
@@ -336,15 +354,32 @@ fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
 #[serde(deny_unknown_fields, default)]
 pub struct BusConfig {
     pub kind: BusKind,
-    /// Partitions per topic.
+    /// Partitions per topic (created when missing).
     pub partitions: u32,
-    /// Consumer lag (records) above which producers see backpressure.
+    /// Embedded: consumer lag (records) above which producers see backpressure.
     pub max_lag: u64,
+    /// Kafka: `bootstrap.servers`.
+    pub brokers: String,
+    /// Kafka: replication factor of the topics it creates (3 in production).
+    pub replication_factor: u16,
+    /// Kafka: consumer group `session.timeout.ms`.
+    #[serde(deserialize_with = "duration")]
+    pub session_timeout: Duration,
+    /// Kafka: more librdkafka settings (`security.protocol`, SASL, ...).
+    pub extra: BTreeMap<String, String>,
 }
 
 impl Default for BusConfig {
     fn default() -> Self {
-        Self { kind: BusKind::Embedded, partitions: 8, max_lag: 100_000 }
+        Self {
+            kind: BusKind::Embedded,
+            partitions: 8,
+            max_lag: 100_000,
+            brokers: "127.0.0.1:9092".into(),
+            replication_factor: 3,
+            session_timeout: Duration::from_secs(10),
+            extra: BTreeMap::new(),
+        }
     }
 }
 
@@ -354,6 +389,8 @@ impl Default for BusConfig {
 pub enum BusKind {
     /// In-process, for `smsc all`.
     Embedded,
+    /// Apache Kafka (or a Kafka-protocol broker); needs the `kafka` build feature.
+    Kafka,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -363,11 +400,36 @@ pub struct StoreConfig {
     /// How long a message is kept; an account's `max_validity` may not exceed it.
     #[serde(deserialize_with = "duration")]
     pub message_ttl: Duration,
+    /// How long the embedded store keeps a message once final (query_sm after delivery);
+    /// it is what bounds `smsc all`'s memory under sustained load.
+    #[serde(deserialize_with = "duration")]
+    pub final_ttl: Duration,
+    /// ScyllaDB contact points (`host:port`).
+    pub uris: Vec<String>,
+    pub keyspace: String,
+    /// The datacenter this process runs in (token-aware, DC-local routing).
+    pub local_dc: String,
+    pub replication_factor: u16,
+    /// `kind: remote`: `host:port` of the development store server (`smsc store-server`).
+    pub endpoint: String,
+    /// `kind: remote`: bound on each store call.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { kind: StoreKind::Embedded, message_ttl: Duration::from_secs(72 * 3600) }
+        Self {
+            kind: StoreKind::Embedded,
+            message_ttl: Duration::from_secs(72 * 3600),
+            final_ttl: Duration::from_secs(600),
+            uris: vec!["127.0.0.1:9042".into()],
+            keyspace: "smsc".into(),
+            local_dc: "datacenter1".into(),
+            replication_factor: 3,
+            endpoint: "127.0.0.1:50060".into(),
+            request_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -377,6 +439,188 @@ impl Default for StoreConfig {
 pub enum StoreKind {
     /// In-process, for `smsc all`.
     Embedded,
+    /// ScyllaDB; needs the `scylla` build feature.
+    Scylla,
+    /// The development store server at `store.endpoint` (`smsc store-server`): one
+    /// in-memory store shared by the processes of a local cluster. Not for production.
+    Remote,
+}
+
+/// Routes. MT rules are tried in order; the first whose conditions all hold wins.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    pub mt: Vec<MtRoute>,
+    pub mo: Vec<MoRoute>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self { mt: vec![MtRoute::default()], mo: Vec::new() }
+    }
+}
+
+/// An MT rule: destination prefix and/or glob pattern, optionally limited to accounts,
+/// to a connector with failovers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MtRoute {
+    /// Destination address prefix ("" matches all).
+    pub prefix: String,
+    /// Glob on the destination ('*', '?'); empty means no pattern condition.
+    pub pattern: String,
+    /// Submitting accounts this rule applies to; empty means all.
+    pub accounts: Vec<String>,
+    pub connector: String,
+    /// Tried in order when the connector is unreachable.
+    pub failover: Vec<String>,
+}
+
+impl Default for MtRoute {
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            pattern: String::new(),
+            accounts: Vec::new(),
+            connector: "sim".to_owned(),
+            failover: Vec::new(),
+        }
+    }
+}
+
+/// An MO rule: messages to a destination (short code) prefix go to an account. The
+/// longest matching prefix wins.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoRoute {
+    pub prefix: String,
+    pub account: String,
+}
+
+/// A network connector.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ConnectorConfig {
+    /// The built-in network simulator.
+    Simulator {
+        /// Per destination prefix behaviour; the longest matching prefix wins, and a
+        /// destination no profile matches is delivered at once.
+        #[serde(default)]
+        profiles: Vec<SimProfile>,
+    },
+    /// POSTs JSON to `url`: 2xx delivered, 4xx permanent failure, 5xx temporary.
+    Webhook {
+        url: String,
+        #[serde(default = "default_webhook_timeout", deserialize_with = "duration")]
+        timeout: Duration,
+    },
+}
+
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for ConnectorConfig {
+    fn default() -> Self {
+        Self::Simulator { profiles: Vec::new() }
+    }
+}
+
+/// How the simulated network treats destinations with a prefix.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimProfile {
+    pub prefix: String,
+    /// Delivery takes this long.
+    #[serde(deserialize_with = "duration")]
+    pub latency: Duration,
+    /// The first N attempts fail temporarily (absent subscriber), then it is delivered.
+    pub temporary_failures: u32,
+    /// Always fails temporarily (handset off for good): the message expires.
+    pub unreachable: bool,
+    /// Fails permanently (unknown subscriber).
+    pub permanent: bool,
+    /// The network error code reported for failures (GSM MAP: 1 unknown subscriber,
+    /// 27 absent subscriber).
+    pub error_code: u16,
+}
+
+impl Default for SimProfile {
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            latency: Duration::ZERO,
+            temporary_failures: 0,
+            unreachable: false,
+            permanent: false,
+            error_code: 0,
+        }
+    }
+}
+
+/// Delays of the retry tiers, in order: attempt n waits `tiers[min(n, len) - 1]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    #[serde(deserialize_with = "durations")]
+    pub tiers: Vec<Duration>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        let m = |mins: u64| Duration::from_secs(60 * mins);
+        Self { tiers: vec![Duration::from_secs(10), m(1), m(5), m(30), m(120)] }
+    }
+}
+
+impl RetryConfig {
+    /// Topic suffix of a tier: `10s`, `1m`, `2h`.
+    pub fn tier_name(d: Duration) -> String {
+        let s = d.as_secs();
+        match s {
+            0 => format!("{}ms", d.as_millis()),
+            s if s % 3600 == 0 => format!("{}h", s / 3600),
+            s if s % 60 == 0 => format!("{}m", s / 60),
+            s => format!("{s}s"),
+        }
+    }
+}
+
+/// The delivery worker and the notification dispatcher.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Delivery tasks in progress at once per worker.
+    pub max_in_flight: usize,
+    /// Notifications (receipts, MO) in progress at once per worker.
+    pub notify_in_flight: usize,
+    /// How often pending notifications of accounts are retried.
+    #[serde(deserialize_with = "duration")]
+    pub pending_interval: Duration,
+    /// gRPC for the simulator's handset side (`smsc mo`).
+    pub simulator_listen: SocketAddr,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 1024,
+            notify_in_flight: 1024,
+            pending_interval: Duration::from_secs(2),
+            simulator_listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
+        }
+    }
+}
+
+fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)?;
+    raw.iter()
+        .map(|s| {
+            humantime::parse_duration(s)
+                .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+        })
+        .collect()
 }
 
 /// A file holding only the accounts list (`accounts_file`).
@@ -604,7 +848,9 @@ fn parse_overrides(env: &[(String, String)]) -> Result<Vec<Override>, ConfigErro
     let mut overrides = Vec::new();
     for (var, raw) in env {
         let Some(path) = var.strip_prefix(ENV_PREFIX) else { continue };
-        if RESERVED_ENV.contains(&var.as_str()) {
+        if RESERVED_ENV.contains(&var.as_str())
+            || RESERVED_ENV_PREFIXES.iter().any(|p| var.starts_with(p))
+        {
             continue;
         }
         let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
@@ -824,7 +1070,15 @@ mod tests {
         assert_eq!(c.edge.inactivity_timeout, Duration::from_secs(300));
         assert_eq!(c.edge.advertised_grpc_addr(), "127.0.0.1:50051");
         assert!(c.accounts.is_empty());
-        assert_eq!(c.bus, BusConfig { kind: BusKind::Embedded, partitions: 8, max_lag: 100_000 });
+        assert_eq!(
+            c.bus,
+            BusConfig {
+                kind: BusKind::Embedded,
+                partitions: 8,
+                max_lag: 100_000,
+                ..BusConfig::default()
+            }
+        );
         assert_eq!(c.store.message_ttl, Duration::from_secs(72 * 3600));
         assert_eq!(c.accounts_source(), None);
     }
@@ -1002,7 +1256,7 @@ store: {{ kind: embedded, message_ttl: 24h }}
                 "edge.response_timeout",
                 "unknown time unit",
             ),
-            ("bus: { kind: kafka }", "bus.kind", "unknown variant `kafka`"),
+            ("bus: { kind: rabbitmq }", "bus.kind", "unknown variant `rabbitmq`"),
             ("edge: { max_connections: -1 }", "edge.max_connections", "invalid value"),
             (
                 "accounts: [{system_id: a, password_hash: x, allowed_cidrs: [10.0.0.0/33]}]",

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod bus;
 pub mod config;
 pub mod ids;
+pub mod pipeline;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

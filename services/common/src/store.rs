@@ -19,6 +19,11 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use smsc_smpp::MessageState;
 
+/// A worker holds the message and is handing it to the network. Internal (not an SMPP
+/// message_state): query_sm reports it as ENROUTE, and cancel/replace, which only act on
+/// ENROUTE or SCHEDULED messages, cannot race the delivery.
+pub const IN_DELIVERY: MessageState = MessageState(64);
+
 /// Milliseconds since the Unix epoch.
 pub type UnixMillis = i64;
 
@@ -258,6 +263,9 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
 pub type DynStore = Arc<dyn Store>;
 
 pub mod embedded;
+pub mod remote;
+#[cfg(feature = "scylla")]
+pub mod scylla;
 
 // The properties every `Store` keeps, as functions a test of any implementation calls.
 #[cfg(any(test, feature = "contract-tests"))]

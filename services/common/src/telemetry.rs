@@ -91,6 +91,32 @@ const WINDOW_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 25
 pub struct Metrics {
     registry: Registry,
     pub edge: EdgeMetrics,
+    pub router: RouterMetrics,
+    pub worker: WorkerMetrics,
+}
+
+/// `smsc_router_*`.
+pub struct RouterMetrics {
+    /// Submit events by `result` = routed|scheduled|duplicate|no_route.
+    pub routed_total: IntCounterVec,
+    /// MO by `result` = routed|no_route.
+    pub mo_total: IntCounterVec,
+}
+
+/// `smsc_worker_*`.
+pub struct WorkerMetrics {
+    /// Connector calls by `connector` (configured names) and `outcome` =
+    /// delivered|temporary|permanent.
+    pub deliveries_total: IntCounterVec,
+    /// Messages reaching a final state, by `state` (DELIVERED, UNDELIVERABLE, EXPIRED, ...).
+    pub final_total: IntCounterVec,
+    /// Tasks put on a retry tier, by `tier` (10s, 1m, ...).
+    pub retries_total: IntCounterVec,
+    /// Receipts and MO handed to an edge, by `kind` = receipt|mo and `outcome` =
+    /// delivered|pending|refused.
+    pub notifications_total: IntCounterVec,
+    /// From submit accepted to final state.
+    pub end_to_end_seconds: Histogram,
 }
 
 /// `smsc_edge_*`. Label values are fixed sets noted on each field.
@@ -129,6 +155,83 @@ impl fmt::Debug for Metrics {
     }
 }
 
+impl fmt::Debug for RouterMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouterMetrics").finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for WorkerMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerMetrics").finish_non_exhaustive()
+    }
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .expect("metric name and labels are valid");
+    register(registry, c)
+}
+
+impl RouterMetrics {
+    fn register(r: &Registry) -> Self {
+        Self {
+            routed_total: counter_vec(
+                r,
+                "smsc_router_routed_total",
+                "Submit events by routing result.",
+                &["result"],
+            ),
+            mo_total: counter_vec(
+                r,
+                "smsc_router_mo_total",
+                "MO messages by routing result.",
+                &["result"],
+            ),
+        }
+    }
+}
+
+impl WorkerMetrics {
+    fn register(r: &Registry) -> Self {
+        let h = Histogram::with_opts(
+            HistogramOpts::new(
+                "smsc_worker_end_to_end_seconds",
+                "From submit accepted to final state.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("metric name and buckets are valid");
+        Self {
+            deliveries_total: counter_vec(
+                r,
+                "smsc_worker_deliveries_total",
+                "Connector calls by connector and outcome.",
+                &["connector", "outcome"],
+            ),
+            final_total: counter_vec(
+                r,
+                "smsc_worker_final_total",
+                "Messages reaching a final state, by state.",
+                &["state"],
+            ),
+            retries_total: counter_vec(
+                r,
+                "smsc_worker_retries_total",
+                "Delivery tasks put on a retry tier, by tier.",
+                &["tier"],
+            ),
+            notifications_total: counter_vec(
+                r,
+                "smsc_worker_notifications_total",
+                "Receipts and MO handed to edges, by kind and outcome.",
+                &["kind", "outcome"],
+            ),
+            end_to_end_seconds: register(r, h),
+        }
+    }
+}
+
 impl fmt::Debug for EdgeMetrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EdgeMetrics").finish_non_exhaustive()
@@ -139,7 +242,9 @@ impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let registry = Registry::new();
         let edge = EdgeMetrics::register(&registry);
-        Arc::new(Metrics { registry, edge })
+        let router = RouterMetrics::register(&registry);
+        let worker = WorkerMetrics::register(&registry);
+        Arc::new(Metrics { registry, edge, router, worker })
     }
 
     /// For a role's own metrics beyond the shared ones.

@@ -21,7 +21,7 @@ fn bus() -> (EmbeddedBus, ManualTime) {
 
 fn store() -> (Arc<dyn Store>, ManualTime) {
     let clock = Arc::new(ManualClock::new(START_MS));
-    let config = EmbeddedStoreConfig { message_ttl: MESSAGE_TTL };
+    let config = EmbeddedStoreConfig { message_ttl: MESSAGE_TTL, ..EmbeddedStoreConfig::default() };
     (Arc::new(EmbeddedStore::with_clock(config, clock.clone())), ManualTime::new(clock))
 }
 

@@ -173,10 +173,15 @@ pub async fn serve(
         let token = shutdown.child_token();
         match (is_tls, acceptor.clone()) {
             (true, Some(acceptor)) => {
+                // The session's init timer only starts once the handshake is done: bound
+                // the handshake by it too, or a peer that never sends a ClientHello holds
+                // this task (and, at shutdown, the drain) forever.
+                let init = edge.settings.session_init_timeout;
                 tracker.spawn(async move {
-                    match acceptor.accept(stream).await {
-                        Ok(s) => connection(edge, s, peer, token).await,
-                        Err(e) => warn!(%peer, error = %e, "TLS handshake failed"),
+                    match tokio::time::timeout(init, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => connection(edge, s, peer, token).await,
+                        Ok(Err(e)) => warn!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => info!(%peer, "no TLS handshake within the session init timer"),
                     }
                 });
             }

@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use smsc_common::accounts::Account;
 use smsc_common::bus::{BusError, Record, topics};
-use smsc_common::store::{Applied, BindKind, SessionLease, Update};
+use smsc_common::store::{Applied, BindKind, IN_DELIVERY, SessionLease, Update};
 use smsc_smpp::pdu::{
     Bind, BindResp, CancelSm, DataSm, DestAddress, MessageIdResp, QuerySm, QuerySmResp, ReplaceSm,
     SubmitMulti, SubmitMultiResp, SubmitSm, TimeString, UnsuccessSme,
@@ -486,6 +486,7 @@ impl Session {
             return None;
         }
         self.in_process += 1;
+        self.edge.metrics.edge.window_in_use.observe(self.in_process as f64);
         Some(account)
     }
 
@@ -721,7 +722,12 @@ impl Session {
                         Body::QuerySmResp(QuerySmResp {
                             message_id: q.message_id,
                             final_date: m.final_at.map(final_date).unwrap_or_default(),
-                            message_state: m.state,
+                            // A message a worker is handing to the network is still en route.
+                            message_state: if m.state == IN_DELIVERY {
+                                MessageState::ENROUTE
+                            } else {
+                                m.state
+                            },
                             error_code: m.error_code.min(255) as u8,
                         }),
                     ),
@@ -888,7 +894,15 @@ impl Session {
 
     fn next_deadline(&self) -> Instant {
         let s = &self.edge.settings;
-        let mut d = self.last_rx + s.inactivity_timeout;
+        // Once an unbind is out, its response timer ends the session. The inactivity
+        // deadline must not count then: when it is what sent the unbind it is already
+        // past, and the loop would wake on it at once, over and over.
+        let unbind_sent = self.outstanding.values().any(|o| matches!(o.what, Awaiting::Unbind));
+        let mut d = if unbind_sent {
+            Instant::now() + s.response_timeout
+        } else {
+            self.last_rx + s.inactivity_timeout
+        };
         if matches!(self.state, State::Open | State::Binding) {
             d = d.min(self.started + s.session_init_timeout);
         }

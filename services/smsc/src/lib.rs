@@ -15,6 +15,7 @@ use smsc_common::admin::{self, Readiness};
 use smsc_common::bus::Bus;
 use smsc_common::bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
 use smsc_common::config::{BusKind, Config, ConfigError, StoreKind};
+use smsc_common::pipeline::{EdgeLink, GrpcEdgeLink, Tiers};
 use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 use smsc_common::store::{Clock, Store, SystemClock};
 use smsc_common::telemetry::Metrics;
@@ -26,10 +27,52 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub mod cluster;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     All,
     Edge,
+    Router,
+    Worker,
+}
+
+impl Role {
+    fn edge(self) -> bool {
+        matches!(self, Role::All | Role::Edge)
+    }
+    fn router(self) -> bool {
+        matches!(self, Role::All | Role::Router)
+    }
+    fn worker(self) -> bool {
+        matches!(self, Role::All | Role::Worker)
+    }
+}
+
+/// `Edge.Deliver` to this process's own edge is a function call; other edges get gRPC.
+#[derive(Debug)]
+struct LocalFirst {
+    endpoint: String,
+    local: EdgeGrpc,
+    remote: GrpcEdgeLink,
+}
+
+impl EdgeLink for LocalFirst {
+    fn deliver(
+        &self,
+        endpoint: &str,
+        request: smsc_proto::DeliverRequest,
+    ) -> futures::future::BoxFuture<'_, Result<smsc_proto::DeliverResponse, tonic::Status>> {
+        if endpoint == self.endpoint {
+            let local = self.local.clone();
+            Box::pin(async move {
+                use smsc_proto::edge_server::Edge as _;
+                Ok(local.deliver(tonic::Request::new(request)).await?.into_inner())
+            })
+        } else {
+            self.remote.deliver(endpoint, request)
+        }
+    }
 }
 
 /// Flags shared by the roles; each overrides its config key.
@@ -125,7 +168,7 @@ fn edge_settings(config: &Config, grpc_endpoint: String) -> Settings {
 /// Runs `role` until `shutdown` resolves, then drains.
 pub async fn run(
     role: Role,
-    config: Config,
+    mut config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
@@ -142,14 +185,57 @@ pub async fn run(
             },
             clock.clone(),
         )),
-        other => anyhow::bail!("bus.kind {other:?} is not supported by this build"),
+        #[cfg(feature = "kafka")]
+        BusKind::Kafka => {
+            use smsc_common::bus::kafka::{KafkaBus, KafkaBusConfig};
+            let mut k = KafkaBusConfig::new(config.bus.brokers.clone());
+            k.client_id = config.node_id.clone();
+            k.partitions = config.bus.partitions;
+            k.replication_factor = config.bus.replication_factor;
+            k.session_timeout = config.bus.session_timeout;
+            k.extra = config.bus.extra.clone();
+            k.topics = topic_list(&config);
+            Arc::new(KafkaBus::connect(k).await.context("bus (kafka)")?)
+        }
+        other => {
+            anyhow::bail!("bus.kind {other:?} is not supported by this build (features: kafka)")
+        }
     };
     let store: Arc<dyn Store> = match config.store.kind {
         StoreKind::Embedded => Arc::new(EmbeddedStore::with_clock(
-            EmbeddedStoreConfig { message_ttl: config.store.message_ttl },
+            EmbeddedStoreConfig {
+                message_ttl: config.store.message_ttl,
+                final_ttl: config.store.final_ttl,
+            },
             clock.clone(),
         )),
-        other => anyhow::bail!("store.kind {other:?} is not supported by this build"),
+        #[cfg(feature = "scylla")]
+        StoreKind::Scylla => {
+            use smsc_common::store::scylla::{ScyllaConfig, ScyllaStore};
+            let c = ScyllaConfig {
+                uris: config.store.uris.clone(),
+                keyspace: config.store.keyspace.clone(),
+                local_dc: config.store.local_dc.clone(),
+                replication_factor: config.store.replication_factor,
+                message_ttl: config.store.message_ttl,
+                ..ScyllaConfig::default()
+            };
+            Arc::new(ScyllaStore::connect(c).await.context("store (scylla)")?)
+        }
+        StoreKind::Remote => {
+            use smsc_common::store::remote::{RemoteStore, RemoteStoreConfig};
+            let c = RemoteStoreConfig {
+                request_timeout: config.store.request_timeout,
+                ..RemoteStoreConfig::new(config.store.endpoint.clone())
+            };
+            let store = RemoteStore::connect(c)
+                .await
+                .with_context(|| format!("store (remote {})", config.store.endpoint))?;
+            Arc::new(store)
+        }
+        other => {
+            anyhow::bail!("store.kind {other:?} is not supported by this build (features: scylla)")
+        }
     };
 
     let accounts = Arc::new(AccountDirectory::from_config(&config)?);
@@ -157,6 +243,13 @@ pub async fn run(
         // Only in the embedded all-in-one mode: a laptop demo needs no config at all.
         accounts.replace(vec![Account::demo()]);
         info!("no accounts configured: demo account `demo` / password `demo` enabled");
+        if config.routing.mo.is_empty() {
+            // Handset replies (`smsc mo`) reach the demo account too.
+            config.routing.mo.push(smsc_common::config::MoRoute {
+                prefix: String::new(),
+                account: "demo".into(),
+            });
+        }
     }
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(source) = config.accounts_source() {
@@ -172,30 +265,125 @@ pub async fn run(
         .with_context(|| format!("binding edge.grpc_listen {}", config.edge.grpc_listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let advertised = config.edge.grpc_advertise.clone().unwrap_or_else(|| grpc_addr.to_string());
-    let smpp = TcpListener::bind(config.edge.smpp_listen)
-        .await
-        .with_context(|| format!("binding edge.smpp_listen {}", config.edge.smpp_listen))?;
-    let tls = match &config.edge.tls {
-        Some(t) => {
-            let acceptor = smsc_edge::tls::acceptor(&t.cert, &t.key).context("edge.tls")?;
-            let l = TcpListener::bind(t.listen)
-                .await
-                .with_context(|| format!("binding edge.tls.listen {}", t.listen))?;
-            info!(addr = %t.listen, "SMPP over TLS listening");
-            Some((l, acceptor))
-        }
-        None => None,
-    };
-    info!(smpp = %smpp.local_addr()?, grpc = %grpc_addr, admin = %config.admin_listen, node = %config.node_id, "smsc {role:?} starting");
+    let tiers = Tiers::new(&config.retry.tiers);
 
-    let edge = Edge::new(
-        edge_settings(&config, advertised),
-        accounts.clone(),
-        bus.clone(),
-        store.clone(),
-        metrics.clone(),
-        clock.clone(),
-    );
+    let mut grpc = tonic::transport::Server::builder()
+        .add_service(SessionDirectoryServer::new(DirectoryGrpc(store.clone())));
+    let mut edge_service = None;
+    let mut serving = None;
+    if role.edge() {
+        let smpp = TcpListener::bind(config.edge.smpp_listen)
+            .await
+            .with_context(|| format!("binding edge.smpp_listen {}", config.edge.smpp_listen))?;
+        let tls = match &config.edge.tls {
+            Some(t) => {
+                let acceptor = smsc_edge::tls::acceptor(&t.cert, &t.key).context("edge.tls")?;
+                let l = TcpListener::bind(t.listen)
+                    .await
+                    .with_context(|| format!("binding edge.tls.listen {}", t.listen))?;
+                info!(addr = %t.listen, "SMPP over TLS listening");
+                Some((l, acceptor))
+            }
+            None => None,
+        };
+        info!(smpp = %smpp.local_addr()?, "SMPP listening");
+        let edge = Edge::new(
+            edge_settings(&config, advertised.clone()),
+            accounts.clone(),
+            bus.clone(),
+            store.clone(),
+            metrics.clone(),
+            clock.clone(),
+        );
+        grpc = grpc.add_service(EdgeServer::new(EdgeGrpc(edge.clone())));
+        edge_service = Some(EdgeGrpc(edge.clone()));
+        tasks.spawn(smsc_edge::heartbeat(edge.clone(), token.clone()));
+        serving = Some(tokio::spawn(smsc_edge::serve(edge, smpp, tls, token.clone())));
+    }
+    if role.router() {
+        let routes =
+            Arc::new(arc_swap::ArcSwap::from_pointee(smsc_router::Routes::new(&config.routing)));
+        let router = Arc::new(smsc_router::Router {
+            bus: bus.clone(),
+            store: store.clone(),
+            routes,
+            tiers: tiers.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            shutdown: token.clone(),
+        });
+        let lanes = config.worker.max_in_flight.clamp(1, 64);
+        tasks.spawn(async move {
+            if let Err(e) = smsc_router::run(router, lanes, 1024).await {
+                warn!(error = %e, "router stopped");
+            }
+        });
+    }
+    if role.worker() {
+        let worker = Arc::new(smsc_delivery_worker::Worker {
+            bus: bus.clone(),
+            store: store.clone(),
+            connectors: smsc_delivery_worker::connector::build(&config.connectors),
+            tiers: tiers.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            shutdown: token.clone(),
+        });
+        let (in_flight, notify_in_flight) =
+            (config.worker.max_in_flight, config.worker.notify_in_flight);
+        tasks.spawn(async move {
+            if let Err(e) = smsc_delivery_worker::run(worker, 64, in_flight).await {
+                warn!(error = %e, "delivery worker stopped");
+            }
+        });
+        let link: Arc<dyn EdgeLink> = match edge_service.clone() {
+            Some(local) => Arc::new(LocalFirst {
+                endpoint: advertised.clone(),
+                local,
+                remote: GrpcEdgeLink::default(),
+            }),
+            None => Arc::new(GrpcEdgeLink::default()),
+        };
+        let dispatcher = Arc::new(smsc_delivery_worker::dispatch::Dispatcher::new(
+            store.clone(),
+            link,
+            accounts.clone(),
+            clock.clone(),
+            metrics.clone(),
+            token.clone(),
+        ));
+        let (dbus, interval) = (bus.clone(), config.worker.pending_interval);
+        tasks.spawn(async move {
+            if let Err(e) = smsc_delivery_worker::dispatch::run(
+                dispatcher,
+                dbus,
+                64,
+                notify_in_flight,
+                interval,
+            )
+            .await
+            {
+                warn!(error = %e, "dispatcher stopped");
+            }
+        });
+        let sim = TcpListener::bind(config.worker.simulator_listen).await.with_context(|| {
+            format!("binding worker.simulator_listen {}", config.worker.simulator_listen)
+        })?;
+        let (sim_bus, sim_clock, sim_token) = (bus.clone(), clock.clone(), token.clone());
+        tasks.spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(sim);
+            let served = tonic::transport::Server::builder()
+                .add_service(smsc_proto::simulator_server::SimulatorServer::new(
+                    smsc_delivery_worker::simulator::SimulatorGrpc::new(sim_bus, sim_clock),
+                ))
+                .serve_with_incoming_shutdown(incoming, sim_token.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                warn!(error = %e, "simulator gRPC stopped");
+            }
+        });
+    }
+    info!(grpc = %grpc_addr, admin = %config.admin_listen, node = %config.node_id, "smsc {role:?} started");
 
     let admin_token = token.clone();
     tasks.spawn({
@@ -209,33 +397,170 @@ pub async fn run(
         }
     });
     let grpc_token = token.clone();
-    tasks.spawn({
-        let (edge, store) = (edge.clone(), store.clone());
-        async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
-            let served = tonic::transport::Server::builder()
-                .add_service(EdgeServer::new(EdgeGrpc(edge)))
-                .add_service(SessionDirectoryServer::new(DirectoryGrpc(store)))
-                .serve_with_incoming_shutdown(incoming, grpc_token.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                warn!(error = %e, "gRPC server stopped");
-            }
+    tasks.spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        if let Err(e) =
+            grpc.serve_with_incoming_shutdown(incoming, grpc_token.cancelled_owned()).await
+        {
+            warn!(error = %e, "gRPC server stopped");
         }
     });
-    tasks.spawn(smsc_edge::heartbeat(edge.clone(), token.clone()));
-    let edge_token = token.clone();
-    let serving = tokio::spawn(smsc_edge::serve(edge, smpp, tls, edge_token));
     listening.set(true);
 
     shutdown.await;
     // Not ready first, so the Service stops sending new connections here.
     ready.start_draining();
     token.cancel();
-    if let Err(e) = serving.await {
+    if let Some(serving) = serving
+        && let Err(e) = serving.await
+    {
         warn!(error = %e, "edge task ended abnormally");
     }
     tasks.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// `smsc store-server` flags; each overrides its config key.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreServerArgs {
+    /// The YAML configuration: `store.message_ttl`, `store.final_ttl`, `admin_listen`,
+    /// and `store.endpoint` as the default listen address.
+    #[arg(long, short, env = "SMSC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address (default: store.endpoint, 127.0.0.1:50060).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Admin HTTP address: /metrics, /live, /ready (admin_listen).
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
+}
+
+impl StoreServerArgs {
+    /// The config with the flags applied, and the address to serve on.
+    pub fn load(&self) -> Result<(Config, SocketAddr), ConfigError> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(a) = self.admin_listen {
+            config.admin_listen = a;
+        }
+        let listen = match self.listen {
+            Some(a) => a,
+            None => config.store.endpoint.parse().map_err(|_| ConfigError::Invalid {
+                key: "store.endpoint".into(),
+                env_var: None,
+                reason: format!(
+                    "`{}` is not an IP:port to listen on: pass --listen",
+                    config.store.endpoint
+                ),
+            })?,
+        };
+        Ok((config, listen))
+    }
+}
+
+/// `smsc store-server`: one in-memory [`EmbeddedStore`] served over gRPC
+/// (`smsc.v1.StoreService`) on `listen`, so that the processes of a local cluster
+/// (`store.kind: remote`) share it. For local clusters and tests only: nothing is
+/// durable and there is one copy. Runs until `shutdown` resolves.
+pub async fn run_store_server(
+    listen: SocketAddr,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    use smsc_common::store::remote::StoreServer;
+
+    let metrics = Metrics::new();
+    let ready = Readiness::new();
+    let listening = ready.condition("listening");
+    let token = CancellationToken::new();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::new(EmbeddedStoreConfig {
+        message_ttl: config.store.message_ttl,
+        final_ttl: config.store.final_ttl,
+    }));
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding admin_listen {}", config.admin_listen))?;
+    let listener =
+        TcpListener::bind(listen).await.with_context(|| format!("binding --listen {listen}"))?;
+    let addr = listener.local_addr()?;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn({
+        let (metrics, ready, stop) = (metrics.clone(), ready.clone(), token.clone());
+        async move {
+            if let Err(e) =
+                admin::serve(admin_listener, metrics, ready, stop.cancelled_owned()).await
+            {
+                warn!(error = %e, "admin server stopped");
+            }
+        }
+    });
+    tasks.spawn({
+        let stop = token.clone();
+        async move {
+            if let Err(e) = StoreServer::new(store).serve(listener, stop.cancelled_owned()).await {
+                warn!(error = %e, "store gRPC server stopped");
+            }
+        }
+    });
+    listening.set(true);
+    info!(grpc = %addr, admin = %config.admin_listen, "store server started (in memory: for local clusters and tests, not production)");
+
+    shutdown.await;
+    ready.start_draining();
+    token.cancel();
+    // Calls in progress are short; a client that holds its stream open is not waited for.
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!("store server did not drain within 5s");
+    }
+    tasks.shutdown().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// `smsc mo`: one handset message through the simulator.
+pub fn inject_mo(simulator: &str, from: String, to: String, text: String) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("smsc: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    let result = rt.block_on(async {
+        let mut client =
+            smsc_proto::simulator_client::SimulatorClient::connect(format!("http://{simulator}"))
+                .await?;
+        let r =
+            client.inject_mo(smsc_proto::InjectMoRequest { from, to, text }).await?.into_inner();
+        anyhow::Ok(r.ids)
+    });
+    match result {
+        Ok(ids) => {
+            for id in ids {
+                println!("{id}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("smsc: mo: {e:#}");
+            ExitCode::from(69)
+        }
+    }
+}
+
+/// Every topic the pipeline uses (created when missing).
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+fn topic_list(config: &Config) -> Vec<String> {
+    use smsc_common::bus::topics;
+    let mut t: Vec<String> = [topics::SUBMIT, topics::DELIVER, topics::NOTIFY, topics::MO]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    t.extend(Tiers::new(&config.retry.tiers).topics());
+    t
 }

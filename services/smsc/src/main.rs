@@ -4,6 +4,8 @@
 //! smsc all [--config FILE]            every role in one process, embedded defaults
 //! smsc edge --config FILE             the SMPP edge
 //! smsc hash-password [PASSWORD]       an argon2 hash for an account's password_hash
+//! smsc store-server [--listen ADDR]   the in-memory store shared by a local cluster
+//! smsc cluster [--brokers HOST:PORT]  a local multi-process cluster on loopback
 //! ```
 
 use std::process::ExitCode;
@@ -32,8 +34,38 @@ enum Command {
     All(smsc::RunArgs),
     /// The SMPP edge.
     Edge(smsc::RunArgs),
+    /// The router (smsc.submit, smsc.mo).
+    Router(smsc::RunArgs),
+    /// The delivery worker and notification dispatcher.
+    Worker(smsc::RunArgs),
+    /// Sends a handset message through the network simulator (MO).
+    Mo {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        text: String,
+        /// The simulator's gRPC address (worker.simulator_listen).
+        #[arg(long, default_value = "127.0.0.1:50052")]
+        simulator: String,
+    },
     /// Prints an argon2id hash of PASSWORD (read from stdin when absent).
     HashPassword { password: Option<String> },
+    /// The store shared by a local cluster's processes; for local clusters and tests,
+    /// not production.
+    ///
+    /// Serves one in-memory store over gRPC (`smsc.v1.StoreService`) to the processes
+    /// of a local cluster (`store.kind: remote`, `store.endpoint`). Not for production:
+    /// the data lives in this one process's memory, with no copy, and is gone when it
+    /// stops.
+    StoreServer(smsc::StoreServerArgs),
+    /// A local multi-process cluster on loopback, for development.
+    ///
+    /// Starts a broker (tansu via tests/brokers, unless --brokers), a store server,
+    /// 2 edges, 1 router and 2 workers as child processes, prints their endpoints, and
+    /// stops them all on Ctrl-C or SIGTERM. Needs a build with the `kafka` feature.
+    Cluster(smsc::cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,8 +76,17 @@ fn main() -> ExitCode {
     }
     let (role, args) = match cli.command {
         Command::HashPassword { password } => return smsc::hash_password(password),
+        Command::StoreServer(args) => return store_server(&args),
+        Command::Cluster(args) => {
+            return block_on(smsc::cluster::run(args, smsc::shutdown_signal()), "smsc cluster");
+        }
         Command::All(a) => (smsc::Role::All, a),
         Command::Edge(a) => (smsc::Role::Edge, a),
+        Command::Router(a) => (smsc::Role::Router, a),
+        Command::Worker(a) => (smsc::Role::Worker, a),
+        Command::Mo { from, to, text, simulator } => {
+            return smsc::inject_mo(&simulator, from, to, text);
+        }
     };
     let config = match smsc::load_config(role, &args) {
         Ok(c) => c,
@@ -66,6 +107,35 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "smsc stopped on an error");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn store_server(args: &smsc::StoreServerArgs) -> ExitCode {
+    let (config, listen) = match args.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("smsc: configuration: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    block_on(smsc::run_store_server(listen, config, smsc::shutdown_signal()), "store server")
+}
+
+/// Runs `f` on a multi-thread runtime: 0 when it returns Ok, 1 on its error.
+fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>, what: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("smsc: tokio runtime: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    match runtime.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "{what} stopped on an error");
             ExitCode::from(1)
         }
     }

@@ -24,11 +24,18 @@ pub struct EmbeddedStoreConfig {
     /// How long a message row lives after its insert. Pending notifications live as
     /// long after their push.
     pub message_ttl: Duration,
+    /// How long a message is kept once it reached a final state (for query_sm), when
+    /// that is sooner than `message_ttl`. This is what bounds the memory of the
+    /// in-process store under sustained load.
+    pub final_ttl: Duration,
 }
 
 impl Default for EmbeddedStoreConfig {
     fn default() -> Self {
-        Self { message_ttl: Duration::from_secs(72 * 3600) }
+        Self {
+            message_ttl: Duration::from_secs(72 * 3600),
+            final_ttl: Duration::from_secs(72 * 3600),
+        }
     }
 }
 
@@ -51,13 +58,46 @@ impl<T> Expiring<T> {
     }
 }
 
+/// The destinations of one message by dest_index. Almost always one row: a sorted Vec,
+/// because a BTreeMap leaf is sized for eleven rows (about 4 KB per message, which made
+/// memory, and page faults, the cost of the embedded pipeline).
+#[derive(Debug, Default)]
+struct Dests(Vec<(u32, Expiring<StoredMessage>)>);
+
+impl Dests {
+    fn get(&self, k: &u32) -> Option<&Expiring<StoredMessage>> {
+        self.0.iter().find(|(i, _)| i == k).map(|(_, r)| r)
+    }
+    fn get_mut(&mut self, k: &u32) -> Option<&mut Expiring<StoredMessage>> {
+        self.0.iter_mut().find(|(i, _)| i == k).map(|(_, r)| r)
+    }
+    fn remove(&mut self, k: &u32) {
+        self.0.retain(|(i, _)| i != k);
+    }
+    fn insert(&mut self, k: u32, v: Expiring<StoredMessage>) {
+        match self.0.binary_search_by_key(&k, |(i, _)| *i) {
+            Ok(at) => self.0[at].1 = v,
+            Err(at) => self.0.insert(at, (k, v)),
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn values(&self) -> impl Iterator<Item = &Expiring<StoredMessage>> {
+        self.0.iter().map(|(_, r)| r)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     /// message_id → dest_index → row.
-    messages: HashMap<String, BTreeMap<u32, Expiring<StoredMessage>>>,
+    messages: HashMap<String, Dests>,
     /// (expires_at, message_id, dest_index) in insert order, which is expiry order while
     /// the clock does not step back (if it does, some rows are freed late, never early).
     message_expiry: VecDeque<(UnixMillis, String, u32)>,
+    /// The same for rows made final, with the shorter `final_ttl` (its own queue keeps
+    /// each queue in expiry order).
+    final_expiry: VecDeque<(UnixMillis, String, u32)>,
     /// system_id → session_id → lease.
     sessions: HashMap<String, BTreeMap<String, Expiring<SessionLease>>>,
     /// system_id → notification id → notification; ids sort in time order.
@@ -71,23 +111,47 @@ fn millis(d: Duration) -> UnixMillis {
 }
 
 impl Inner {
+    /// Brings a row's expiry forward to `until` (never later).
+    fn shorten(&mut self, message_id: &str, dest_index: u32, until: UnixMillis) {
+        if let Some(row) = self.messages.get_mut(message_id).and_then(|d| d.get_mut(&dest_index))
+            && until < row.expires_at
+        {
+            row.expires_at = until;
+            self.final_expiry.push_back((until, message_id.to_owned(), dest_index));
+        }
+    }
+
     /// Frees rows whose time has come. Each queue entry is popped once, so the cost is
     /// amortized over the inserts. A row is removed only if it is itself expired: the
     /// key may have been written again since the entry was queued.
     fn purge(&mut self, now: UnixMillis) {
-        while let Some((at, _, _)) = self.message_expiry.front()
+        for queue in [&mut self.message_expiry, &mut self.final_expiry] {
+            Self::purge_messages(&mut self.messages, queue, now);
+        }
+        self.purge_pending(now);
+    }
+
+    fn purge_messages(
+        messages: &mut HashMap<String, Dests>,
+        queue: &mut VecDeque<(UnixMillis, String, u32)>,
+        now: UnixMillis,
+    ) {
+        while let Some((at, _, _)) = queue.front()
             && *at <= now
         {
-            let Some((_, id, dest)) = self.message_expiry.pop_front() else { break };
-            if let Some(rows) = self.messages.get_mut(&id) {
+            let Some((_, id, dest)) = queue.pop_front() else { break };
+            if let Some(rows) = messages.get_mut(&id) {
                 if rows.get(&dest).is_some_and(|r| !r.live(now)) {
                     rows.remove(&dest);
                 }
                 if rows.is_empty() {
-                    self.messages.remove(&id);
+                    messages.remove(&id);
                 }
             }
         }
+    }
+
+    fn purge_pending(&mut self, now: UnixMillis) {
         while let Some((at, _, _)) = self.pending_expiry.front()
             && *at <= now
         {
@@ -252,6 +316,10 @@ impl Store for EmbeddedStore {
                 Some(row) if row.state != from => Applied::No(Some(row.clone())),
                 Some(row) => {
                     apply(row, update);
+                    if row.state.is_final() {
+                        let until = now.saturating_add(millis(self.config.final_ttl));
+                        inner.shorten(&message_id, dest_index, until);
+                    }
                     Applied::Yes
                 }
             }))
@@ -374,7 +442,7 @@ mod tests {
 
     fn store() -> (Arc<EmbeddedStore>, ManualTime) {
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-        let config = EmbeddedStoreConfig { message_ttl: TTL };
+        let config = EmbeddedStoreConfig { message_ttl: TTL, ..EmbeddedStoreConfig::default() };
         (Arc::new(EmbeddedStore::with_clock(config, clock.clone())), ManualTime::new(clock))
     }
 
@@ -464,5 +532,34 @@ mod tests {
         time.advance(Duration::from_secs(1)).await;
         assert!(store.sessions("acct").await.expect("sessions").is_empty());
         assert!(store.lock().sessions.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod final_ttl_tests {
+    use super::*;
+    use crate::store::ManualClock;
+    use crate::store::contract::sample_message;
+
+    #[tokio::test]
+    async fn final_rows_are_freed_after_the_final_ttl() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let config = EmbeddedStoreConfig {
+            message_ttl: Duration::from_secs(3600),
+            final_ttl: Duration::from_secs(60),
+        };
+        let store = EmbeddedStore::with_clock(config, clock.clone());
+        let (done, open) = (sample_message("done", 0, "acme"), sample_message("open", 0, "acme"));
+        for m in [done.clone(), open.clone()] {
+            assert!(store.insert_message(m).await.expect("insert").applied());
+        }
+        let fin = Update { state: Some(MessageState::DELIVERED), ..Update::default() };
+        let applied = store.transition("done", 0, done.state, fin).await.expect("transition");
+        assert!(applied.applied());
+        clock.advance(Duration::from_secs(61));
+        assert!(store.get_message("done").await.expect("get").is_empty(), "final row freed");
+        assert_eq!(store.get_message("open").await.expect("get").len(), 1, "pending row kept");
+        let inner = store.inner.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(!inner.messages.contains_key("done"));
     }
 }

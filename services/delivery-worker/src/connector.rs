@@ -1,0 +1,302 @@
+//! Network connectors: where a message leaves the SMSC. The built-in network simulator
+//! is here; an SMPP upstream and an HTTP webhook implement the same trait.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::future::BoxFuture;
+use smsc_common::config::{ConnectorConfig, SimProfile};
+use smsc_common::store::StoredMessage;
+
+/// What the network said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again later (absent subscriber, memory full, connector down).
+    Temporary {
+        error_code: u16,
+    },
+    /// Never deliverable (unknown subscriber, barred).
+    Permanent {
+        error_code: u16,
+    },
+}
+
+/// GSM MAP error codes the simulator reports (and receipts carry in `err:`).
+pub const UNKNOWN_SUBSCRIBER: u16 = 1;
+pub const ABSENT_SUBSCRIBER: u16 = 27;
+
+pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// Hands one message to the network. `attempt` is 1 for the first try.
+    fn deliver<'a>(&'a self, message: &'a StoredMessage, attempt: u32) -> BoxFuture<'a, Outcome>;
+}
+
+/// The simulated mobile network for demos, tests and load tests.
+#[derive(Debug, Default)]
+pub struct Simulator {
+    /// Longest prefix first.
+    profiles: Vec<SimProfile>,
+    handed: AtomicU64,
+}
+
+impl Simulator {
+    pub fn new(mut profiles: Vec<SimProfile>) -> Self {
+        profiles.sort_by_key(|p| std::cmp::Reverse(p.prefix.len()));
+        Self { profiles, handed: AtomicU64::new(0) }
+    }
+
+    /// Messages handed to the simulated network so far.
+    pub fn handed(&self) -> u64 {
+        self.handed.load(Ordering::Relaxed)
+    }
+
+    fn profile(&self, dest: &str) -> Option<&SimProfile> {
+        self.profiles.iter().find(|p| dest.starts_with(p.prefix.as_str()))
+    }
+}
+
+impl Connector for Simulator {
+    fn deliver<'a>(&'a self, m: &'a StoredMessage, attempt: u32) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            self.handed.fetch_add(1, Ordering::Relaxed);
+            let Some(p) = self.profile(&m.dest.addr) else { return Outcome::Delivered };
+            if !p.latency.is_zero() {
+                tokio::time::sleep(p.latency).await;
+            }
+            let code = |default| if p.error_code != 0 { p.error_code } else { default };
+            if p.permanent {
+                Outcome::Permanent { error_code: code(UNKNOWN_SUBSCRIBER) }
+            } else if p.unreachable || attempt <= p.temporary_failures {
+                Outcome::Temporary { error_code: code(ABSENT_SUBSCRIBER) }
+            } else {
+                Outcome::Delivered
+            }
+        })
+    }
+}
+
+/// Connectors by configured name.
+pub type Connectors = BTreeMap<String, Arc<dyn Connector>>;
+
+/// Builds the configured connectors. Kinds this build cannot run are left out with a
+/// warning, and messages routed to them fail over or fail permanently.
+pub fn build(config: &BTreeMap<String, ConnectorConfig>) -> Connectors {
+    let mut out = Connectors::new();
+    for (name, c) in config {
+        match c {
+            ConnectorConfig::Simulator { profiles } => {
+                out.insert(
+                    name.clone(),
+                    Arc::new(Simulator::new(profiles.clone())) as Arc<dyn Connector>,
+                );
+            }
+            other => {
+                tracing::warn!(connector = %name, kind = ?other, "connector kind not available in this build")
+            }
+        }
+    }
+    out
+}
+
+/// Hands messages to an HTTP service: `POST url` with a JSON body; 2xx is delivered,
+/// 4xx a permanent failure (the service refused it), anything else (5xx, timeout,
+/// connection refused) a temporary one, retried on the tiers.
+#[derive(Debug)]
+pub struct Webhook {
+    uri: hyper::Uri,
+    timeout: std::time::Duration,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+}
+
+impl Webhook {
+    pub fn new(
+        url: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Self, hyper::http::uri::InvalidUri> {
+        let uri: hyper::Uri = url.parse()?;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        Ok(Self { uri, timeout, client })
+    }
+
+    /// The JSON a webhook receives.
+    pub fn body(m: &StoredMessage, attempt: u32) -> serde_json::Value {
+        let alphabet = smsc_smpp::DataCoding(m.data_coding).alphabet();
+        let text = smsc_smpp::text::decode(&m.payload, alphabet).ok();
+        serde_json::json!({
+            "message_id": m.message_id,
+            "dest_index": m.dest_index,
+            "system_id": m.system_id,
+            "from": { "ton": m.source.ton, "npi": m.source.npi, "addr": m.source.addr },
+            "to": { "ton": m.dest.ton, "npi": m.dest.npi, "addr": m.dest.addr },
+            "data_coding": m.data_coding,
+            "esm_class": m.esm_class,
+            "text": text,
+            "payload_hex": m.payload.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "attempt": attempt,
+            "submitted_at_ms": m.submitted_at,
+            "expire_at_ms": m.expire_at,
+        })
+    }
+}
+
+/// The GSM MAP code reported for a failure the service gave no code for: system failure.
+const SYSTEM_FAILURE: u16 = 34;
+
+impl Connector for Webhook {
+    fn deliver<'a>(&'a self, m: &'a StoredMessage, attempt: u32) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let body = Self::body(m, attempt).to_string();
+            let req = hyper::Request::post(self.uri.clone())
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .header("idempotency-key", format!("{}/{}", m.message_id, m.dest_index))
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)));
+            let Ok(req) = req else { return Outcome::Permanent { error_code: SYSTEM_FAILURE } };
+            match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+                Ok(Ok(resp)) if resp.status().is_success() => Outcome::Delivered,
+                Ok(Ok(resp)) if resp.status().is_client_error() => {
+                    Outcome::Permanent { error_code: SYSTEM_FAILURE }
+                }
+                Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+                    Outcome::Temporary { error_code: SYSTEM_FAILURE }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn msg(dest: &str) -> StoredMessage {
+        StoredMessage {
+            message_id: "m".into(),
+            dest_index: 0,
+            system_id: "a".into(),
+            source: Default::default(),
+            dest: smsc_common::store::StoredAddress { ton: 1, npi: 1, addr: dest.into() },
+            service_type: String::new(),
+            registered_delivery: 1,
+            data_coding: 0,
+            esm_class: 0,
+            payload: bytes::Bytes::new(),
+            state: smsc_smpp::MessageState::ENROUTE,
+            error_code: 0,
+            attempts: 0,
+            submitted_at: 0,
+            schedule_at: None,
+            expire_at: 0,
+            final_at: None,
+            event: bytes::Bytes::new(),
+        }
+    }
+
+    /// A one-connection HTTP server answering with `status`, returning the request body.
+    async fn http_once(status: u16) -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/sms", l.local_addr().expect("addr"));
+        let h = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.expect("accept");
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Headers, then the Content-Length body.
+            loop {
+                let n = s.read(&mut chunk).await.expect("read");
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(at) = text.find("\r\n\r\n") {
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= at + 4 + len {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            let reply =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            s.write_all(reply.as_bytes()).await.expect("write");
+            String::from_utf8_lossy(&buf).to_string()
+        });
+        (url, h)
+    }
+
+    #[tokio::test]
+    async fn webhook_maps_http_statuses() {
+        let mut m = msg("447700900123");
+        m.payload = bytes::Bytes::from_static(b"hello");
+        for (status, expected) in [
+            (204, Outcome::Delivered),
+            (404, Outcome::Permanent { error_code: SYSTEM_FAILURE }),
+            (503, Outcome::Temporary { error_code: SYSTEM_FAILURE }),
+        ] {
+            let (url, server) = http_once(status).await;
+            let w = Webhook::new(&url, Duration::from_secs(5)).expect("url");
+            assert_eq!(w.deliver(&m, 1).await, expected, "HTTP {status}");
+            let request = server.await.expect("server");
+            assert!(request.starts_with("POST /sms HTTP/1.1"), "{request}");
+            assert!(request.contains("\"text\":\"hello\""), "{request}");
+            assert!(request.contains("idempotency-key: m/0"), "{request}");
+        }
+        // Nobody listening: temporary.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/", l.local_addr().expect("addr"));
+        drop(l);
+        let w = Webhook::new(&url, Duration::from_secs(5)).expect("url");
+        assert_eq!(w.deliver(&m, 1).await, Outcome::Temporary { error_code: SYSTEM_FAILURE });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn profiles_by_longest_prefix() {
+        let s = Simulator::new(vec![
+            SimProfile { prefix: "1555".into(), temporary_failures: 2, ..Default::default() },
+            SimProfile { prefix: "15559".into(), permanent: true, ..Default::default() },
+            SimProfile {
+                prefix: "15558".into(),
+                unreachable: true,
+                error_code: 31,
+                ..Default::default()
+            },
+            SimProfile {
+                prefix: "1777".into(),
+                latency: Duration::from_secs(3),
+                ..Default::default()
+            },
+        ]);
+        assert_eq!(s.deliver(&msg("4477"), 1).await, Outcome::Delivered);
+        assert_eq!(
+            s.deliver(&msg("15551"), 1).await,
+            Outcome::Temporary { error_code: ABSENT_SUBSCRIBER }
+        );
+        assert_eq!(
+            s.deliver(&msg("15551"), 2).await,
+            Outcome::Temporary { error_code: ABSENT_SUBSCRIBER }
+        );
+        assert_eq!(s.deliver(&msg("15551"), 3).await, Outcome::Delivered);
+        assert_eq!(
+            s.deliver(&msg("15559"), 1).await,
+            Outcome::Permanent { error_code: UNKNOWN_SUBSCRIBER }
+        );
+        assert_eq!(s.deliver(&msg("15558"), 50).await, Outcome::Temporary { error_code: 31 });
+        let start = tokio::time::Instant::now();
+        assert_eq!(s.deliver(&msg("17770"), 1).await, Outcome::Delivered);
+        assert!(start.elapsed() >= Duration::from_secs(3));
+        assert_eq!(s.handed(), 7);
+    }
+}

@@ -1,0 +1,207 @@
+//! The router: consumes `smsc.submit`, persists each message once (`INSERT … IF NOT
+//! EXISTS`), picks its MT route and hands a delivery task to the workers (directly, or
+//! through the retry tiers when it is scheduled for later). It also consumes `smsc.mo`
+//! and routes handset messages by destination to the account that owns the short code.
+//!
+//! Everything here is idempotent: a record redelivered after a crash finds its row and
+//! produces the same task again, which the worker's conditional writes absorb.
+#![forbid(unsafe_code)]
+
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use prost::Message as _;
+use smsc_common::bus::{Bus, BusError, Delivery, Record, topics};
+use smsc_common::pipeline::{Tiers, publish_until_ok, run_lanes, smpp_address, store_until_ok};
+use smsc_common::store::{Applied, Clock, Store, StoredAddress, StoredMessage};
+use smsc_common::telemetry::Metrics;
+use smsc_proto::{DeliveryTask, MoEvent, Notification, NotificationKind, SubmitEvent};
+use smsc_smpp::pdu::{DeliverSm, ShortMessage};
+use smsc_smpp::{Body, DataCoding, EsmClass, MessageState, Pdu, Tlvs};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+pub use routes::Routes;
+
+/// Consumer group of the routers.
+pub const GROUP: &str = "smsc-router";
+
+#[derive(Debug)]
+pub struct Router {
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<dyn Store>,
+    pub routes: Arc<ArcSwap<Routes>>,
+    pub tiers: Tiers,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+}
+
+/// Runs the router until `shutdown`: `lanes` records in progress, per-destination order
+/// kept (the bus key is the destination).
+pub async fn run(router: Arc<Router>, lanes: usize, max_in_flight: usize) -> Result<(), BusError> {
+    let consumer = router.bus.consumer(GROUP, &[topics::SUBMIT, topics::MO], max_in_flight)?;
+    let shutdown = router.shutdown.clone();
+    run_lanes(consumer, lanes, max_in_flight, shutdown, move |d: Delivery| {
+        let router = router.clone();
+        async move {
+            match d.topic.as_str() {
+                topics::MO => router.mo(&d.record.payload).await,
+                _ => router.submit(d.record.payload.clone()).await,
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// `ms` (Unix milliseconds, as the [`Clock`] counts) as a `SystemTime`.
+fn instant(ms: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+fn stored_address(a: Option<&smsc_proto::Address>) -> StoredAddress {
+    a.map(|a| StoredAddress { ton: a.ton as u8, npi: a.npi as u8, addr: a.addr.clone() })
+        .unwrap_or_default()
+}
+
+impl Router {
+    /// One accepted submit (one destination).
+    pub async fn submit(&self, payload: Bytes) {
+        let ev = match SubmitEvent::decode(payload.clone()) {
+            Ok(ev) => ev,
+            Err(e) => {
+                // Nothing can make it decode later; keeping it would block its partition.
+                warn!(error = %e, "undecodable submit event dropped");
+                return;
+            }
+        };
+        let now = self.clock.now_ms();
+        let scheduled = ev.schedule_at_ms > now;
+        let row = StoredMessage {
+            message_id: ev.message_id.clone(),
+            dest_index: ev.dest_index,
+            system_id: ev.system_id.clone(),
+            source: stored_address(ev.source.as_ref()),
+            dest: stored_address(ev.dest.as_ref()),
+            service_type: ev.service_type.clone(),
+            registered_delivery: ev.registered_delivery as u8,
+            data_coding: ev.data_coding as u8,
+            esm_class: ev.esm_class as u8,
+            payload: Bytes::from(ev.payload.clone()),
+            state: if scheduled { MessageState::SCHEDULED } else { MessageState::ENROUTE },
+            error_code: 0,
+            attempts: 0,
+            submitted_at: ev.submitted_at_ms,
+            schedule_at: scheduled.then_some(ev.schedule_at_ms),
+            expire_at: ev.expire_at_ms,
+            final_at: None,
+            event: payload,
+        };
+        let dest = row.dest.addr.clone();
+        let Some(applied) = store_until_ok("insert_message", &self.shutdown, || {
+            self.store.insert_message(row.clone())
+        })
+        .await
+        else {
+            return;
+        };
+        if let Applied::No(Some(existing)) = &applied
+            && existing.state.is_final()
+        {
+            // A redelivered record of a message already finished: nothing to do.
+            self.metrics.router.routed_total.with_label_values(&["duplicate"]).inc();
+            return;
+        }
+        let connectors =
+            self.routes.load().mt(&ev.system_id, &dest).map(<[String]>::to_vec).unwrap_or_default();
+        if connectors.is_empty() {
+            // The worker turns a task without connectors into UNDELIVERABLE and a receipt.
+            self.metrics.router.routed_total.with_label_values(&["no_route"]).inc();
+        }
+        let task = DeliveryTask {
+            message_id: ev.message_id,
+            dest_index: ev.dest_index,
+            connectors,
+            attempt: 0,
+            seen_claim: 0,
+            check_claim: false,
+        };
+        let mut record =
+            Record::new(Bytes::from(dest.into_bytes()), Bytes::from(task.encode_to_vec()));
+        let topic = if scheduled {
+            let wait = Duration::from_millis((ev.schedule_at_ms - now) as u64);
+            let (delay, topic) = self.tiers.for_wait(wait);
+            // On the injected clock, the one the bus compares `not_before` with.
+            record.not_before = Some(instant(now) + delay.min(wait));
+            self.metrics.router.routed_total.with_label_values(&["scheduled"]).inc();
+            topic.to_owned()
+        } else {
+            self.metrics.router.routed_total.with_label_values(&["routed"]).inc();
+            topics::DELIVER.to_owned()
+        };
+        publish_until_ok(&*self.bus, &topic, vec![record], &self.shutdown).await;
+    }
+
+    /// One MO message: to the account that owns its destination, as a deliver_sm.
+    pub async fn mo(&self, payload: &Bytes) {
+        let mo = match MoEvent::decode(payload.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "undecodable MO event dropped");
+                return;
+            }
+        };
+        let dest = mo.dest.as_ref().map(|d| d.addr.as_str()).unwrap_or_default();
+        let Some(account) = self.routes.load().mo(dest).map(str::to_owned) else {
+            warn!(dest, "MO without a route dropped");
+            self.metrics.router.mo_total.with_label_values(&["no_route"]).inc();
+            return;
+        };
+        let Some(pdu) = mo_deliver_sm(&mo) else {
+            warn!(id = %mo.id, "MO payload does not fit a deliver_sm; dropped");
+            return;
+        };
+        let n = Notification {
+            system_id: account.clone(),
+            kind: NotificationKind::Mo as i32,
+            message_id: mo.id.clone(),
+            deliver_sm: pdu.to_vec(),
+            created_at_ms: self.clock.now_ms(),
+        };
+        debug!(id = %mo.id, %account, "MO routed");
+        self.metrics.router.mo_total.with_label_values(&["routed"]).inc();
+        // Keyed by the handset: the parts of its concatenated message stay in order.
+        let source = mo.source.as_ref().map(|a| a.addr.clone()).unwrap_or_default();
+        let record = Record::new(Bytes::from(source.into_bytes()), Bytes::from(n.encode_to_vec()));
+        publish_until_ok(&*self.bus, topics::NOTIFY, vec![record], &self.shutdown).await;
+    }
+}
+
+/// The deliver_sm that carries an MO to its account: the handset as source, the short
+/// code as destination, the UDH (concatenated MO) and TLVs passed through as received.
+pub fn mo_deliver_sm(mo: &MoEvent) -> Option<Bytes> {
+    let src = mo.source.as_ref().map(|a| smpp_address(a.ton, a.npi, &a.addr)).unwrap_or_default();
+    let dst = mo.dest.as_ref().map(|a| smpp_address(a.ton, a.npi, &a.addr)).unwrap_or_default();
+    let mut tlvs = Tlvs::from_bytes(Bytes::from(mo.tlvs.clone())).unwrap_or_default();
+    let short_message = if mo.payload.len() <= ShortMessage::MAX {
+        ShortMessage::new(Bytes::from(mo.payload.clone())).ok()?
+    } else {
+        tlvs.set(smsc_smpp::Tlv::MessagePayload(Bytes::from(mo.payload.clone())));
+        ShortMessage::empty()
+    };
+    let d = DeliverSm {
+        source: src,
+        dest: dst,
+        esm_class: EsmClass(mo.esm_class as u8 & EsmClass::UDHI),
+        data_coding: DataCoding(mo.data_coding as u8),
+        short_message,
+        tlvs,
+        ..DeliverSm::default()
+    };
+    Pdu::new(1, Body::DeliverSm(d)).to_bytes().ok()
+}

@@ -1,0 +1,114 @@
+//! MT and MO routing tables, compiled from the config and swapped whole on reload.
+
+use smsc_common::accounts::glob_match;
+use smsc_common::config::RoutingConfig;
+
+/// The compiled routing config.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    mt: Vec<MtRule>,
+    /// Longest prefix first.
+    mo: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+struct MtRule {
+    prefix: String,
+    pattern: Option<String>,
+    accounts: Vec<String>,
+    connectors: Vec<String>,
+}
+
+impl Routes {
+    pub fn new(c: &RoutingConfig) -> Self {
+        let mt =
+            c.mt.iter()
+                .map(|r| MtRule {
+                    prefix: r.prefix.clone(),
+                    pattern: (!r.pattern.is_empty()).then(|| r.pattern.clone()),
+                    accounts: r.accounts.clone(),
+                    connectors: std::iter::once(r.connector.clone())
+                        .chain(r.failover.iter().cloned())
+                        .collect(),
+                })
+                .collect();
+        let mut mo: Vec<_> = c.mo.iter().map(|r| (r.prefix.clone(), r.account.clone())).collect();
+        mo.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+        Self { mt, mo }
+    }
+
+    /// The connector chain (first choice, then failovers) for a message from `system_id`
+    /// to `dest`: the first rule whose conditions all hold.
+    pub fn mt(&self, system_id: &str, dest: &str) -> Option<&[String]> {
+        self.mt
+            .iter()
+            .find(|r| {
+                dest.starts_with(&r.prefix)
+                    && r.pattern.as_deref().is_none_or(|p| glob_match(p, dest))
+                    && (r.accounts.is_empty() || r.accounts.iter().any(|a| a == system_id))
+            })
+            .map(|r| r.connectors.as_slice())
+    }
+
+    /// The account that owns MO to `dest` (longest matching prefix).
+    pub fn mo(&self, dest: &str) -> Option<&str> {
+        self.mo.iter().find(|(p, _)| dest.starts_with(p.as_str())).map(|(_, a)| a.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smsc_common::config::{MoRoute, MtRoute};
+
+    fn mt(
+        prefix: &str,
+        pattern: &str,
+        accounts: &[&str],
+        connector: &str,
+        failover: &[&str],
+    ) -> MtRoute {
+        MtRoute {
+            prefix: prefix.into(),
+            pattern: pattern.into(),
+            accounts: accounts.iter().map(|s| s.to_string()).collect(),
+            connector: connector.into(),
+            failover: failover.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn first_matching_mt_rule_wins() {
+        let r = Routes::new(&RoutingConfig {
+            mt: vec![
+                mt("44", "", &["bank"], "uk-bank", &["uk-backup"]),
+                mt("44", "", &[], "uk", &[]),
+                mt("", "1555???????", &[], "sim", &[]),
+                mt("", "", &[], "default", &[]),
+            ],
+            mo: vec![],
+        });
+        assert_eq!(
+            r.mt("bank", "447700900123").map(|c| c.to_vec()),
+            Some(vec!["uk-bank".into(), "uk-backup".into()])
+        );
+        assert_eq!(r.mt("shop", "447700900123").map(|c| c[0].clone()), Some("uk".into()));
+        assert_eq!(r.mt("shop", "15551234567").map(|c| c[0].clone()), Some("sim".into()));
+        assert_eq!(r.mt("shop", "155512345678").map(|c| c[0].clone()), Some("default".into()));
+        assert_eq!(Routes::new(&RoutingConfig { mt: vec![], mo: vec![] }).mt("a", "1"), None);
+    }
+
+    #[test]
+    fn longest_mo_prefix_wins() {
+        let r = Routes::new(&RoutingConfig {
+            mt: vec![],
+            mo: vec![
+                MoRoute { prefix: "12".into(), account: "broad".into() },
+                MoRoute { prefix: "12345".into(), account: "exact".into() },
+            ],
+        });
+        assert_eq!(r.mo("12345"), Some("exact"));
+        assert_eq!(r.mo("1299"), Some("broad"));
+        assert_eq!(r.mo("999"), None);
+    }
+}

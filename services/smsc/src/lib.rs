@@ -174,6 +174,7 @@ pub async fn run(
     let metrics = Metrics::new();
     let ready = Readiness::new();
     let listening = ready.condition("listening");
+    let bus_ready = ready.condition("bus");
     let token = CancellationToken::new();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
@@ -303,6 +304,9 @@ pub async fn run(
     if role.router() {
         let routes =
             Arc::new(arc_swap::ArcSwap::from_pointee(smsc_router::Routes::new(&config.routing)));
+        if let Some(path) = config.path.clone() {
+            tasks.spawn(reload_routes(path, routes.clone(), token.clone()));
+        }
         let router = Arc::new(smsc_router::Router {
             bus: bus.clone(),
             store: store.clone(),
@@ -406,6 +410,19 @@ pub async fn run(
         }
     });
     listening.set(true);
+    // Readiness follows the bus: a pod that cannot publish must not get new binds.
+    tasks.spawn({
+        let (bus, token) = (bus.clone(), token.clone());
+        async move {
+            loop {
+                bus_ready.set(bus.is_ready());
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    });
 
     shutdown.await;
     // Not ready first, so the Service stops sending new connections here.
@@ -563,4 +580,57 @@ fn topic_list(config: &Config) -> Vec<String> {
         .collect();
     t.extend(Tiers::new(&config.retry.tiers).topics());
     t
+}
+
+/// `smsc migrate`: applies the ScyllaDB schema of `store.*`.
+pub async fn migrate(config: Config) -> anyhow::Result<()> {
+    #[cfg(feature = "scylla")]
+    {
+        use smsc_common::store::scylla::{ScyllaConfig, migrate};
+        let c = ScyllaConfig {
+            uris: config.store.uris.clone(),
+            keyspace: config.store.keyspace.clone(),
+            local_dc: config.store.local_dc.clone(),
+            replication_factor: config.store.replication_factor,
+            message_ttl: config.store.message_ttl,
+            ..ScyllaConfig::default()
+        };
+        let applied = migrate(&c).await.context("migrating")?;
+        info!(keyspace = %c.keyspace, ?applied, "schema up to date");
+        Ok(())
+    }
+    #[cfg(not(feature = "scylla"))]
+    {
+        let _ = config;
+        anyhow::bail!("this build has no ScyllaDB support (feature `scylla`)")
+    }
+}
+
+/// Reloads the routing tables from the config file on SIGHUP; a broken file keeps the
+/// tables in use and says why.
+async fn reload_routes(
+    path: PathBuf,
+    routes: Arc<arc_swap::ArcSwap<smsc_router::Routes>>,
+    token: CancellationToken,
+) {
+    let mut hup = match smsc_common::shutdown::sighup() {
+        Ok(h) => h,
+        Err(e) => {
+            warn!(error = %e, "no SIGHUP handler; routes are not reloadable");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = hup.recv() => {}
+        }
+        match Config::load(Some(&path)) {
+            Ok(c) => {
+                routes.store(Arc::new(smsc_router::Routes::new(&c.routing)));
+                info!(mt = c.routing.mt.len(), mo = c.routing.mo.len(), "routes reloaded");
+            }
+            Err(e) => warn!(error = %e, "routes not reloaded; keeping the ones in use"),
+        }
+    }
 }

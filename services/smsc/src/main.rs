@@ -52,6 +52,9 @@ enum Command {
     },
     /// Prints an argon2id hash of PASSWORD (read from stdin when absent).
     HashPassword { password: Option<String> },
+    /// Applies the ScyllaDB schema (`store.*` of the config) and exits; the store also
+    /// does it at start-up. Needs a build with the `scylla` feature.
+    Migrate(smsc::RunArgs),
     /// The store shared by a local cluster's processes; for local clusters and tests,
     /// not production.
     ///
@@ -77,6 +80,15 @@ fn main() -> ExitCode {
     let (role, args) = match cli.command {
         Command::HashPassword { password } => return smsc::hash_password(password),
         Command::StoreServer(args) => return store_server(&args),
+        Command::Migrate(args) => {
+            return match smsc::load_config(smsc::Role::Router, &args) {
+                Ok(config) => block_on(smsc::migrate(config), "migrate"),
+                Err(e) => {
+                    eprintln!("smsc: configuration: {e}");
+                    ExitCode::from(64)
+                }
+            };
+        }
         Command::Cluster(args) => {
             return block_on(smsc::cluster::run(args, smsc::shutdown_signal()), "smsc cluster");
         }

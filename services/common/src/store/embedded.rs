@@ -6,7 +6,7 @@
 //! queue in expiry order that every call drains a little, leases when their account is
 //! next touched. Not durable across process restarts.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -92,12 +92,11 @@ impl Dests {
 struct Inner {
     /// message_id → dest_index → row.
     messages: HashMap<String, Dests>,
-    /// (expires_at, message_id, dest_index) in insert order, which is expiry order while
-    /// the clock does not step back (if it does, some rows are freed late, never early).
-    message_expiry: VecDeque<(UnixMillis, String, u32)>,
-    /// The same for rows made final, with the shorter `final_ttl` (its own queue keeps
-    /// each queue in expiry order).
-    final_expiry: VecDeque<(UnixMillis, String, u32)>,
+    /// (expires_at, message_id, dest_index) of every row, in expiry order. An ordered set
+    /// rather than a queue: a row made final moves to its shorter `final_ttl`, and its old
+    /// entry must go with it, or the entries of freed rows would pile up for the whole
+    /// `message_ttl` (days) under load.
+    message_expiry: BTreeSet<(UnixMillis, String, u32)>,
     /// system_id → session_id → lease.
     sessions: HashMap<String, BTreeMap<String, Expiring<SessionLease>>>,
     /// system_id → notification id → notification; ids sort in time order.
@@ -116,8 +115,10 @@ impl Inner {
         if let Some(row) = self.messages.get_mut(message_id).and_then(|d| d.get_mut(&dest_index))
             && until < row.expires_at
         {
+            let old = (row.expires_at, message_id.to_owned(), dest_index);
             row.expires_at = until;
-            self.final_expiry.push_back((until, message_id.to_owned(), dest_index));
+            self.message_expiry.remove(&old);
+            self.message_expiry.insert((until, old.1, dest_index));
         }
     }
 
@@ -125,30 +126,20 @@ impl Inner {
     /// amortized over the inserts. A row is removed only if it is itself expired: the
     /// key may have been written again since the entry was queued.
     fn purge(&mut self, now: UnixMillis) {
-        for queue in [&mut self.message_expiry, &mut self.final_expiry] {
-            Self::purge_messages(&mut self.messages, queue, now);
-        }
-        self.purge_pending(now);
-    }
-
-    fn purge_messages(
-        messages: &mut HashMap<String, Dests>,
-        queue: &mut VecDeque<(UnixMillis, String, u32)>,
-        now: UnixMillis,
-    ) {
-        while let Some((at, _, _)) = queue.front()
+        while let Some((at, _, _)) = self.message_expiry.first()
             && *at <= now
         {
-            let Some((_, id, dest)) = queue.pop_front() else { break };
-            if let Some(rows) = messages.get_mut(&id) {
+            let Some((_, id, dest)) = self.message_expiry.pop_first() else { break };
+            if let Some(rows) = self.messages.get_mut(&id) {
                 if rows.get(&dest).is_some_and(|r| !r.live(now)) {
                     rows.remove(&dest);
                 }
                 if rows.is_empty() {
-                    messages.remove(&id);
+                    self.messages.remove(&id);
                 }
             }
         }
+        self.purge_pending(now);
     }
 
     fn purge_pending(&mut self, now: UnixMillis) {
@@ -286,7 +277,7 @@ impl Store for EmbeddedStore {
                 let expires_at = now.saturating_add(ttl);
                 let key = (expires_at, message.message_id.clone(), message.dest_index);
                 rows.insert(message.dest_index, Expiring { value: message, expires_at });
-                inner.message_expiry.push_back(key);
+                inner.message_expiry.insert(key);
                 Applied::Yes
             }))
         })

@@ -212,16 +212,12 @@ pub async fn run(
         )),
         #[cfg(feature = "scylla")]
         StoreKind::Scylla => {
-            use smsc_common::store::scylla::{ScyllaConfig, ScyllaStore};
-            let c = ScyllaConfig {
-                uris: config.store.uris.clone(),
-                keyspace: config.store.keyspace.clone(),
-                local_dc: config.store.local_dc.clone(),
-                replication_factor: config.store.replication_factor,
-                message_ttl: config.store.message_ttl,
-                ..ScyllaConfig::default()
-            };
-            Arc::new(ScyllaStore::connect(c).await.context("store (scylla)")?)
+            let c = scylla_config(&config);
+            Arc::new(
+                smsc_common::store::scylla::ScyllaStore::connect(c)
+                    .await
+                    .context("store (scylla)")?,
+            )
         }
         StoreKind::Remote => {
             use smsc_common::store::remote::{RemoteStore, RemoteStoreConfig};
@@ -586,16 +582,8 @@ fn topic_list(config: &Config) -> Vec<String> {
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
     #[cfg(feature = "scylla")]
     {
-        use smsc_common::store::scylla::{ScyllaConfig, migrate};
-        let c = ScyllaConfig {
-            uris: config.store.uris.clone(),
-            keyspace: config.store.keyspace.clone(),
-            local_dc: config.store.local_dc.clone(),
-            replication_factor: config.store.replication_factor,
-            message_ttl: config.store.message_ttl,
-            ..ScyllaConfig::default()
-        };
-        let applied = migrate(&c).await.context("migrating")?;
+        let c = scylla_config(&config);
+        let applied = smsc_common::store::scylla::migrate(&c).await.context("migrating")?;
         info!(keyspace = %c.keyspace, ?applied, "schema up to date");
         Ok(())
     }
@@ -632,5 +620,17 @@ async fn reload_routes(
             }
             Err(e) => warn!(error = %e, "routes not reloaded; keeping the ones in use"),
         }
+    }
+}
+
+#[cfg(feature = "scylla")]
+fn scylla_config(config: &Config) -> smsc_common::store::scylla::ScyllaConfig {
+    smsc_common::store::scylla::ScyllaConfig {
+        uris: config.store.uris.clone(),
+        keyspace: config.store.keyspace.clone(),
+        local_dc: config.store.local_dc.clone(),
+        replication_factor: config.store.replication_factor,
+        message_ttl: config.store.message_ttl,
+        ..smsc_common::store::scylla::ScyllaConfig::default()
     }
 }

@@ -13,9 +13,13 @@ use crate::bus::{BusError, Consumer, Delivery};
 
 /// Consumes `consumer` with up to `lanes` records in progress at once. Records with the
 /// same key are handled one after another, in order, so per-key order (per destination,
-/// per handset) survives the concurrency. A record is acked only after `handler`
-/// returned for it; `handler` must not return before its work is durable (it retries
-/// internally).
+/// per handset) survives the concurrency. A record is acked only when `handler`
+/// returned `true` for it: its work is durable. `false` means it gave up (shutdown), and
+/// the record comes back to whoever consumes next; handlers are idempotent.
+///
+/// At shutdown no new record is taken, and the ones in progress get [`DRAIN`] to finish
+/// (a worker between its claim and its final write would otherwise leave the message to
+/// the slower holder check).
 ///
 /// Everything runs inside this one task (the handlers are polled by a
 /// `FuturesUnordered`): on a 2-core machine a channel hop to a worker task per record
@@ -29,7 +33,7 @@ pub async fn run_lanes<F, Fut>(
     handler: F,
 ) where
     F: Fn(Delivery) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
 {
     use futures::stream::{FuturesUnordered, StreamExt};
     use std::collections::{HashMap, VecDeque};
@@ -41,16 +45,18 @@ pub async fn run_lanes<F, Fut>(
     let mut busy: HashMap<bytes::Bytes, VecDeque<Delivery>> = HashMap::new();
     let start = |d: Delivery| {
         let fut = handler(d.clone());
-        async move {
-            fut.await;
-            d
-        }
+        async move { (fut.await, d) }
     };
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            Some(d) = running.next(), if !running.is_empty() => {
+            Some((durable, d)) = running.next(), if !running.is_empty() => {
+                let durable: bool = durable;
+                if !durable {
+                    // Gave up at shutdown: nothing more is taken from this partition key.
+                    continue;
+                }
                 if let Err(e) = consumer.ack(&d) {
                     warn!(error = %e, topic = %d.topic, "ack failed");
                 }
@@ -78,8 +84,19 @@ pub async fn run_lanes<F, Fut>(
             }
         }
     }
-    // Unfinished work is simply not acked: those records come back.
+    // Let the work in progress finish; what does not is simply not acked.
+    let _ = tokio::time::timeout(DRAIN, async {
+        while let Some((durable, d)) = running.next().await {
+            if durable {
+                let _ = consumer.ack(&d);
+            }
+        }
+    })
+    .await;
 }
+
+/// How long work in progress may take to finish at shutdown.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Pushes a deliver_sm to an edge: gRPC `Edge.Deliver` in a cluster, a direct call when
 /// the edge runs in the same process (`smsc all`).

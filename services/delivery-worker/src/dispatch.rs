@@ -140,12 +140,12 @@ impl Dispatcher {
     }
 
     /// One notification from the bus: delivered now, or made pending (durably) first.
-    pub async fn notification(&self, payload: &Bytes) {
+    pub async fn notification(&self, payload: &Bytes) -> bool {
         let n = match Notification::decode(payload.clone()) {
             Ok(n) => n,
             Err(e) => {
                 warn!(error = %e, "undecodable notification dropped");
-                return;
+                return true;
             }
         };
         let kind = NotificationKind::try_from(n.kind).unwrap_or(NotificationKind::Receipt);
@@ -155,7 +155,7 @@ impl Dispatcher {
         if sent != Sent::NotNow {
             let outcome = if sent == Sent::Delivered { "delivered" } else { "refused" };
             self.metrics.worker.notifications_total.with_label_values(&[label, outcome]).inc();
-            return;
+            return true;
         }
         let pending = PendingNotification {
             id: self.ids.next_at(self.clock.now_ms()).to_string(),
@@ -164,19 +164,20 @@ impl Dispatcher {
             pdu,
             created_at: n.created_at_ms,
         };
-        if store_until_ok("push_pending", &self.shutdown, || {
+        let pushed = store_until_ok("push_pending", &self.shutdown, || {
             self.store.push_pending(&n.system_id, pending.clone())
         })
         .await
-        .is_some()
-        {
+        .is_some();
+        if pushed {
             self.metrics.worker.notifications_total.with_label_values(&[label, "pending"]).inc();
         }
+        pushed
     }
 
     /// Delivers what is pending for every account that has a receiver now.
     pub async fn sweep(&self) {
-        for system_id in self.accounts.system_ids() {
+        'accounts: for system_id in self.accounts.system_ids() {
             let mut after: Option<String> = None;
             loop {
                 let page = match self.store.pending(&system_id, after.as_deref(), PAGE).await {
@@ -195,7 +196,8 @@ impl Dispatcher {
                         _ => NotificationKind::Receipt,
                     };
                     match self.send(&system_id, kind, &p.message_id, &p.pdu).await {
-                        Sent::NotNow => return,
+                        // This account cannot take it now; the others still can.
+                        Sent::NotNow => continue 'accounts,
                         sent => {
                             let outcome =
                                 if sent == Sent::Delivered { "delivered" } else { "refused" };

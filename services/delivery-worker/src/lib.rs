@@ -84,12 +84,12 @@ fn final_of(o: Outcome) -> (MessageState, ReceiptStat, u16) {
 impl Worker {
     /// One delivery task. Returns when its effects are durable (or at shutdown, leaving
     /// the task unacked for redelivery).
-    pub async fn task(&self, payload: &Bytes) {
+    pub async fn task(&self, payload: &Bytes) -> bool {
         let task = match DeliveryTask::decode(payload.clone()) {
             Ok(t) => t,
             Err(e) => {
                 warn!(error = %e, "undecodable delivery task dropped");
-                return;
+                return true;
             }
         };
         let Some(rows) = store_until_ok("get_message", &self.shutdown, || {
@@ -97,18 +97,17 @@ impl Worker {
         })
         .await
         else {
-            return;
+            return false;
         };
         let Some(m) = rows.into_iter().find(|m| m.dest_index == task.dest_index) else {
             warn!(message_id = %task.message_id, "delivery task for a message the store does not have (expired?)");
-            return;
+            return true;
         };
         let now = self.clock.now_ms();
         if m.state.is_final() {
             // A task seen again after a crash between the final write and its ack: the
             // receipt may not have gone out, so it goes (again). Receipts may repeat.
-            self.receipt(&m, m.state, m.error_code, m.final_at.unwrap_or(now)).await;
-            return;
+            return self.receipt(&m, m.state, m.error_code, m.final_at.unwrap_or(now)).await;
         }
         if m.state == IN_DELIVERY {
             let holder_gave_up = !task.check_claim && task.attempt == m.attempts;
@@ -138,11 +137,19 @@ impl Worker {
         })
         .await
         else {
-            return;
+            return false;
         };
-        if !applied.applied() {
-            debug!(message_id = %m.message_id, "claim lost (cancelled, or another worker)");
-            return;
+        match applied {
+            Applied::Yes => {}
+            // Someone holds it: possibly this very claim, applied by an attempt that timed
+            // out. Either way the holder check settles it without a second handoff.
+            Applied::No(Some(row)) if row.state == IN_DELIVERY => {
+                return self.held_elsewhere(task, &row).await;
+            }
+            Applied::No(_) => {
+                debug!(message_id = %m.message_id, "claim lost (cancelled, or another worker)");
+                return true;
+            }
         }
         let outcome = self.call_connectors(&task.connectors, &m, attempt).await;
         let now = self.clock.now_ms();
@@ -161,7 +168,7 @@ impl Worker {
                 );
                 record.not_before = Some(instant(now) + delay);
                 if !publish_until_ok(&*self.bus, topic, vec![record], &self.shutdown).await {
-                    return;
+                    return false;
                 }
                 self.metrics
                     .worker
@@ -173,13 +180,15 @@ impl Worker {
                     error_code: Some(error_code),
                     ..Update::default()
                 };
-                store_until_ok("release", &self.shutdown, || {
+                let released = store_until_ok("release", &self.shutdown, || {
                     self.store.transition(&m.message_id, m.dest_index, IN_DELIVERY, back.clone())
                 })
-                .await;
-                if RegisteredDelivery(m.registered_delivery).wants_intermediate() {
-                    self.notify_receipt(&m, ReceiptStat::Enroute, error_code, now).await;
+                .await
+                .is_some();
+                if released && RegisteredDelivery(m.registered_delivery).wants_intermediate() {
+                    return self.notify_receipt(&m, ReceiptStat::Enroute, error_code, now).await;
                 }
+                released
             }
             _ => self.finish(&m, IN_DELIVERY, outcome, now).await,
         }
@@ -207,7 +216,7 @@ impl Worker {
     /// has not moved it by then (same attempt count), it died mid-delivery and nobody can
     /// know whether the network got it: the message ends UNKNOWN rather than risk a
     /// duplicate to the network.
-    async fn held_elsewhere(&self, task: DeliveryTask, m: &StoredMessage) {
+    async fn held_elsewhere(&self, task: DeliveryTask, m: &StoredMessage) -> bool {
         if task.check_claim && task.seen_claim == m.attempts {
             let now = self.clock.now_ms();
             let update = Update {
@@ -215,19 +224,22 @@ impl Worker {
                 final_at: Some(now),
                 ..Update::default()
             };
-            if let Some(Applied::Yes) = store_until_ok("unknown", &self.shutdown, || {
+            return match store_until_ok("unknown", &self.shutdown, || {
                 self.store.transition(&m.message_id, m.dest_index, IN_DELIVERY, update.clone())
             })
             .await
             {
-                warn!(message_id = %m.message_id, "holder died mid-delivery; message state UNKNOWN");
-                self.metrics.worker.final_total.with_label_values(&["UNKNOWN"]).inc();
-                self.receipt(m, MessageState::UNKNOWN, 0, now).await;
-            }
-            return;
+                Some(Applied::Yes) => {
+                    warn!(message_id = %m.message_id, "holder died mid-delivery; message state UNKNOWN");
+                    self.metrics.worker.final_total.with_label_values(&["UNKNOWN"]).inc();
+                    self.receipt(m, MessageState::UNKNOWN, 0, now).await
+                }
+                Some(Applied::No(_)) => true,
+                None => false,
+            };
         }
         let check = DeliveryTask { check_claim: true, seen_claim: m.attempts, ..task };
-        self.requeue(check, self.tiers.for_attempt(1), None).await;
+        self.requeue(check, self.tiers.for_attempt(1), None).await
     }
 
     async fn requeue(
@@ -235,16 +247,22 @@ impl Worker {
         task: DeliveryTask,
         (delay, topic): (Duration, &str),
         wait: Option<Duration>,
-    ) {
+    ) -> bool {
         let key = Bytes::from(task.message_id.clone().into_bytes());
         let mut record = Record::new(key, Bytes::from(task.encode_to_vec()));
         let now = self.clock.now_ms();
         record.not_before = Some(instant(now) + wait.map_or(delay, |w| w.min(delay)));
-        publish_until_ok(&*self.bus, topic, vec![record], &self.shutdown).await;
+        publish_until_ok(&*self.bus, topic, vec![record], &self.shutdown).await
     }
 
     /// The final write, then the receipt.
-    async fn finish(&self, m: &StoredMessage, from: MessageState, outcome: Outcome, now: i64) {
+    async fn finish(
+        &self,
+        m: &StoredMessage,
+        from: MessageState,
+        outcome: Outcome,
+        now: i64,
+    ) -> bool {
         let (state, _, error_code) = final_of(outcome);
         let update = Update {
             state: Some(state),
@@ -257,10 +275,10 @@ impl Worker {
         })
         .await
         else {
-            return;
+            return false;
         };
         if !applied.applied() {
-            return;
+            return true;
         }
         let label = state.name().unwrap_or("other");
         self.metrics.worker.final_total.with_label_values(&[label]).inc();
@@ -268,22 +286,35 @@ impl Worker {
             .worker
             .end_to_end_seconds
             .observe((now - m.submitted_at).max(0) as f64 / 1000.0);
-        self.receipt(m, state, error_code, now).await;
+        self.receipt(m, state, error_code, now).await
     }
 
     /// The final receipt, if the message asked for one.
-    async fn receipt(&self, m: &StoredMessage, state: MessageState, error_code: u16, at: i64) {
-        let Some(stat) = ReceiptStat::from_message_state(state) else { return };
+    async fn receipt(
+        &self,
+        m: &StoredMessage,
+        state: MessageState,
+        error_code: u16,
+        at: i64,
+    ) -> bool {
+        let Some(stat) = ReceiptStat::from_message_state(state) else { return true };
         if RegisteredDelivery(m.registered_delivery).wants_receipt(state == MessageState::DELIVERED)
         {
-            self.notify_receipt(m, stat, error_code, at).await;
+            return self.notify_receipt(m, stat, error_code, at).await;
         }
+        true
     }
 
-    async fn notify_receipt(&self, m: &StoredMessage, stat: ReceiptStat, error_code: u16, at: i64) {
+    async fn notify_receipt(
+        &self,
+        m: &StoredMessage,
+        stat: ReceiptStat,
+        error_code: u16,
+        at: i64,
+    ) -> bool {
         let Some(pdu) = receipt::deliver_sm(m, stat, error_code, at) else {
             warn!(message_id = %m.message_id, "receipt does not fit a deliver_sm");
-            return;
+            return true;
         };
         let n = Notification {
             system_id: m.system_id.clone(),
@@ -298,6 +329,6 @@ impl Worker {
             Bytes::from(m.message_id.clone().into_bytes()),
             Bytes::from(n.encode_to_vec()),
         );
-        publish_until_ok(&*self.bus, topics::NOTIFY, vec![record], &self.shutdown).await;
+        publish_until_ok(&*self.bus, topics::NOTIFY, vec![record], &self.shutdown).await
     }
 }

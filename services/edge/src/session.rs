@@ -152,6 +152,8 @@ struct Session {
     enquire_pending: bool,
     /// Answer unbind_resp to this sequence once in-flight work is answered.
     unbind_from_peer: Option<u32>,
+    /// The peer answered our unbind: close once in-flight work is answered.
+    unbound: bool,
     close: bool,
 }
 
@@ -181,6 +183,7 @@ impl Session {
             outstanding: HashMap::new(),
             enquire_pending: false,
             unbind_from_peer: None,
+            unbound: false,
             close: false,
         }
     }
@@ -210,7 +213,9 @@ impl Session {
                         None => {}
                     }
                 }
-                r = stream.read_buf(&mut self.inbuf), if self.unbind_from_peer.is_none() => {
+                // Reading goes on while unbinding: deliver_sm_resp may still come, and new
+                // requests are refused (ESME_RINVBNDSTS) rather than left unread.
+                r = stream.read_buf(&mut self.inbuf) => {
                     match r {
                         Ok(0) => { debug!("peer closed"); break; }
                         Ok(_) => self.on_read(),
@@ -219,19 +224,37 @@ impl Session {
                 }
                 _ = sleep_until(deadline) => self.on_timer(),
             }
+            // Both unbind directions wait for the submits in flight to be answered (an
+            // answer the ESME never reads would make it resubmit); a peer unbind also
+            // waits for its outstanding deliver_sm to be answered.
+            let idle = self.inflight.is_empty() && self.batch.is_empty();
+            let delivering =
+                self.outstanding.values().any(|o| matches!(o.what, Awaiting::Deliver { .. }));
             if let Some(seq) = self.unbind_from_peer
-                && self.inflight.is_empty()
-                && self.batch.is_empty()
+                && idle
+                && !delivering
             {
                 self.push(&Pdu::new(seq, Body::UnbindResp));
                 self.close = true;
             }
+            if self.unbound && idle {
+                self.close = true;
+            }
             if !self.out.is_empty() {
-                if let Err(e) = stream.write_all(&self.out).await {
-                    debug!(error = %e, "write failed");
-                    break;
+                // A peer that stops reading must not hold the session (and its registry
+                // entry) forever.
+                let timeout = self.edge.settings.response_timeout;
+                match tokio::time::timeout(timeout, stream.write_all(&self.out)).await {
+                    Ok(Ok(())) => self.out.clear(),
+                    Ok(Err(e)) => {
+                        debug!(error = %e, "write failed");
+                        break;
+                    }
+                    Err(_) => {
+                        info!("peer not reading within the response timer; closing");
+                        break;
+                    }
                 }
-                self.out.clear();
             }
             if self.close {
                 let _ = stream.shutdown().await;
@@ -419,10 +442,12 @@ impl Session {
     }
 
     fn on_unbind(&mut self, seq: u32) {
-        // In-flight requests are answered first; then unbind_resp and close.
+        // In-flight requests are answered first; then unbind_resp and close. Out of the
+        // registry at once: no new deliveries to a session that is leaving.
         self.unbind_from_peer = Some(seq);
-        if matches!(self.state, State::Open | State::Binding) {
-            self.state = State::Unbinding;
+        match self.state {
+            State::Bound(_) => self.leave_bound(),
+            _ => self.state = State::Unbinding,
         }
     }
 
@@ -845,6 +870,11 @@ impl Session {
     // ---- what the edge sends ---------------------------------------------------------
 
     fn send_deliver(&mut self, pdu: Bytes, reply: oneshot::Sender<DeliverResult>) {
+        if reply.is_closed() {
+            // The caller gave up while this waited in the queue and has retried or made
+            // it pending: sending it now would deliver it twice.
+            return;
+        }
         let v33 = matches!(&self.state, State::Bound(b) if b.interface_version < smsc_smpp::types::INTERFACE_VERSION_34);
         let seq = self.next_seq();
         let kind = match smsc_smpp::decode(pdu) {
@@ -886,7 +916,7 @@ impl Session {
                 let _ = reply.send(DeliverResult::Answered(status));
             }
             Awaiting::EnquireLink => self.enquire_pending = false,
-            Awaiting::Unbind => self.close = true,
+            Awaiting::Unbind => self.unbound = true,
         }
     }
 

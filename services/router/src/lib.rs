@@ -71,13 +71,13 @@ fn stored_address(a: Option<&smsc_proto::Address>) -> StoredAddress {
 
 impl Router {
     /// One accepted submit (one destination).
-    pub async fn submit(&self, payload: Bytes) {
+    pub async fn submit(&self, payload: Bytes) -> bool {
         let ev = match SubmitEvent::decode(payload.clone()) {
             Ok(ev) => ev,
             Err(e) => {
                 // Nothing can make it decode later; keeping it would block its partition.
                 warn!(error = %e, "undecodable submit event dropped");
-                return;
+                return true;
             }
         };
         let now = self.clock.now_ms();
@@ -108,14 +108,14 @@ impl Router {
         })
         .await
         else {
-            return;
+            return false;
         };
         if let Applied::No(Some(existing)) = &applied
             && existing.state.is_final()
         {
             // A redelivered record of a message already finished: nothing to do.
             self.metrics.router.routed_total.with_label_values(&["duplicate"]).inc();
-            return;
+            return true;
         }
         let connectors =
             self.routes.load().mt(&ev.system_id, &dest).map(<[String]>::to_vec).unwrap_or_default();
@@ -144,27 +144,27 @@ impl Router {
             self.metrics.router.routed_total.with_label_values(&["routed"]).inc();
             topics::DELIVER.to_owned()
         };
-        publish_until_ok(&*self.bus, &topic, vec![record], &self.shutdown).await;
+        publish_until_ok(&*self.bus, &topic, vec![record], &self.shutdown).await
     }
 
     /// One MO message: to the account that owns its destination, as a deliver_sm.
-    pub async fn mo(&self, payload: &Bytes) {
+    pub async fn mo(&self, payload: &Bytes) -> bool {
         let mo = match MoEvent::decode(payload.clone()) {
             Ok(m) => m,
             Err(e) => {
                 warn!(error = %e, "undecodable MO event dropped");
-                return;
+                return true;
             }
         };
         let dest = mo.dest.as_ref().map(|d| d.addr.as_str()).unwrap_or_default();
         let Some(account) = self.routes.load().mo(dest).map(str::to_owned) else {
             warn!(dest, "MO without a route dropped");
             self.metrics.router.mo_total.with_label_values(&["no_route"]).inc();
-            return;
+            return true;
         };
         let Some(pdu) = mo_deliver_sm(&mo) else {
             warn!(id = %mo.id, "MO payload does not fit a deliver_sm; dropped");
-            return;
+            return true;
         };
         let n = Notification {
             system_id: account.clone(),
@@ -178,7 +178,7 @@ impl Router {
         // Keyed by the handset: the parts of its concatenated message stay in order.
         let source = mo.source.as_ref().map(|a| a.addr.clone()).unwrap_or_default();
         let record = Record::new(Bytes::from(source.into_bytes()), Bytes::from(n.encode_to_vec()));
-        publish_until_ok(&*self.bus, topics::NOTIFY, vec![record], &self.shutdown).await;
+        publish_until_ok(&*self.bus, topics::NOTIFY, vec![record], &self.shutdown).await
     }
 }
 

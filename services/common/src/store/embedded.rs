@@ -6,7 +6,7 @@
 //! queue in expiry order that every call drains a little, leases when their account is
 //! next touched. Not durable across process restarts.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -102,7 +102,9 @@ struct Inner {
     /// system_id → notification id → notification; ids sort in time order.
     pending: HashMap<String, BTreeMap<String, Expiring<PendingNotification>>>,
     /// (expires_at, system_id, id) in push order.
-    pending_expiry: VecDeque<(UnixMillis, String, String)>,
+    /// An ordered set, like `message_expiry`, so a delivered (deleted) notification
+    /// takes its entry with it.
+    pending_expiry: BTreeSet<(UnixMillis, String, String)>,
 }
 
 fn millis(d: Duration) -> UnixMillis {
@@ -143,10 +145,10 @@ impl Inner {
     }
 
     fn purge_pending(&mut self, now: UnixMillis) {
-        while let Some((at, _, _)) = self.pending_expiry.front()
+        while let Some((at, _, _)) = self.pending_expiry.first()
             && *at <= now
         {
-            let Some((_, system_id, id)) = self.pending_expiry.pop_front() else { break };
+            let Some((_, system_id, id)) = self.pending_expiry.pop_first() else { break };
             if let Some(queue) = self.pending.get_mut(&system_id) {
                 if queue.get(&id).is_some_and(|n| !n.live(now)) {
                     queue.remove(&id);
@@ -369,8 +371,12 @@ impl Store for EmbeddedStore {
                 let expires_at = now.saturating_add(ttl);
                 let id = notification.id.clone();
                 let queue = inner.pending.entry(system_id.clone()).or_default();
-                queue.insert(id.clone(), Expiring { value: notification, expires_at });
-                inner.pending_expiry.push_back((expires_at, system_id, id));
+                if let Some(old) =
+                    queue.insert(id.clone(), Expiring { value: notification, expires_at })
+                {
+                    inner.pending_expiry.remove(&(old.expires_at, system_id.clone(), id.clone()));
+                }
+                inner.pending_expiry.insert((expires_at, system_id, id));
             });
             Ok(())
         })
@@ -411,7 +417,11 @@ impl Store for EmbeddedStore {
         Box::pin(async move {
             Ok(self.with(|inner, now| {
                 let Some(queue) = inner.pending.get_mut(&system_id) else { return false };
-                let removed = queue.remove(&id).is_some_and(|n| n.live(now));
+                let old = queue.remove(&id);
+                if let Some(n) = &old {
+                    inner.pending_expiry.remove(&(n.expires_at, system_id.clone(), id.clone()));
+                }
+                let removed = old.is_some_and(|n| n.live(now));
                 if queue.is_empty() {
                     inner.pending.remove(&system_id);
                 }
@@ -552,5 +562,27 @@ mod final_ttl_tests {
         assert_eq!(store.get_message("open").await.expect("get").len(), 1, "pending row kept");
         let inner = store.inner.lock().unwrap_or_else(|e| e.into_inner());
         assert!(!inner.messages.contains_key("done"));
+    }
+}
+
+#[cfg(test)]
+mod pending_expiry_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_delivered_notification_leaves_nothing_behind() {
+        let store = EmbeddedStore::new(EmbeddedStoreConfig::default());
+        let n = PendingNotification {
+            id: "0001".into(),
+            kind: crate::store::NotificationKind::Receipt,
+            message_id: "m".into(),
+            pdu: bytes::Bytes::from_static(b"pdu"),
+            created_at: 0,
+        };
+        store.push_pending("acme", n.clone()).await.expect("push");
+        store.push_pending("acme", n).await.expect("push again (replaces)");
+        assert!(store.delete_pending("acme", "0001").await.expect("delete"));
+        let inner = store.inner.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(inner.pending.is_empty() && inner.pending_expiry.is_empty());
     }
 }

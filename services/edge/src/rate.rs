@@ -4,8 +4,6 @@
 //! so the mutex is taken once per batch rather than once per PDU.
 
 use std::sync::Mutex;
-use std::time::Duration;
-
 use tokio::time::Instant;
 
 #[derive(Debug)]
@@ -53,19 +51,12 @@ impl RateLimiter {
         s.0 -= f64::from(granted);
         granted
     }
-
-    /// How long until one more token is available (for logs and tests).
-    pub fn refill_time(&self) -> Duration {
-        if self.unlimited() {
-            return Duration::ZERO;
-        }
-        Duration::from_secs_f64(1.0 / self.per_second)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn grants_the_rate_and_refills() {

@@ -81,6 +81,25 @@ pub trait Bus: std::fmt::Debug + Send + Sync + 'static {
         records: Vec<Record>,
     ) -> BoxFuture<'static, Result<(), BusError>>;
 
+    /// Like `publish`, with one outcome per record, in order: a failure part-way through
+    /// a batch does not hide that the records before it are durable (an edge must not
+    /// refuse a submit it has in fact accepted). The default suits a bus whose publish is
+    /// all or nothing.
+    fn publish_each(
+        &self,
+        topic: &str,
+        records: Vec<Record>,
+    ) -> BoxFuture<'static, Vec<Result<(), BusError>>> {
+        let n = records.len();
+        let all = self.publish(topic, records);
+        Box::pin(async move {
+            match all.await {
+                Ok(()) => vec![Ok(()); n],
+                Err(e) => vec![Err(e); n],
+            }
+        })
+    }
+
     /// Joins consumer group `group` on `topics`.
     fn consumer(
         &self,

@@ -98,10 +98,11 @@ enum Done {
     },
     /// Responses to write, and how many requests they close.
     Responses(Vec<Pdu>),
+    /// One outcome per record, in the order of the items' records.
     Published {
         items: Vec<Accepted>,
         started: Instant,
-        result: Result<(), BusError>,
+        results: Vec<Result<(), BusError>>,
     },
 }
 
@@ -111,6 +112,10 @@ struct Accepted {
     command: CommandId,
     message_id: [u8; 32],
     unsuccess: Vec<UnsuccessSme>,
+    /// Its records in the batch: 1, or for submit_multi the destinations published.
+    records: usize,
+    /// submit_multi: those destinations, to report any whose record the bus refused.
+    dests: Vec<smsc_smpp::Address<21>>,
 }
 
 /// A PDU the edge sent and awaits the response to.
@@ -578,7 +583,14 @@ impl Session {
             Ok(msg) => {
                 let hex = self.new_id(now);
                 self.publish(&msg, &hex, 0, Addr::from(&sm.dest), &account);
-                self.batch.push(Accepted { seq, command, message_id: hex, unsuccess: Vec::new() });
+                self.batch.push(Accepted {
+                    seq,
+                    command,
+                    message_id: hex,
+                    unsuccess: Vec::new(),
+                    records: 1,
+                    dests: Vec::new(),
+                });
             }
             Err(status) => self.reject(seq, command, status),
         }
@@ -614,7 +626,14 @@ impl Session {
             Ok(msg) => {
                 let hex = self.new_id(now);
                 self.publish(&msg, &hex, 0, Addr::from(&d.dest), &account);
-                self.batch.push(Accepted { seq, command, message_id: hex, unsuccess: Vec::new() });
+                self.batch.push(Accepted {
+                    seq,
+                    command,
+                    message_id: hex,
+                    unsuccess: Vec::new(),
+                    records: 1,
+                    dests: Vec::new(),
+                });
             }
             Err(status) => self.reject(seq, command, status),
         }
@@ -657,13 +676,13 @@ impl Session {
         };
         let hex = self.new_id(now);
         let mut unsuccess = Vec::new();
-        let mut accepted = 0;
+        let mut dests = Vec::new();
         for (i, d) in m.dests.iter().enumerate() {
             match d {
                 DestAddress::Sme(a) => match submit::check_dest(Addr::from(a)) {
                     Ok(()) => {
                         self.publish(&msg, &hex, i as u32, Addr::from(a), &account);
-                        accepted += 1;
+                        dests.push(*a);
                     }
                     Err(status) => {
                         unsuccess.push(UnsuccessSme { dest: *a, error_status_code: status })
@@ -676,11 +695,12 @@ impl Session {
                 }),
             }
         }
-        if accepted == 0 {
+        if dests.is_empty() {
             let status = unsuccess.first().map_or(Status::ESME_RINVDSTADR, |u| u.error_status_code);
             return self.reject(seq, command, status);
         }
-        self.batch.push(Accepted { seq, command, message_id: hex, unsuccess });
+        let records = dests.len();
+        self.batch.push(Accepted { seq, command, message_id: hex, unsuccess, records, dests });
     }
 
     fn new_id(&self, now: i64) -> [u8; 32] {
@@ -724,10 +744,10 @@ impl Session {
         let items = std::mem::take(&mut self.batch);
         let records = std::mem::take(&mut self.records);
         let started = self.batch_started;
-        let publish = self.edge.bus.publish(topics::SUBMIT, records);
+        let publish = self.edge.bus.publish_each(topics::SUBMIT, records);
         self.inflight.push(Box::pin(async move {
-            let result = publish.await;
-            Done::Published { items, started, result }
+            let results = publish.await;
+            Done::Published { items, started, results }
         }));
     }
 
@@ -829,24 +849,39 @@ impl Session {
                 }
                 self.in_process -= pdus.len();
             }
-            Done::Published { items, started, result } => {
-                let status = match &result {
-                    Ok(()) => Status::ESME_ROK,
-                    Err(BusError::Full) => Status::ESME_RMSGQFUL,
-                    Err(e) => {
-                        warn!(error = %e, "publish failed; submits refused");
-                        Status::ESME_RSYSERR
-                    }
-                };
+            Done::Published { items, started, results } => {
                 let elapsed = started.elapsed().as_secs_f64();
-                for a in items {
+                let mut results = results.into_iter();
+                for mut a in items {
                     self.in_process -= 1;
-                    self.count_submit(a.command, status);
                     self.edge.metrics.edge.submit_seconds.observe(elapsed);
-                    if !status.is_ok() {
+                    // Each item is answered from its own records' outcomes: a refusal
+                    // later in the batch does not turn an accepted submit into an error
+                    // (the ESME would resubmit a message already on its way).
+                    let mine: Vec<Result<(), BusError>> =
+                        results.by_ref().take(a.records).collect();
+                    let failed = mine.iter().filter(|r| r.is_err()).count();
+                    let status = match mine.iter().find_map(|r| r.as_ref().err()) {
+                        None => Status::ESME_ROK,
+                        Some(e) => publish_status(e),
+                    };
+                    if failed == mine.len() && failed > 0 || mine.len() < a.records {
+                        warn!(status = %status, "publish failed; submit refused");
+                        self.count_submit(a.command, status);
                         self.respond(a.seq, a.command, status);
                         continue;
                     }
+                    // submit_multi with some destinations refused by the bus: accepted,
+                    // with those reported in unsuccess_sme.
+                    for (dest, r) in a.dests.iter().zip(&mine) {
+                        if let Err(e) = r {
+                            a.unsuccess.push(UnsuccessSme {
+                                dest: *dest,
+                                error_status_code: publish_status(e),
+                            });
+                        }
+                    }
+                    self.count_submit(a.command, Status::ESME_ROK);
                     let message_id = submit::message_id(&a.message_id);
                     let body = match a.command {
                         CommandId::SubmitSm => {
@@ -1016,6 +1051,15 @@ fn bind_kind(command: CommandId) -> BindKind {
         CommandId::BindTransmitter => BindKind::Transmitter,
         CommandId::BindReceiver => BindKind::Receiver,
         _ => BindKind::Transceiver,
+    }
+}
+
+/// What the ESME gets when the bus refused its message: ESME_RMSGQFUL for backpressure
+/// (try again shortly), ESME_RSYSERR for a broker failure.
+fn publish_status(e: &BusError) -> Status {
+    match e {
+        BusError::Full => Status::ESME_RMSGQFUL,
+        _ => Status::ESME_RSYSERR,
     }
 }
 

@@ -270,6 +270,48 @@ async fn status_when_bus_fails(error: BusError) -> Pdu {
 }
 
 #[tokio::test]
+async fn a_batch_refused_part_way_answers_each_submit_by_its_own_record() {
+    let bus = TestBus::new(Mode::FailAfter(2, BusError::Full));
+    let edge = TestEdge::start(Setup::default().with_bus(bus.clone())).await;
+    let mut c = edge.bind(BindKind::Transmitter, ESME).await;
+    c.send(&submits(3)).await;
+    let mut resps = c.recv_n(3).await;
+    resps.sort_by_key(|p| p.sequence_number);
+    assert_status(&resps[0], CommandStatus::ESME_ROK);
+    assert_status(&resps[1], CommandStatus::ESME_ROK);
+    assert_status(&resps[2], CommandStatus::ESME_RMSGQFUL);
+}
+
+#[tokio::test]
+async fn submit_multi_reports_destinations_the_bus_refused() {
+    let bus = TestBus::new(Mode::FailAfter(1, BusError::Full));
+    let edge = TestEdge::start(Setup::default().with_bus(bus.clone())).await;
+    let mut c = edge.bind(BindKind::Transmitter, ESME).await;
+    let sm = submit_sm("to three");
+    let multi = SubmitMulti {
+        source: sm.source,
+        dests: ["447700900001", "447700900002", "447700900003"]
+            .iter()
+            .map(|d| DestAddress::Sme(number(d)))
+            .collect(),
+        short_message: sm.short_message.clone(),
+        ..SubmitMulti::default()
+    };
+    let resp = c.request(Body::SubmitMulti(multi)).await;
+    assert_status(&resp, CommandStatus::ESME_ROK);
+    let Body::SubmitMultiResp(r) = resp.body else { panic!("submit_multi_resp: {resp:?}") };
+    let refused: Vec<(&[u8], CommandStatus)> =
+        r.unsuccess.iter().map(|u| (u.dest.addr.as_bytes(), u.error_status_code)).collect();
+    assert_eq!(
+        refused,
+        vec![
+            (&b"447700900002"[..], CommandStatus::ESME_RMSGQFUL),
+            (&b"447700900003"[..], CommandStatus::ESME_RMSGQFUL)
+        ]
+    );
+}
+
+#[tokio::test]
 async fn bus_full_is_rmsgqful() {
     let resp = status_when_bus_fails(BusError::Full).await;
     assert_status(&resp, CommandStatus::ESME_RMSGQFUL);

@@ -507,6 +507,50 @@ impl Bus for KafkaBus {
         })
     }
 
+    fn publish_each(
+        &self,
+        topic: &str,
+        records: Vec<Record>,
+    ) -> BoxFuture<'static, Vec<Result<(), BusError>>> {
+        let inner = Arc::clone(&self.inner);
+        let topic = topic.to_owned();
+        let parent_span = tracing::Span::current().id().map(|id| id.into_u64());
+        Box::pin(async move {
+            let n = records.len();
+            if let Err(e) = inner.ensure_topics(std::slice::from_ref(&topic)).await {
+                return vec![Err(e); n];
+            }
+            let mut pending = Vec::with_capacity(n);
+            let mut refused = None;
+            for record in &records {
+                let kafka_record = FutureRecord::to(&topic)
+                    .key(&record.key[..])
+                    .payload(&record.payload[..])
+                    .headers(encode_headers(record, parent_span));
+                match inner.producer.send_result(kafka_record) {
+                    Ok(delivery) => pending.push(delivery),
+                    // Queue full: this record and the rest are refused at once; the ones
+                    // already queued still go out and get their own outcome.
+                    Err((error, _)) => {
+                        refused = Some(delivery_error(&error));
+                        break;
+                    }
+                }
+            }
+            let mut out = Vec::with_capacity(n);
+            for delivery in pending {
+                out.push(match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((error, _))) => Err(delivery_error(&error)),
+                    Err(_canceled) => Err(BusError::Closed),
+                });
+            }
+            let refused = refused.unwrap_or(BusError::Closed);
+            out.resize(n, Err(refused));
+            out
+        })
+    }
+
     fn consumer(
         &self,
         group: &str,

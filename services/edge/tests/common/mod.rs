@@ -532,6 +532,9 @@ pub enum Mode {
     Hold,
     /// Answers this error.
     Fail(BusError),
+    /// Takes the first N records it is ever given and refuses the rest with the error
+    /// (a broker queue filling up part-way through a batch).
+    FailAfter(usize, BusError),
 }
 
 /// A bus the test controls; it counts the records it was asked to publish.
@@ -575,8 +578,31 @@ impl Bus for TestBus {
                     Ok(())
                 }
                 Mode::Fail(e) => Err(e),
+                Mode::FailAfter(..) => unreachable!("publish_each handles FailAfter"),
             }
         })
+    }
+
+    fn publish_each(
+        &self,
+        topic: &str,
+        records: Vec<Record>,
+    ) -> BoxFuture<'static, Vec<Result<(), BusError>>> {
+        let Mode::FailAfter(n, e) = self.mode.clone() else {
+            let n = records.len();
+            let all = self.publish(topic, records);
+            return Box::pin(async move {
+                match all.await {
+                    Ok(()) => vec![Ok(()); n],
+                    Err(e) => vec![Err(e); n],
+                }
+            });
+        };
+        let before = self.records.fetch_add(records.len(), Ordering::SeqCst);
+        let out = (0..records.len())
+            .map(|i| if before + i < n { Ok(()) } else { Err(e.clone()) })
+            .collect();
+        Box::pin(async move { out })
     }
 
     fn consumer(

@@ -1076,17 +1076,21 @@ async fn authenticate(
     kind: BindKind,
     ip: std::net::IpAddr,
 ) -> Result<Arc<Account>, Status> {
-    let system_id = String::from_utf8_lossy(bind.system_id.as_bytes());
-    let account = edge.accounts.get(&system_id).ok_or(Status::ESME_RINVSYSID)?;
+    use smsc_common::accounts::AuthError;
+    let system_id = String::from_utf8_lossy(bind.system_id.as_bytes()).into_owned();
     let password = bind.password.as_bytes().to_vec();
-    let check = account.clone();
-    let ok = tokio::task::spawn_blocking(move || check.verify_password(&password))
+    let accounts = edge.accounts.clone();
+    // The directory's check costs an unknown system_id the same argon2 time as a known
+    // one, so response times do not tell which ids exist.
+    let account = tokio::task::spawn_blocking(move || accounts.authenticate(&system_id, &password))
         .await
-        .map_err(|_| Status::ESME_RSYSERR)?;
-    if !ok {
-        return Err(Status::ESME_RINVPASWD);
-    }
-    if !account.enabled || !account.allows_bind(kind) || !account.client_allowed(ip) {
+        .map_err(|_| Status::ESME_RSYSERR)?
+        .map_err(|e| match e {
+            AuthError::UnknownSystemId => Status::ESME_RINVSYSID,
+            AuthError::BadPassword => Status::ESME_RINVPASWD,
+            _ => Status::ESME_RBINDFAIL,
+        })?;
+    if !account.allows_bind(kind) || !account.client_allowed(ip) {
         return Err(Status::ESME_RBINDFAIL);
     }
     // Binds across the cluster, as the directory knows them (leases of this pod included).

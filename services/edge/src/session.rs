@@ -579,21 +579,7 @@ impl Session {
                 expire_at,
             })
         })();
-        match checked {
-            Ok(msg) => {
-                let hex = self.new_id(now);
-                self.publish(&msg, &hex, 0, Addr::from(&sm.dest), &account);
-                self.batch.push(Accepted {
-                    seq,
-                    command,
-                    message_id: hex,
-                    unsuccess: Vec::new(),
-                    records: 1,
-                    dests: Vec::new(),
-                });
-            }
-            Err(status) => self.reject(seq, command, status),
-        }
+        self.accept_single(seq, command, checked, Addr::from(&sm.dest), &account, now);
     }
 
     fn on_data_sm(&mut self, seq: u32, d: DataSm) {
@@ -622,21 +608,7 @@ impl Session {
                 expire_at,
             })
         })();
-        match checked {
-            Ok(msg) => {
-                let hex = self.new_id(now);
-                self.publish(&msg, &hex, 0, Addr::from(&d.dest), &account);
-                self.batch.push(Accepted {
-                    seq,
-                    command,
-                    message_id: hex,
-                    unsuccess: Vec::new(),
-                    records: 1,
-                    dests: Vec::new(),
-                });
-            }
-            Err(status) => self.reject(seq, command, status),
-        }
+        self.accept_single(seq, command, checked, Addr::from(&d.dest), &account, now);
     }
 
     fn on_submit_multi(&mut self, seq: u32, m: SubmitMulti) {
@@ -701,6 +673,27 @@ impl Session {
         }
         let records = dests.len();
         self.batch.push(Accepted { seq, command, message_id: hex, unsuccess, records, dests });
+    }
+
+    /// A validated submit_sm or data_sm (one destination) joins the batch; a refused one
+    /// is answered at once.
+    fn accept_single(
+        &mut self,
+        seq: u32,
+        command: CommandId,
+        checked: Result<Message<'_>, Status>,
+        dest: Addr<'_>,
+        account: &Account,
+        now: i64,
+    ) {
+        let msg = match checked {
+            Ok(msg) => msg,
+            Err(status) => return self.reject(seq, command, status),
+        };
+        let hex = self.new_id(now);
+        self.publish(&msg, &hex, 0, dest, account);
+        let (unsuccess, dests) = (Vec::new(), Vec::new());
+        self.batch.push(Accepted { seq, command, message_id: hex, unsuccess, records: 1, dests });
     }
 
     fn new_id(&self, now: i64) -> [u8; 32] {

@@ -851,28 +851,28 @@ impl Session {
                     // Each item is answered from its own records' outcomes: a refusal
                     // later in the batch does not turn an accepted submit into an error
                     // (the ESME would resubmit a message already on its way).
-                    let mine: Vec<Result<(), BusError>> =
-                        results.by_ref().take(a.records).collect();
-                    let failed = mine.iter().filter(|r| r.is_err()).count();
-                    let status = match mine.iter().find_map(|r| r.as_ref().err()) {
-                        None => Status::ESME_ROK,
-                        Some(e) => publish_status(e),
-                    };
-                    if failed == mine.len() && failed > 0 || mine.len() < a.records {
-                        warn!(status = %status, "publish failed; submit refused");
+                    // No allocation here: this runs once per message.
+                    let (mut seen, mut failed, mut first) = (0, 0, None);
+                    for (i, r) in results.by_ref().take(a.records).enumerate() {
+                        seen += 1;
+                        if let Err(e) = r {
+                            let status = publish_status(&e);
+                            failed += 1;
+                            first.get_or_insert(status);
+                            // submit_multi: the destinations the bus refused are reported
+                            // in unsuccess_sme; the rest are accepted.
+                            if let Some(dest) = a.dests.get(i) {
+                                a.unsuccess
+                                    .push(UnsuccessSme { dest: *dest, error_status_code: status });
+                            }
+                        }
+                    }
+                    if seen < a.records || (failed > 0 && failed == seen) {
+                        let status = first.unwrap_or(Status::ESME_RSYSERR);
+                        debug!(status = %status, "publish failed; submit refused");
                         self.count_submit(a.command, status);
                         self.respond(a.seq, a.command, status);
                         continue;
-                    }
-                    // submit_multi with some destinations refused by the bus: accepted,
-                    // with those reported in unsuccess_sme.
-                    for (dest, r) in a.dests.iter().zip(&mine) {
-                        if let Err(e) = r {
-                            a.unsuccess.push(UnsuccessSme {
-                                dest: *dest,
-                                error_status_code: publish_status(e),
-                            });
-                        }
                     }
                     self.count_submit(a.command, Status::ESME_ROK);
                     let message_id = submit::message_id(&a.message_id);

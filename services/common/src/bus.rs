@@ -119,7 +119,16 @@ pub trait Consumer: Send {
     /// The work for `delivery` is done; its offset may be committed once every earlier
     /// record of the partition is acked too.
     fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError>;
+
+    /// Reads this member's lag (records not yet committed, per topic, over its assigned
+    /// partitions) from any thread, while the consumer itself is busy in `recv`.
+    fn lag_probe(&self) -> Option<LagProbe> {
+        None
+    }
 }
+
+/// See [`Consumer::lag_probe`]: `(topic, records)` pairs.
+pub type LagProbe = Box<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
 
 pub mod embedded;
 #[cfg(feature = "kafka")]

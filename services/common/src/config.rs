@@ -110,6 +110,10 @@ pub struct Config {
     /// `accounts` key must be empty. A relative path is taken from the config file's
     /// directory ([`Config::load`]) or the working directory ([`Config::from_yaml_str`]).
     pub accounts_file: Option<PathBuf>,
+    /// Accounts from `SmppAccount` custom resources, watched through the Kubernetes API,
+    /// instead of `accounts` / `accounts_file` (edge and worker; a build with the `k8s`
+    /// feature). Absent: accounts come from the YAML.
+    pub accounts_crd: Option<AccountsCrdConfig>,
     pub bus: BusConfig,
     pub store: StoreConfig,
     /// MT and MO routes (router).
@@ -120,6 +124,10 @@ pub struct Config {
     /// Store-and-forward retry tiers (delivery worker).
     pub retry: RetryConfig,
     pub worker: WorkerConfig,
+    /// Mutual TLS on every gRPC server and client between pods (`Edge`,
+    /// `SessionDirectory`, the store server); absent: plaintext gRPC. The files usually
+    /// come from a Kubernetes Secret.
+    pub grpc_tls: Option<crate::grpc_tls::GrpcTls>,
     /// The file this config was loaded from, if any (not a key).
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -133,12 +141,14 @@ impl Default for Config {
             edge: EdgeConfig::default(),
             accounts: Vec::new(),
             accounts_file: None,
+            accounts_crd: None,
             bus: BusConfig::default(),
             store: StoreConfig::default(),
             routing: RoutingConfig::default(),
             connectors: BTreeMap::from([("sim".to_owned(), ConnectorConfig::default())]),
             retry: RetryConfig::default(),
             worker: WorkerConfig::default(),
+            grpc_tls: None,
             path: None,
         }
     }
@@ -172,6 +182,19 @@ pub struct EdgeConfig {
     #[serde(deserialize_with = "duration")]
     pub drain_timeout: Duration,
     pub max_connections: u32,
+    /// Open connections from one client address (an IPv6 client counts by its /64);
+    /// past it a new connection is closed at accept.
+    pub max_connections_per_ip: u32,
+    /// Once the first octet of a PDU has arrived, the whole PDU must arrive within this
+    /// (slow-read attacks). Time between PDUs is the inactivity timer's business.
+    #[serde(deserialize_with = "duration")]
+    pub pdu_read_timeout: Duration,
+    /// Refusing binds after repeated password failures.
+    pub lockout: LockoutConfig,
+    /// Where the edge learns how many edge pods are ready; absent: no rebalancing.
+    pub peers: Option<PeersConfig>,
+    /// Shedding sessions above this pod's fair share (needs `peers`).
+    pub rebalance: RebalanceConfig,
     /// TTL of a session's entry in the session directory, refreshed while it lives.
     #[serde(deserialize_with = "duration")]
     pub session_lease_ttl: Duration,
@@ -191,8 +214,102 @@ impl Default for EdgeConfig {
             max_command_length: smsc_smpp::DEFAULT_MAX_COMMAND_LENGTH,
             drain_timeout: Duration::from_secs(20),
             max_connections: 10_000,
+            max_connections_per_ip: 100,
+            pdu_read_timeout: Duration::from_secs(10),
+            lockout: LockoutConfig::default(),
+            peers: None,
+            rebalance: RebalanceConfig::default(),
             session_lease_ttl: Duration::from_secs(30),
         }
+    }
+}
+
+/// `edge.lockout`: after `max_failures` failed binds (unknown system_id or wrong
+/// password) for one system_id from one client address within `window`, binds of that
+/// pair are refused for `duration` without their password being checked. A successful
+/// bind clears the count. Per edge pod, in memory, at most `max_entries` pairs (the
+/// oldest are forgotten first).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutConfig {
+    /// 0 turns the lockout off.
+    pub max_failures: u32,
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub duration: Duration,
+    pub max_entries: usize,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            window: Duration::from_secs(5 * 60),
+            duration: Duration::from_secs(15 * 60),
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// `edge.peers`: how many edge pods are ready, for [`RebalanceConfig`]. Exactly one
+/// source.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeersConfig {
+    /// A headless Service that lists only ready pods (no `publishNotReadyAddresses`):
+    /// each address it resolves to is a ready edge.
+    #[serde(default)]
+    pub dns: Option<String>,
+    /// The edges' admin addresses (`host:port`); one counts while its `/ready` answers
+    /// 200. For local clusters and tests.
+    #[serde(default)]
+    pub admin: Vec<String>,
+    /// A Service of the pod's namespace (the SMPP one): its EndpointSlices' ready
+    /// endpoints are the ready edges. Needs a build with the `k8s` feature.
+    #[serde(default)]
+    pub service: Option<String>,
+}
+
+/// `edge.rebalance`: every `interval`, an edge holding more than its fair share
+/// (`ceil(sessions in the cluster / ready edges)`) plus `slack` unbinds up to
+/// `max_shed_per_interval` sessions, never going below the fair share; the ESMEs bind
+/// again through the Service, to the other pods.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RebalanceConfig {
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    /// 0 turns rebalancing off.
+    pub max_shed_per_interval: u32,
+    pub slack: u32,
+}
+
+impl Default for RebalanceConfig {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(15), max_shed_per_interval: 5, slack: 1 }
+    }
+}
+
+/// `accounts_crd`: accounts from `SmppAccount` resources and the Secrets holding their
+/// password hashes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsCrdConfig {
+    /// Namespace of the resources and of their Secrets; absent: the pod's own.
+    pub namespace: Option<String>,
+    /// Label selector for the Secrets watched (`smsc.io/account-password=true`); absent:
+    /// every Secret of the namespace.
+    pub secret_selector: Option<String>,
+    /// Each pod writes an account's status (its bound sessions) at most this often, and
+    /// only when it changed.
+    #[serde(deserialize_with = "duration")]
+    pub status_interval: Duration,
+}
+
+impl Default for AccountsCrdConfig {
+    fn default() -> Self {
+        Self { namespace: None, secret_selector: None, status_interval: Duration::from_secs(10) }
     }
 }
 
@@ -508,6 +625,11 @@ pub enum ConnectorConfig {
         /// destination no profile matches is delivered at once.
         #[serde(default)]
         profiles: Vec<SimProfile>,
+        /// Appends `message_id dest_index` of every message handed to the simulated
+        /// network to this file, one line each, unbuffered: an audit of the handoffs
+        /// (the chaos test checks no message reaches the network twice).
+        #[serde(default)]
+        journal: Option<std::path::PathBuf>,
     },
     /// POSTs JSON to `url`: 2xx delivered, 4xx permanent failure, 5xx temporary.
     Webhook {
@@ -515,6 +637,179 @@ pub enum ConnectorConfig {
         #[serde(default = "default_webhook_timeout", deserialize_with = "duration")]
         timeout: Duration,
     },
+    /// Another SMSC or an aggregator over SMPP (services/delivery-worker/UPSTREAM.md).
+    Smpp(Box<SmppUpstreamConfig>),
+}
+
+/// `connectors.<name>` of `kind: smpp`: the binds this cluster keeps to an upstream
+/// SMSC, shared by the workers through leases in the store.
+///
+/// `Debug` leaves the password out.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmppUpstreamConfig {
+    /// `host:port` of the upstream's SMPP (or SMPP over TLS) listener.
+    pub address: String,
+    pub system_id: String,
+    /// In clear (the upstream checks it); at most 8 characters. Set it from a Secret
+    /// through `SMSC_CONNECTORS__<NAME>__PASSWORD`.
+    pub password: String,
+    #[serde(default)]
+    pub system_type: String,
+    /// `transceiver` (one bind per slot) or `transmitter_receiver` (a pair per slot).
+    #[serde(default)]
+    pub bind: UpstreamBindMode,
+    /// Binds the upstream allows this account across the whole cluster (a transmitter
+    /// and a receiver count one each).
+    #[serde(default = "one")]
+    pub max_binds: u32,
+    /// Bind slots one worker holds at most. Every worker should get one: with
+    /// `max_binds` below workers × binds_per_worker, some workers hold none and
+    /// fail their messages to this connector temporarily (they are retried).
+    #[serde(default = "one")]
+    pub binds_per_worker: u32,
+    /// submit_sm outstanding per bind.
+    #[serde(default = "default_upstream_window")]
+    pub window: u32,
+    /// submit_sm per second to the upstream across the cluster (each bind slot gets its
+    /// share); 0 = unlimited.
+    #[serde(default)]
+    pub rate: u32,
+    /// Idle time after which a bind sends enquire_link.
+    #[serde(default = "default_upstream_enquire_link", deserialize_with = "duration")]
+    pub enquire_link_interval: Duration,
+    /// For every request we send (bind, submit_sm, enquire_link, unbind).
+    #[serde(default = "default_upstream_response_timeout", deserialize_with = "duration")]
+    pub response_timeout: Duration,
+    /// TCP connect and TLS handshake.
+    #[serde(default = "default_upstream_connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// Reconnect backoff: from `reconnect_min`, doubling up to `reconnect_max`.
+    #[serde(default = "default_reconnect_min", deserialize_with = "duration")]
+    pub reconnect_min: Duration,
+    #[serde(default = "default_reconnect_max", deserialize_with = "duration")]
+    pub reconnect_max: Duration,
+    /// TTL of a worker's lease on a bind slot, refreshed at a third of it. A worker that
+    /// cannot refresh closes the slot's binds before the lease can pass to another.
+    #[serde(default = "default_slot_lease_ttl", deserialize_with = "duration")]
+    pub lease_ttl: Duration,
+    /// How long a receipt for an upstream id we do not know (yet) is kept for the
+    /// submit_sm_resp it may have overtaken.
+    #[serde(default = "default_receipt_park_ttl", deserialize_with = "duration")]
+    pub receipt_park_ttl: Duration,
+    /// How receipts name the upstream's message_id, relative to its submit_sm_resp.
+    #[serde(default)]
+    pub receipt_id: ReceiptIdFormat,
+    /// SMPP over TLS; absent: plain TCP.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
+}
+
+impl std::fmt::Debug for SmppUpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmppUpstreamConfig")
+            .field("address", &self.address)
+            .field("system_id", &self.system_id)
+            .field("password", &"<redacted>")
+            .field("system_type", &self.system_type)
+            .field("bind", &self.bind)
+            .field("max_binds", &self.max_binds)
+            .field("binds_per_worker", &self.binds_per_worker)
+            .field("window", &self.window)
+            .field("rate", &self.rate)
+            .field("enquire_link_interval", &self.enquire_link_interval)
+            .field("response_timeout", &self.response_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect_min", &self.reconnect_min)
+            .field("reconnect_max", &self.reconnect_max)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("receipt_park_ttl", &self.receipt_park_ttl)
+            .field("receipt_id", &self.receipt_id)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl SmppUpstreamConfig {
+    /// Binds one slot holds.
+    pub fn binds_per_slot(&self) -> u32 {
+        match self.bind {
+            UpstreamBindMode::Transceiver => 1,
+            UpstreamBindMode::TransmitterReceiver => 2,
+        }
+    }
+
+    /// Slots of the cluster: `max_binds` over the binds of one slot.
+    pub fn slots(&self) -> u32 {
+        self.max_binds / self.binds_per_slot()
+    }
+}
+
+/// How an upstream connector binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamBindMode {
+    #[default]
+    Transceiver,
+    /// A transmitter for submits and a receiver for receipts and MO.
+    TransmitterReceiver,
+}
+
+/// How a receipt's id relates to the submit_sm_resp's message_id (upstreams differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptIdFormat {
+    /// The same text first; failing that, a decimal receipt id is tried as hexadecimal
+    /// (both cases) and a hexadecimal one as decimal.
+    #[default]
+    Auto,
+    /// The same text only.
+    Exact,
+    /// submit_sm_resp in hexadecimal, receipts in decimal (leading zeros and case
+    /// do not matter).
+    HexSubmitDecimalReceipt,
+    /// submit_sm_resp in decimal, receipts in hexadecimal.
+    DecimalSubmitHexReceipt,
+}
+
+/// `connectors.<name>.tls`: the upstream's certificate is checked against `ca`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM CA certificate(s) the upstream's certificate must chain to (for a public CA,
+    /// the system bundle, e.g. /etc/ssl/certs/ca-certificates.crt).
+    pub ca: PathBuf,
+    /// The name the certificate must carry; absent: the host of `address`.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_upstream_window() -> u32 {
+    10
+}
+fn default_upstream_enquire_link() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_upstream_response_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_upstream_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_reconnect_min() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_reconnect_max() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_slot_lease_ttl() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_receipt_park_ttl() -> Duration {
+    Duration::from_secs(3600)
 }
 
 fn default_webhook_timeout() -> Duration {
@@ -523,7 +818,7 @@ fn default_webhook_timeout() -> Duration {
 
 impl Default for ConnectorConfig {
     fn default() -> Self {
-        Self::Simulator { profiles: Vec::new() }
+        Self::Simulator { profiles: Vec::new(), journal: None }
     }
 }
 
@@ -704,6 +999,9 @@ impl Config {
     /// What the accounts watcher reloads, if anything: the accounts file when there is
     /// one, else the config file this was loaded from.
     pub fn accounts_source(&self) -> Option<AccountsSource> {
+        if self.accounts_crd.is_some() {
+            return None;
+        }
         match (&self.accounts_file, &self.path) {
             (Some(path), _) => Some(AccountsSource::AccountsFile {
                 path: path.clone(),
@@ -975,6 +1273,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         ("edge.inactivity_timeout", e.inactivity_timeout),
         ("edge.response_timeout", e.response_timeout),
         ("edge.session_lease_ttl", e.session_lease_ttl),
+        ("edge.pdu_read_timeout", e.pdu_read_timeout),
         ("store.message_ttl", c.store.message_ttl),
     ] {
         if value.is_zero() {
@@ -1000,6 +1299,34 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     if e.max_connections == 0 {
         return Err(invalid("edge.max_connections", "must be at least 1"));
+    }
+    if e.max_connections_per_ip == 0 {
+        return Err(invalid("edge.max_connections_per_ip", "must be at least 1"));
+    }
+    if e.lockout.max_failures > 0 {
+        for (key, value) in [
+            ("edge.lockout.window", e.lockout.window),
+            ("edge.lockout.duration", e.lockout.duration),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(
+                    key,
+                    "must be longer than 0s (max_failures: 0 turns the lockout off)",
+                ));
+            }
+        }
+        if e.lockout.max_entries == 0 {
+            return Err(invalid("edge.lockout.max_entries", "must be at least 1"));
+        }
+    }
+    if let Some(t) = &c.grpc_tls {
+        for (key, path) in
+            [("grpc_tls.ca", &t.ca), ("grpc_tls.cert", &t.cert), ("grpc_tls.key", &t.key)]
+        {
+            if path.as_os_str().is_empty() {
+                return Err(invalid(key, "must name a PEM file"));
+            }
+        }
     }
     if let Some(advertise) = &e.grpc_advertise {
         let ok = advertise.rsplit_once(':').is_some_and(|(host, port)| {
@@ -1039,7 +1366,102 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         return Err(invalid("bus.max_lag", "must be at least 1"));
     }
 
+    if let Some(crd) = &c.accounts_crd {
+        if c.accounts_file.is_some() || !c.accounts.is_empty() {
+            return Err(invalid(
+                "accounts_crd",
+                "set together with `accounts` or `accounts_file`: keep accounts in one place",
+            ));
+        }
+        if crd.status_interval.is_zero() {
+            return Err(invalid("accounts_crd.status_interval", "must be longer than 0s"));
+        }
+        if crd.namespace.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("accounts_crd.namespace", "empty: leave it out for the pod's own"));
+        }
+    }
+    if let Some(p) = &e.peers {
+        let sources = [p.dns.is_some(), !p.admin.is_empty(), p.service.is_some()];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err(invalid("edge.peers", "give exactly one of `dns`, `admin` and `service`"));
+        }
+        for (key, name) in [("edge.peers.dns", &p.dns), ("edge.peers.service", &p.service)] {
+            if name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return Err(invalid(key, "empty"));
+            }
+        }
+        if e.rebalance.interval.is_zero() {
+            return Err(invalid("edge.rebalance.interval", "must be longer than 0s"));
+        }
+    }
+
+    for (name, connector) in &c.connectors {
+        if let ConnectorConfig::Smpp(u) = connector {
+            validate_upstream(name, u)?;
+        }
+    }
+
     crate::accounts::compile(&c.accounts, c.store.message_ttl, "")?;
+    Ok(())
+}
+
+fn validate_upstream(name: &str, u: &SmppUpstreamConfig) -> Result<(), ConfigError> {
+    let key = |field: &str| format!("connectors.{name}.{field}");
+    let ok = u
+        .address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !ok {
+        return Err(invalid(&key("address"), format!("`{}` is not host:port", u.address)));
+    }
+    // The SMPP 3.4 field sizes, less the NUL.
+    for (field, value, max) in [
+        ("system_id", &u.system_id, 15),
+        ("password", &u.password, 8),
+        ("system_type", &u.system_type, 12),
+    ] {
+        if value.len() > max || !value.is_ascii() {
+            return Err(invalid(&key(field), format!("must be at most {max} ASCII characters")));
+        }
+    }
+    if u.system_id.is_empty() {
+        return Err(invalid(&key("system_id"), "must not be empty"));
+    }
+    if u.slots() == 0 {
+        return Err(invalid(
+            &key("max_binds"),
+            format!("{} binds cannot hold one {:?} slot", u.max_binds, u.bind),
+        ));
+    }
+    if u.binds_per_worker == 0 {
+        return Err(invalid(&key("binds_per_worker"), "must be at least 1"));
+    }
+    if u.window == 0 {
+        return Err(invalid(&key("window"), "must be at least 1"));
+    }
+    for (field, value) in [
+        ("enquire_link_interval", u.enquire_link_interval),
+        ("response_timeout", u.response_timeout),
+        ("connect_timeout", u.connect_timeout),
+        ("reconnect_min", u.reconnect_min),
+        ("lease_ttl", u.lease_ttl),
+        ("receipt_park_ttl", u.receipt_park_ttl),
+    ] {
+        if value.is_zero() {
+            return Err(invalid(&key(field), "must be longer than 0s"));
+        }
+    }
+    if u.reconnect_max < u.reconnect_min {
+        return Err(invalid(&key("reconnect_max"), "must not be shorter than reconnect_min"));
+    }
+    if u.lease_ttl < Duration::from_secs(3) {
+        return Err(invalid(&key("lease_ttl"), "must be at least 3s (it is refreshed at a third)"));
+    }
+    if let Some(tls) = &u.tls
+        && tls.ca.as_os_str().is_empty()
+    {
+        return Err(invalid(&key("tls.ca"), "must name a PEM file"));
+    }
     Ok(())
 }
 
@@ -1069,6 +1491,14 @@ mod tests {
         assert_eq!(c.edge, EdgeConfig::default());
         assert_eq!(c.edge.inactivity_timeout, Duration::from_secs(300));
         assert_eq!(c.edge.advertised_grpc_addr(), "127.0.0.1:50051");
+        assert_eq!(c.edge.max_connections_per_ip, 100);
+        assert_eq!(c.edge.pdu_read_timeout, Duration::from_secs(10));
+        assert_eq!(
+            (c.edge.lockout.max_failures, c.edge.lockout.window, c.edge.lockout.duration),
+            (5, Duration::from_secs(300), Duration::from_secs(900))
+        );
+        assert_eq!(c.edge.lockout.max_entries, 100_000);
+        assert_eq!(c.grpc_tls, None);
         assert!(c.accounts.is_empty());
         assert_eq!(
             c.bus,
@@ -1110,7 +1540,11 @@ edge:
   max_command_length: 4096
   drain_timeout: 30s
   max_connections: 100
+  max_connections_per_ip: 20
+  pdu_read_timeout: 3s
+  lockout: {{ max_failures: 3, window: 1m, duration: 1h, max_entries: 1000 }}
   session_lease_ttl: 15s
+grpc_tls: {{ ca: /tls/ca.crt, cert: /tls/tls.crt, key: /tls/tls.key, server_name: smsc.internal }}
 accounts:
   - system_id: bank
     password_hash: "{HASH}"
@@ -1131,6 +1565,23 @@ store: {{ kind: embedded, message_ttl: 24h }}
         assert_eq!(c.edge.tls.as_ref().map(|t| t.cert.as_path()), Some(Path::new("/c.pem")));
         assert_eq!(c.edge.enquire_link_interval, Duration::from_secs(60));
         assert_eq!(c.edge.advertised_grpc_addr(), "edge-1.edge:50051");
+        assert_eq!(c.edge.max_connections_per_ip, 20);
+        assert_eq!(c.edge.pdu_read_timeout, Duration::from_secs(3));
+        assert_eq!(
+            c.edge.lockout,
+            LockoutConfig {
+                max_failures: 3,
+                window: Duration::from_secs(60),
+                duration: Duration::from_secs(3600),
+                max_entries: 1000,
+            }
+        );
+        let tls = c.grpc_tls.as_ref().expect("grpc_tls");
+        assert_eq!(
+            (tls.ca.as_path(), tls.cert.as_path(), tls.key.as_path()),
+            (Path::new("/tls/ca.crt"), Path::new("/tls/tls.crt"), Path::new("/tls/tls.key"))
+        );
+        assert_eq!(tls.server_name.as_deref(), Some("smsc.internal"));
         let a = &c.accounts[0];
         assert_eq!(a.bind_types, vec![BindKind::Transmitter]);
         assert_eq!(a.allowed_cidrs[1], "192.168.1.5/32".parse::<IpNet>().expect("net"));
@@ -1284,6 +1735,12 @@ store: {{ kind: embedded, message_ttl: 24h }}
     fn rules_are_checked() {
         let cases: &[(&str, &str)] = &[
             ("edge: { max_connections: 0 }", "edge.max_connections"),
+            ("edge: { max_connections_per_ip: 0 }", "edge.max_connections_per_ip"),
+            ("edge: { pdu_read_timeout: 0s }", "edge.pdu_read_timeout"),
+            ("edge: { lockout: { window: 0s } }", "edge.lockout.window"),
+            ("edge: { lockout: { duration: 0s } }", "edge.lockout.duration"),
+            ("edge: { lockout: { max_entries: 0 } }", "edge.lockout.max_entries"),
+            ("grpc_tls: { ca: '', cert: /c, key: /k }", "grpc_tls.ca"),
             ("edge: { response_timeout: 0s }", "edge.response_timeout"),
             ("edge: { max_command_length: 15 }", "edge.max_command_length"),
             ("edge: { grpc_advertise: 'nohost' }", "edge.grpc_advertise"),
@@ -1299,6 +1756,89 @@ store: {{ kind: embedded, message_ttl: 24h }}
         }
         let e = parse("edge: {", &[]).expect_err("syntax");
         assert!(matches!(e, ConfigError::Syntax { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn accounts_crd_and_rebalancing() {
+        let c = parse("", &[]).expect("defaults");
+        assert_eq!((c.accounts_crd, c.edge.peers), (None, None));
+        assert_eq!(c.edge.rebalance, RebalanceConfig::default());
+
+        let c = parse(
+            "accounts_crd: {}\nedge: { peers: { dns: smsc-edge-peers.smsc.svc } }",
+            &[("SMSC_EDGE__REBALANCE__MAX_SHED_PER_INTERVAL", "2")],
+        )
+        .expect("valid");
+        let crd = c.accounts_crd.clone().expect("accounts_crd");
+        assert_eq!(crd.status_interval, Duration::from_secs(10));
+        assert_eq!(crd.namespace, None);
+        assert_eq!(c.accounts_source(), None, "no file reload replaces CRD accounts");
+        let peers = c.edge.peers.expect("peers");
+        assert_eq!(peers.dns.as_deref(), Some("smsc-edge-peers.smsc.svc"));
+        assert_eq!(c.edge.rebalance.max_shed_per_interval, 2);
+        assert_eq!(c.edge.rebalance.interval, Duration::from_secs(15));
+
+        let c = parse(
+            "accounts_crd: { namespace: smsc, secret_selector: a=b, status_interval: 30s }\n\
+             edge: { peers: { admin: ['127.0.0.1:9091'] }, rebalance: { interval: 1s, slack: 0 } }",
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(c.accounts_crd.expect("crd").namespace.as_deref(), Some("smsc"));
+        assert_eq!(c.edge.rebalance.slack, 0);
+        let c = parse("edge: { peers: { service: smsc-edge-smpp } }", &[]).expect("valid");
+        assert_eq!(c.edge.peers.expect("peers").service.as_deref(), Some("smsc-edge-smpp"));
+
+        for (text, key) in [
+            (
+                format!(
+                    "accounts_crd: {{}}\naccounts: [{{system_id: a, password_hash: '{HASH}'}}]"
+                ),
+                "accounts_crd",
+            ),
+            ("accounts_crd: { status_interval: 0s }".to_owned(), "accounts_crd.status_interval"),
+            ("accounts_crd: { namespace: '' }".to_owned(), "accounts_crd.namespace"),
+            ("edge: { peers: {} }".to_owned(), "edge.peers"),
+            ("edge: { peers: { dns: a, admin: ['b:1'] } }".to_owned(), "edge.peers"),
+            ("edge: { peers: { dns: ' ' } }".to_owned(), "edge.peers.dns"),
+            ("edge: { peers: { service: '' } }".to_owned(), "edge.peers.service"),
+            ("edge: { peers: { dns: a, service: b } }".to_owned(), "edge.peers"),
+            (
+                "edge: { peers: { dns: a }, rebalance: { interval: 0s } }".to_owned(),
+                "edge.rebalance.interval",
+            ),
+        ] {
+            let e = parse(&text, &[]).expect_err(&text);
+            assert!(matches!(&e, ConfigError::Invalid { key: k, .. } if k == key), "{text}: {e:?}");
+        }
+        let e = parse("accounts_crd: { bogus: 1 }", &[]).expect_err("unknown key");
+        assert!(chain(&e).contains("accounts_crd"), "{}", chain(&e));
+    }
+
+    #[test]
+    fn edge_lockout_off_and_overrides() {
+        let c = parse("edge: { lockout: { max_failures: 0, window: 0s, duration: 0s } }", &[])
+            .expect("a lockout that is off needs no durations");
+        assert_eq!(c.edge.lockout.max_failures, 0);
+        let c = parse(
+            "",
+            &[
+                ("SMSC_EDGE__LOCKOUT__MAX_FAILURES", "10"),
+                ("SMSC_EDGE__LOCKOUT__DURATION", "1h"),
+                ("SMSC_EDGE__MAX_CONNECTIONS_PER_IP", "7"),
+                ("SMSC_GRPC_TLS", "{ca: /s/ca.crt, cert: /s/tls.crt, key: /s/tls.key}"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.edge.lockout.max_failures, 10);
+        assert_eq!(c.edge.lockout.duration, Duration::from_secs(3600));
+        assert_eq!(c.edge.lockout.window, Duration::from_secs(300));
+        assert_eq!(c.edge.max_connections_per_ip, 7);
+        let tls = c.grpc_tls.expect("grpc_tls from the environment");
+        assert_eq!(tls.key, Path::new("/s/tls.key"));
+        assert_eq!(tls.server_name, None);
+        let e = parse("grpc_tls: { ca: /a, cert: /b }", &[]).expect_err("no key");
+        assert!(chain(&e).contains("missing field `key`"), "{}", chain(&e));
     }
 
     #[test]
@@ -1324,6 +1864,71 @@ store: {{ kind: embedded, message_ttl: 24h }}
         let e = parse("accounts: [{system_id: a, password_hash: 'plain'}]", &[]).expect_err("hash");
         assert!(chain(&e).contains("password_hash"), "{}", chain(&e));
         assert!(!chain(&e).contains("plain"), "{}", chain(&e));
+    }
+
+    #[test]
+    fn smpp_upstream_connectors_parse_with_defaults_and_checks() {
+        let text = r#"
+connectors:
+  up:
+    kind: smpp
+    address: smsc.example.net:2775
+    system_id: acme
+    password: s3cret
+  pair:
+    kind: smpp
+    address: 10.0.0.9:3550
+    system_id: acme2
+    password: pw
+    system_type: VMA
+    bind: transmitter_receiver
+    max_binds: 6
+    binds_per_worker: 2
+    window: 50
+    rate: 200
+    enquire_link_interval: 15s
+    response_timeout: 5s
+    receipt_id: hex_submit_decimal_receipt
+    tls: { ca: /etc/ssl/certs/ca-certificates.crt, server_name: smsc.example.net }
+"#;
+        let c = parse(text, &[("SMSC_CONNECTORS__UP__PASSWORD", "fromenv")]).expect("valid");
+        let Some(ConnectorConfig::Smpp(up)) = c.connectors.get("up") else { panic!("smpp") };
+        assert_eq!(up.password, "fromenv");
+        assert_eq!(
+            (up.bind, up.max_binds, up.binds_per_worker),
+            (UpstreamBindMode::Transceiver, 1, 1)
+        );
+        assert_eq!((up.window, up.rate, up.slots()), (10, 0, 1));
+        assert_eq!(up.response_timeout, Duration::from_secs(10));
+        assert_eq!(up.receipt_id, ReceiptIdFormat::Auto);
+        assert_eq!(up.tls, None);
+        assert!(!format!("{up:?}").contains("fromenv"), "password redacted");
+        let Some(ConnectorConfig::Smpp(pair)) = c.connectors.get("pair") else { panic!("smpp") };
+        assert_eq!((pair.slots(), pair.binds_per_slot(), pair.rate), (3, 2, 200));
+        assert_eq!(pair.receipt_id, ReceiptIdFormat::HexSubmitDecimalReceipt);
+        assert_eq!(
+            pair.tls.as_ref().and_then(|t| t.server_name.as_deref()),
+            Some("smsc.example.net")
+        );
+
+        let base = "connectors:\n  up:\n    kind: smpp\n    address: h:2775\n    system_id: a\n    password: p\n";
+        for (extra, key) in [
+            ("    max_binds: 1\n    bind: transmitter_receiver\n", "connectors.up.max_binds"),
+            ("    window: 0\n", "connectors.up.window"),
+            ("    lease_ttl: 1s\n", "connectors.up.lease_ttl"),
+            ("    reconnect_min: 5s\n    reconnect_max: 1s\n", "connectors.up.reconnect_max"),
+        ] {
+            let e = parse(&format!("{base}{extra}"), &[]).expect_err(extra);
+            assert!(chain(&e).starts_with(key), "{}", chain(&e));
+        }
+        let bad = base.replace("h:2775", "nohost");
+        assert!(
+            chain(&parse(&bad, &[]).expect_err("address")).starts_with("connectors.up.address")
+        );
+        let bad = base.replace("password: p", "password: ninechars");
+        assert!(chain(&parse(&bad, &[]).expect_err("pw")).starts_with("connectors.up.password"));
+        let e = parse(&format!("{base}    colour: red\n"), &[]).expect_err("unknown key");
+        assert!(chain(&e).contains("colour"), "{}", chain(&e));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`store`]: the `Store` trait (ScyllaDB in a cluster) and [`store::embedded`].
 //! - [`ids`]: cluster-unique message ids without coordination.
 //! - [`config`]: the one YAML config file, with `SMSC_*` environment overrides.
+//! - [`grpc_tls`]: mutual TLS for the gRPC between pods.
 //! - [`accounts`]: ESME accounts and the directory binds are checked against, reloaded
 //!   on file change and SIGHUP.
 //! - [`telemetry`]: tracing setup and the process's Prometheus metrics.
@@ -15,6 +16,7 @@ pub mod accounts;
 pub mod admin;
 pub mod bus;
 pub mod config;
+pub mod grpc_tls;
 pub mod ids;
 pub mod pipeline;
 pub mod shutdown;

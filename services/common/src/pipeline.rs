@@ -95,6 +95,78 @@ pub async fn run_lanes<F, Fut>(
     .await;
 }
 
+/// Joins consumer group `group`, trying again (with backoff, off the runtime's threads:
+/// a join blocks until the group has rebalanced) until it works or `shutdown` fires.
+/// A role must never give up consuming: a restarted member can find its group still
+/// waiting for the killed one it replaces, and the broker can be down for a while.
+pub async fn join(
+    bus: &Arc<dyn crate::bus::Bus>,
+    group: &'static str,
+    topics: &[&str],
+    max_in_flight: usize,
+    shutdown: &CancellationToken,
+    metrics: Option<&Arc<crate::telemetry::Metrics>>,
+) -> Option<Box<dyn Consumer>> {
+    let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+    let mut backoff = std::time::Duration::from_millis(200);
+    loop {
+        let (bus, names) = (Arc::clone(bus), topics.clone());
+        let joined = tokio::task::spawn_blocking(move || {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            bus.consumer(group, &names, max_in_flight)
+        });
+        match joined.await {
+            Ok(Ok(consumer)) => {
+                if let (Some(probe), Some(metrics)) = (consumer.lag_probe(), metrics) {
+                    tokio::spawn(report_lag(probe, metrics.clone(), group, shutdown.clone()));
+                }
+                return Some(consumer);
+            }
+            Ok(Err(e)) => warn!(error = %e, group, "joining the consumer group failed; retrying"),
+            Err(e) => warn!(error = %e, group, "joining the consumer group panicked; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+    }
+}
+
+/// Sets `smsc_bus_consumer_lag_records` for `group` every [`LAG_INTERVAL`] until
+/// shutdown; at shutdown the series go (another member has the partitions now).
+async fn report_lag(
+    probe: crate::bus::LagProbe,
+    metrics: Arc<crate::telemetry::Metrics>,
+    group: &'static str,
+    shutdown: CancellationToken,
+) {
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let lag = probe();
+        for topic in &seen {
+            if !lag.iter().any(|(t, _)| t == topic) {
+                let _ = metrics.consumer_lag.remove_label_values(&[group, topic]);
+            }
+        }
+        for (topic, records) in &lag {
+            let records = i64::try_from(*records).unwrap_or(i64::MAX);
+            metrics.consumer_lag.with_label_values(&[group, topic]).set(records);
+        }
+        seen = lag.into_iter().map(|(t, _)| t).collect();
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(LAG_INTERVAL) => {}
+        }
+    }
+    for topic in &seen {
+        let _ = metrics.consumer_lag.remove_label_values(&[group, topic]);
+    }
+}
+
+/// How often consumer lag is read into the metrics.
+pub const LAG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How long work in progress may take to finish at shutdown.
 pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -111,6 +183,8 @@ pub trait EdgeLink: Send + Sync + std::fmt::Debug + 'static {
 /// `Edge.Deliver` over gRPC, one lazily connected channel per endpoint.
 #[derive(Debug, Default)]
 pub struct GrpcEdgeLink {
+    /// Mutual TLS to the edges (`grpc_tls`); `None`: plaintext.
+    tls: Option<tonic::transport::ClientTlsConfig>,
     clients: std::sync::Mutex<
         std::collections::HashMap<
             String,
@@ -120,6 +194,10 @@ pub struct GrpcEdgeLink {
 }
 
 impl GrpcEdgeLink {
+    pub fn new(tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
+        Self { tls, clients: std::sync::Mutex::default() }
+    }
+
     fn client(
         &self,
         endpoint: &str,
@@ -128,8 +206,7 @@ impl GrpcEdgeLink {
         if let Some(c) = m.get(endpoint) {
             return Ok(c.clone());
         }
-        let uri = format!("http://{endpoint}");
-        let channel = tonic::transport::Endpoint::from_shared(uri)
+        let channel = crate::grpc_tls::endpoint(endpoint, self.tls.as_ref())
             .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
             .connect_timeout(std::time::Duration::from_secs(2))
             .timeout(std::time::Duration::from_secs(30))

@@ -10,6 +10,9 @@
 //! - Rows expire after their TTL, measured on the store's [`Clock`].
 //! - Session leases expire after their TTL unless refreshed by `put_session`.
 //! - Pending notifications come back per system_id in the order they were pushed.
+//! - Upstream links and parked receipts expire after their TTL, each on its own.
+//! - A bind slot has at most one live holder: `claim_slot` is `INSERT … IF NOT EXISTS`
+//!   or, for its holder, `UPDATE … IF holder = me`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -23,6 +26,22 @@ use smsc_smpp::MessageState;
 /// message_state): query_sm reports it as ENROUTE, and cancel/replace, which only act on
 /// ENROUTE or SCHEDULED messages, cannot race the delivery.
 pub const IN_DELIVERY: MessageState = MessageState(64);
+
+/// An upstream SMSC accepted the message (submit_sm_resp OK) and its final state will
+/// come with the upstream's receipt. Internal, like [`IN_DELIVERY`]: query_sm reports it
+/// as ENROUTE (see [`public_state`]). Left by the upstream's receipt (to its final
+/// state) or, when none comes, by the validity period (EXPIRED).
+pub const AT_UPSTREAM: MessageState = MessageState(65);
+
+/// A state of ours that SMPP does not name ([`IN_DELIVERY`], [`AT_UPSTREAM`]).
+pub const fn is_internal(state: MessageState) -> bool {
+    matches!(state.0, 64 | 65)
+}
+
+/// The state an ESME is told about (query_sm): an internal state is still ENROUTE.
+pub const fn public_state(state: MessageState) -> MessageState {
+    if is_internal(state) { MessageState::ENROUTE } else { state }
+}
 
 /// Milliseconds since the Unix epoch.
 pub type UnixMillis = i64;
@@ -203,6 +222,33 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// Our message behind an upstream SMSC's message_id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamLink {
+    pub message_id: String,
+    pub dest_index: u32,
+}
+
+/// What the store holds for one upstream message_id of one connector (`upstream_ids`,
+/// each part with its own TTL).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpstreamEntry {
+    /// Our message, recorded once the upstream's submit_sm_resp was.
+    pub link: Option<UpstreamLink>,
+    /// A receipt that came before the link (its encoded deliver_sm), kept for whoever
+    /// records the link next.
+    pub parked_receipt: Option<Bytes>,
+}
+
+/// The outcome of [`Store::claim_slot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotClaim {
+    /// The caller holds the slot for the TTL from now (taken, or refreshed).
+    Held,
+    /// Someone else holds it.
+    Busy { holder: String },
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -257,6 +303,52 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Removes a pending notification once delivered. `Applied::No` if it was gone
     /// already (another worker delivered it).
     fn delete_pending(&self, system_id: &str, id: &str) -> BoxFuture<'_, StoreResult<bool>>;
+
+    /// Records that `upstream_id` of `connector` is our `link`, for `ttl` (an upsert:
+    /// the last write wins; a parked receipt of the same id is left in place).
+    fn put_upstream_link(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+        link: UpstreamLink,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Keeps a receipt for `upstream_id` of `connector` that came before its link, for
+    /// `ttl` (an upsert; the link, if any, is left in place).
+    fn park_upstream_receipt(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+        deliver_sm: Bytes,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// What is live for `upstream_id` of `connector`; `None` when nothing is.
+    fn upstream_entry(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<UpstreamEntry>>>;
+
+    /// Takes slot `slot` of `pool` for `holder` for `ttl` if nobody holds it (`INSERT …
+    /// IF NOT EXISTS`), or refreshes it for `ttl` if `holder` holds it already (`UPDATE …
+    /// IF holder = holder`). A lease nobody refreshes frees the slot after its TTL.
+    fn claim_slot(
+        &self,
+        pool: &str,
+        slot: u32,
+        holder: &str,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<SlotClaim>>;
+
+    /// Frees the slot if `holder` holds it (`DELETE … IF holder = holder`); whether it did.
+    fn release_slot(
+        &self,
+        pool: &str,
+        slot: u32,
+        holder: &str,
+    ) -> BoxFuture<'_, StoreResult<bool>>;
 }
 
 /// Shared handles.

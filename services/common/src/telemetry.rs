@@ -12,8 +12,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
@@ -93,6 +93,89 @@ pub struct Metrics {
     pub edge: EdgeMetrics,
     pub router: RouterMetrics,
     pub worker: WorkerMetrics,
+    pub upstream: UpstreamMetrics,
+    /// `smsc_bus_consumer_lag_records{group,topic}`: records not yet committed on the
+    /// partitions this process consumes, refreshed every few seconds by each consumer.
+    pub consumer_lag: IntGaugeVec,
+}
+
+/// `smsc_upstream_*`: the SMPP upstream connectors of a worker. `connector` is the
+/// configured connector name.
+pub struct UpstreamMetrics {
+    /// Binds up now, by `connector` and `bind_type` = transmitter|receiver|transceiver.
+    pub binds: IntGaugeVec,
+    /// Bind attempts by `connector` and `result` = the bind_resp command_status name, or
+    /// connect_failed|tls_failed|timeout.
+    pub bind_attempts_total: IntCounterVec,
+    /// submit_sm by `connector` and `status` = the submit_sm_resp command_status name,
+    /// or timeout | connection_lost (sent, no answer) | no_bind | queue_full (not sent:
+    /// no bind up, or no room in the binds' windows and rate in time) | refused (not
+    /// sent: the message does not fit a submit_sm).
+    pub submits_total: IntCounterVec,
+    /// From submit_sm written to its submit_sm_resp read, by `connector`.
+    pub submit_seconds: HistogramVec,
+    /// Receipts from the upstream by `connector` and `result` = matched (to one of our
+    /// messages) | unmatched (unknown id: parked for the submit_sm_resp it overtook) |
+    /// matched_late (a parked one, matched when its submit_sm_resp was recorded) |
+    /// malformed (no id or no state in it).
+    pub receipts_total: IntCounterVec,
+    /// MO from the upstream by `connector` and `result` = published|failed.
+    pub mo_total: IntCounterVec,
+}
+
+impl fmt::Debug for UpstreamMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamMetrics").finish_non_exhaustive()
+    }
+}
+
+impl UpstreamMetrics {
+    fn register(r: &Registry) -> Self {
+        let submit_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "smsc_upstream_submit_seconds",
+                "From submit_sm written to the upstream to its submit_sm_resp read.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["connector"],
+        )
+        .expect("metric name, labels and buckets are valid");
+        Self {
+            binds: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("smsc_upstream_binds", "Binds to upstream SMSCs that are up."),
+                    &["connector", "bind_type"],
+                )
+                .expect("metric name and labels are valid"),
+            ),
+            bind_attempts_total: counter_vec(
+                r,
+                "smsc_upstream_bind_attempts_total",
+                "Bind attempts to upstream SMSCs by result.",
+                &["connector", "result"],
+            ),
+            submits_total: counter_vec(
+                r,
+                "smsc_upstream_submits_total",
+                "submit_sm to upstream SMSCs by submit_sm_resp command_status.",
+                &["connector", "status"],
+            ),
+            submit_seconds: register(r, submit_seconds),
+            receipts_total: counter_vec(
+                r,
+                "smsc_upstream_receipts_total",
+                "Receipts from upstream SMSCs by result (matched, unmatched, matched_late, malformed).",
+                &["connector", "result"],
+            ),
+            mo_total: counter_vec(
+                r,
+                "smsc_upstream_mo_total",
+                "MO from upstream SMSCs by result.",
+                &["connector", "result"],
+            ),
+        }
+    }
 }
 
 /// `smsc_router_*`.
@@ -147,6 +230,15 @@ pub struct EdgeMetrics {
     pub connections: IntGauge,
     /// PDUs that did not decode, by the command_status answered (`ESME_RINVCMDLEN`, ...).
     pub decode_errors_total: IntCounterVec,
+    /// Connections closed without being served, by `reason` = per_pod (max_connections)|
+    /// per_ip (max_connections_per_ip)|lockout (a bind from a locked-out
+    /// system_id and address: answered ESME_RBINDFAIL, then closed).
+    pub connections_refused_total: IntCounterVec,
+    /// Pairs of system_id and client address locked out, by `reason` = bind_failures.
+    pub lockouts_total: IntCounterVec,
+    /// Connections closed because a PDU started and did not complete within
+    /// `edge.pdu_read_timeout` (slow-read clients).
+    pub pdu_read_timeouts_total: IntCounter,
 }
 
 impl fmt::Debug for Metrics {
@@ -244,7 +336,17 @@ impl Metrics {
         let edge = EdgeMetrics::register(&registry);
         let router = RouterMetrics::register(&registry);
         let worker = WorkerMetrics::register(&registry);
-        Arc::new(Metrics { registry, edge, router, worker })
+        let upstream = UpstreamMetrics::register(&registry);
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "smsc_bus_consumer_lag_records",
+                "Records not yet committed on the partitions this process consumes.",
+            ),
+            &["group", "topic"],
+        )
+        .expect("metric name and labels are valid");
+        registry.register(Box::new(consumer_lag.clone())).expect("registered once");
+        Arc::new(Metrics { registry, edge, router, worker, upstream, consumer_lag })
     }
 
     /// For a role's own metrics beyond the shared ones.
@@ -333,6 +435,24 @@ impl EdgeMetrics {
                 "PDUs that failed to decode, by the command_status answered.",
                 &["status"],
             ),
+            connections_refused_total: counter_vec(
+                "smsc_edge_connections_refused_total",
+                "Connections closed without being served, by reason (per_pod, per_ip, lockout).",
+                &["reason"],
+            ),
+            lockouts_total: counter_vec(
+                "smsc_edge_lockouts_total",
+                "system_id and client address pairs locked out after failed binds, by reason.",
+                &["reason"],
+            ),
+            pdu_read_timeouts_total: register(
+                registry,
+                IntCounter::new(
+                    "smsc_edge_pdu_read_timeouts_total",
+                    "Connections closed because a started PDU did not complete in time.",
+                )
+                .expect("metric name is valid"),
+            ),
         }
     }
 }
@@ -363,6 +483,9 @@ mod tests {
         e.window_in_use.observe(5.0);
         e.connections.set(2);
         e.decode_errors_total.with_label_values(&["ESME_RINVCMDLEN"]).inc();
+        e.connections_refused_total.with_label_values(&["per_ip"]).inc();
+        e.lockouts_total.with_label_values(&["bind_failures"]).inc();
+        e.pdu_read_timeouts_total.inc();
 
         let text = m.encode();
         for line in [
@@ -378,6 +501,32 @@ mod tests {
             r#"smsc_edge_window_in_use_bucket{le="8"} 1"#,
             "smsc_edge_connections 2",
             r#"smsc_edge_decode_errors_total{status="ESME_RINVCMDLEN"} 1"#,
+            r#"smsc_edge_connections_refused_total{reason="per_ip"} 1"#,
+            r#"smsc_edge_lockouts_total{reason="bind_failures"} 1"#,
+            "smsc_edge_pdu_read_timeouts_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn upstream_family_is_exposed_after_use() {
+        let m = Metrics::new();
+        let u = &m.upstream;
+        u.binds.with_label_values(&["up", "transceiver"]).set(2);
+        u.bind_attempts_total.with_label_values(&["up", "ESME_ROK"]).inc();
+        u.submits_total.with_label_values(&["up", "ESME_RTHROTTLED"]).inc();
+        u.submit_seconds.with_label_values(&["up"]).observe(0.003);
+        u.receipts_total.with_label_values(&["up", "matched"]).inc();
+        u.mo_total.with_label_values(&["up", "published"]).inc();
+        let text = m.encode();
+        for line in [
+            r#"smsc_upstream_binds{bind_type="transceiver",connector="up"} 2"#,
+            r#"smsc_upstream_bind_attempts_total{connector="up",result="ESME_ROK"} 1"#,
+            r#"smsc_upstream_submits_total{connector="up",status="ESME_RTHROTTLED"} 1"#,
+            r#"smsc_upstream_submit_seconds_bucket{connector="up",le="0.005"} 1"#,
+            r#"smsc_upstream_receipts_total{connector="up",result="matched"} 1"#,
+            r#"smsc_upstream_mo_total{connector="up",result="published"} 1"#,
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

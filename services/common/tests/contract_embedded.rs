@@ -116,4 +116,22 @@ mod store {
     async fn delete_pending_removes_once() {
         store_contract::delete_pending_removes_once(&*store().0).await;
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn upstream_links_and_parked_receipts_merge_and_expire() {
+        let (store, time) = store();
+        store_contract::upstream_links_and_parked_receipts_merge_and_expire(&*store, &time).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bind_slot_has_one_holder_until_released_or_expired() {
+        let (store, time) = store();
+        store_contract::a_bind_slot_has_one_holder_until_released_or_expired(&*store, &time).await;
+    }
+
+    /// On two worker threads, so the racers really run at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_slot_claims_have_one_winner() {
+        store_contract::concurrent_slot_claims_have_one_winner(store().0).await;
+    }
 }

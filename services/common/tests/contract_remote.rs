@@ -122,6 +122,26 @@ mod contract {
     }
 
     #[tokio::test]
+    async fn upstream_links_and_parked_receipts_merge_and_expire() {
+        let s = served().await;
+        store_contract::upstream_links_and_parked_receipts_merge_and_expire(&*s.client, &s.time)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_bind_slot_has_one_holder_until_released_or_expired() {
+        let s = served().await;
+        store_contract::a_bind_slot_has_one_holder_until_released_or_expired(&*s.client, &s.time)
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_slot_claims_have_one_winner() {
+        let s = served().await;
+        store_contract::concurrent_slot_claims_have_one_winner(s.client.clone()).await;
+    }
+
+    #[tokio::test]
     async fn run_all_on_one_server() {
         let s = served().await;
         store_contract::run_all(s.client.clone(), &s.time, MESSAGE_TTL).await;
@@ -186,5 +206,97 @@ mod failures {
         assert!(matches!(e, StoreError::Timeout), "{e:?}");
         assert!(started.elapsed() < Duration::from_secs(3), "bounded by the request timeout");
         held.abort();
+    }
+}
+
+/// The coalescing of insert/get/transition into `Batch` calls.
+mod batching {
+    use super::*;
+    use smsc_common::store::contract::sample_message;
+    use smsc_common::store::{Applied, Update};
+    use smsc_proto as pb;
+    use smsc_smpp::MessageState;
+
+    /// Hundreds of concurrent calls (they share batches) each get their own answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_calls_each_get_their_own_answer() {
+        let s = served().await;
+        let ids: Vec<String> = (0..600).map(|i| format!("m-{i}")).collect();
+        let inserts = ids.iter().map(|id| s.client.insert_message(sample_message(id, 0, "bank")));
+        for applied in futures::future::join_all(inserts).await {
+            assert_eq!(applied.expect("insert"), Applied::Yes);
+        }
+        // Every other message moves; a repeated insert is refused with its own row.
+        let update = Update { state: Some(MessageState::DELIVERED), ..Update::default() };
+        let moves = ids.iter().enumerate().map(|(i, id)| {
+            let from = if i % 2 == 0 { MessageState::ENROUTE } else { MessageState::REJECTED };
+            s.client.transition(id, 0, from, update.clone())
+        });
+        let again = ids.iter().map(|id| s.client.insert_message(sample_message(id, 0, "other")));
+        let (moved, again) = futures::future::join(
+            futures::future::join_all(moves),
+            futures::future::join_all(again),
+        )
+        .await;
+        for (i, applied) in moved.into_iter().enumerate() {
+            assert_eq!(applied.expect("transition").applied(), i % 2 == 0, "message {i}");
+        }
+        for (id, applied) in ids.iter().zip(again) {
+            match applied.expect("insert again") {
+                Applied::No(Some(row)) => {
+                    assert_eq!((&row.message_id, &*row.system_id), (id, "bank"))
+                }
+                other => panic!("{id}: {other:?}"),
+            }
+        }
+        let rows = futures::future::join_all(ids.iter().map(|id| s.client.get_message(id))).await;
+        for (i, rows) in rows.into_iter().enumerate() {
+            let rows = rows.expect("get");
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].message_id, ids[i]);
+            let want = if i % 2 == 0 { MessageState::DELIVERED } else { MessageState::ENROUTE };
+            assert_eq!(rows[0].state, want, "message {i}");
+        }
+    }
+
+    /// A malformed op fails alone: the ops around it in the same batch are answered.
+    #[tokio::test]
+    async fn a_bad_op_fails_alone() {
+        let s = served().await;
+        let mut raw =
+            pb::store_service_client::StoreServiceClient::connect(format!("http://{}", s.addr))
+                .await
+                .expect("connect");
+        let message =
+            smsc_common::store::remote::message_to_proto(sample_message("m-1", 0, "bank"));
+        let ops = vec![
+            pb::batch_op::Op::InsertMessage(pb::InsertMessageRequest { message: Some(message) }),
+            // No update: InvalidArgument.
+            pb::batch_op::Op::Transition(pb::TransitionRequest {
+                message_id: "m-1".into(),
+                dest_index: 0,
+                from: 2,
+                update: None,
+            }),
+            pb::batch_op::Op::GetMessage(pb::GetMessageRequest { message_id: "m-1".into() }),
+        ];
+        let ops = ops
+            .into_iter()
+            .map(|op| pb::BatchOp { op: Some(op) })
+            .chain([pb::BatchOp { op: None }]);
+        let reply =
+            raw.batch(pb::BatchRequest { ops: ops.collect() }).await.expect("batch").into_inner();
+        use pb::batch_result::Result as R;
+        let results: Vec<_> =
+            reply.results.into_iter().map(|r| r.result.expect("result")).collect();
+        assert_eq!(results.len(), 4);
+        assert!(matches!(&results[0], R::Applied(a) if a.applied), "{:?}", results[0]);
+        assert!(
+            matches!(&results[1], R::Error(e) if e.code == tonic::Code::InvalidArgument as i32),
+            "{:?}",
+            results[1]
+        );
+        assert!(matches!(&results[2], R::Rows(r) if r.rows.len() == 1), "{:?}", results[2]);
+        assert!(matches!(&results[3], R::Error(_)), "{:?}", results[3]);
     }
 }

@@ -10,9 +10,15 @@ use smsc_common::config::{ConnectorConfig, SimProfile};
 use smsc_common::store::StoredMessage;
 
 /// What the network said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Delivered,
+    /// Another SMSC took the message (an SMPP upstream's submit_sm_resp OK): its final
+    /// state comes later with the upstream's receipt, matched by `upstream_id` (the key
+    /// [`crate::upstream`] derives from the upstream's message_id).
+    Accepted {
+        upstream_id: String,
+    },
     /// Try again later (absent subscriber, memory full, connector down).
     Temporary {
         error_code: u16,
@@ -30,6 +36,13 @@ pub const ABSENT_SUBSCRIBER: u16 = 27;
 pub trait Connector: Send + Sync + std::fmt::Debug {
     /// Hands one message to the network. `attempt` is 1 for the first try.
     fn deliver<'a>(&'a self, message: &'a StoredMessage, attempt: u32) -> BoxFuture<'a, Outcome>;
+
+    /// Starts what the connector runs in the background (an SMPP upstream's binds with
+    /// their receipt and MO listeners) until `ctx.shutdown`; [`crate::run`] calls it
+    /// once, before the first delivery.
+    fn start(&self, ctx: crate::upstream::ConnectorContext) {
+        let _ = ctx;
+    }
 }
 
 /// The simulated mobile network for demos, tests and load tests.
@@ -38,12 +51,33 @@ pub struct Simulator {
     /// Longest prefix first.
     profiles: Vec<SimProfile>,
     handed: AtomicU64,
+    journal: Option<Journal>,
+}
+
+/// The simulator's record of handoffs: one `message_id dest_index` line per message, each
+/// a single `write` on an O_APPEND file, so a line survives the process being killed
+/// right after, and concurrent writers (other workers) never interleave inside a line.
+#[derive(Debug)]
+pub struct Journal(std::fs::File);
+
+impl Journal {
+    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        std::fs::OpenOptions::new().create(true).append(true).open(path).map(Self)
+    }
+
+    fn record(&self, m: &StoredMessage) {
+        use std::io::Write as _;
+        let line = format!("{} {}\n", m.message_id, m.dest_index);
+        if let Err(e) = (&self.0).write_all(line.as_bytes()) {
+            tracing::warn!(error = %e, "simulator journal write failed");
+        }
+    }
 }
 
 impl Simulator {
     pub fn new(mut profiles: Vec<SimProfile>) -> Self {
         profiles.sort_by_key(|p| std::cmp::Reverse(p.prefix.len()));
-        Self { profiles, handed: AtomicU64::new(0) }
+        Self { profiles, handed: AtomicU64::new(0), journal: None }
     }
 
     /// Messages handed to the simulated network so far.
@@ -60,6 +94,9 @@ impl Connector for Simulator {
     fn deliver<'a>(&'a self, m: &'a StoredMessage, attempt: u32) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             self.handed.fetch_add(1, Ordering::Relaxed);
+            if let Some(j) = &self.journal {
+                j.record(m);
+            }
             let Some(p) = self.profile(&m.dest.addr) else { return Outcome::Delivered };
             if !p.latency.is_zero() {
                 tokio::time::sleep(p.latency).await;
@@ -85,12 +122,31 @@ pub fn build(config: &BTreeMap<String, ConnectorConfig>) -> Connectors {
     let mut out = Connectors::new();
     for (name, c) in config {
         match c {
-            ConnectorConfig::Simulator { profiles } => {
-                out.insert(
-                    name.clone(),
-                    Arc::new(Simulator::new(profiles.clone())) as Arc<dyn Connector>,
-                );
+            ConnectorConfig::Simulator { profiles, journal } => {
+                let mut sim = Simulator::new(profiles.clone());
+                if let Some(path) = journal {
+                    match Journal::open(path) {
+                        Ok(j) => sim.journal = Some(j),
+                        Err(e) => tracing::warn!(
+                            connector = %name, path = %path.display(), error = %e,
+                            "simulator journal cannot be opened; running without it"
+                        ),
+                    }
+                }
+                out.insert(name.clone(), Arc::new(sim) as Arc<dyn Connector>);
             }
+            ConnectorConfig::Webhook { url, timeout } => match Webhook::new(url, *timeout) {
+                Ok(w) => {
+                    out.insert(name.clone(), Arc::new(w) as Arc<dyn Connector>);
+                }
+                Err(e) => tracing::warn!(connector = %name, %url, error = %e, "bad webhook url"),
+            },
+            ConnectorConfig::Smpp(u) => match crate::upstream::SmppUpstream::new(name, u) {
+                Ok(up) => {
+                    out.insert(name.clone(), Arc::new(up) as Arc<dyn Connector>);
+                }
+                Err(e) => tracing::warn!(connector = %name, error = %e, "SMPP upstream left out"),
+            },
             other => {
                 tracing::warn!(connector = %name, kind = ?other, "connector kind not available in this build")
             }
@@ -298,5 +354,47 @@ mod tests {
         assert_eq!(s.deliver(&msg("17770"), 1).await, Outcome::Delivered);
         assert!(start.elapsed() >= Duration::from_secs(3));
         assert_eq!(s.handed(), 7);
+    }
+
+    /// Every configured kind this build runs is built: a webhook route must not fall
+    /// back to "no connector" (that turned every message into a retry).
+    #[tokio::test]
+    async fn build_makes_every_configured_connector() {
+        let config = BTreeMap::from([
+            ("sim".to_owned(), ConnectorConfig::default()),
+            (
+                "hook".to_owned(),
+                ConnectorConfig::Webhook {
+                    url: "http://127.0.0.1:9/sms".into(),
+                    timeout: Duration::from_millis(100),
+                },
+            ),
+        ]);
+        let built = build(&config);
+        assert_eq!(built.keys().collect::<Vec<_>>(), ["hook", "sim"]);
+        // Nothing listens on port 9 (discard): a temporary failure, not a panic.
+        let outcome = built["hook"].deliver(&msg("1"), 1).await;
+        assert!(matches!(outcome, Outcome::Temporary { .. }), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn the_journal_records_every_handoff() {
+        let dir = std::env::temp_dir().join(format!("smsc-journal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("handed");
+        let _ = std::fs::remove_file(&path);
+        let config = BTreeMap::from([(
+            "sim".to_owned(),
+            ConnectorConfig::Simulator { profiles: Vec::new(), journal: Some(path.clone()) },
+        )]);
+        let built = build(&config);
+        let mut m = msg("1");
+        for (id, dest) in [("a1", 0), ("b2", 3)] {
+            (m.message_id, m.dest_index) = (id.to_owned(), dest);
+            assert_eq!(built["sim"].deliver(&m, 1).await, Outcome::Delivered);
+        }
+        let text = std::fs::read_to_string(&path).expect("journal");
+        assert_eq!(text, "a1 0\nb2 3\n");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use smsc_common::accounts::AccountDirectory;
 use smsc_common::bus::{Bus, BusError, Delivery, topics};
-use smsc_common::pipeline::{DynEdgeLink, run_lanes, store_until_ok};
+use smsc_common::pipeline::{DynEdgeLink, join, run_lanes, store_until_ok};
 use smsc_common::store::{Clock, NotificationKind as StoredKind, PendingNotification, Store};
 use smsc_common::telemetry::Metrics;
 use smsc_proto::{DeliverOutcome, DeliverRequest, Notification, NotificationKind};
@@ -232,7 +232,11 @@ pub async fn run(
     max_in_flight: usize,
     interval: Duration,
 ) -> Result<(), BusError> {
-    let consumer = bus.consumer(GROUP, &[topics::NOTIFY], max_in_flight)?;
+    let Some(consumer) =
+        join(&bus, GROUP, &[topics::NOTIFY], max_in_flight, &d.shutdown, Some(&d.metrics)).await
+    else {
+        return Ok(());
+    };
     let sweeper = {
         let d = d.clone();
         tokio::spawn(async move {

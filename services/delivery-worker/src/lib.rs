@@ -8,13 +8,18 @@
 //! A message's life here, all transitions `IF state = <read state>`:
 //! `ENROUTE|SCHEDULED → IN_DELIVERY` (the claim; only the claimer calls the network)
 //! `→ DELIVERED | UNDELIVERABLE | EXPIRED` (final, then the receipt), or
-//! `→ ENROUTE` (temporary failure; a retry task is on a tier first).
+//! `→ ENROUTE` (temporary failure; a retry task is on a tier first), or
+//! `→ AT_UPSTREAM` (an SMPP upstream accepted it: the link between its id and ours is
+//! written first, a check task waits on the tiers for the validity's end) and from there
+//! `→ <the state the upstream's receipt reports>` or, when no receipt came in time,
+//! `→ EXPIRED`. A message at the upstream is never submitted again.
 #![forbid(unsafe_code)]
 
 pub mod connector;
 pub mod dispatch;
 pub mod receipt;
 pub mod simulator;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,16 +27,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use prost::Message as _;
 use smsc_common::bus::{Bus, BusError, Delivery, Record, topics};
-use smsc_common::pipeline::{Tiers, publish_until_ok, run_lanes, store_until_ok};
-use smsc_common::store::{Applied, Clock, IN_DELIVERY, Store, StoredMessage, Update};
+use smsc_common::pipeline::{Tiers, join, publish_until_ok, run_lanes, store_until_ok};
+use smsc_common::store::{
+    AT_UPSTREAM, Applied, Clock, IN_DELIVERY, Store, StoredMessage, Update, UpstreamEntry,
+    UpstreamLink,
+};
 use smsc_common::telemetry::Metrics;
-use smsc_proto::{DeliveryTask, Notification, NotificationKind};
+use smsc_proto::{DeliveryTask, MoEvent, Notification, NotificationKind};
 use smsc_smpp::receipt::ReceiptStat;
-use smsc_smpp::{MessageState, RegisteredDelivery};
+use smsc_smpp::{CommandStatus, MessageState, RegisteredDelivery};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 pub use connector::{Connector, Connectors, Outcome};
+use upstream::{ConnectorContext, Inbound, UpstreamReceipt};
 
 /// Consumer group of the delivery workers.
 pub const GROUP: &str = "smsc-worker";
@@ -52,7 +61,22 @@ pub async fn run(worker: Arc<Worker>, lanes: usize, max_in_flight: usize) -> Res
     let mut topics: Vec<String> = vec![topics::DELIVER.to_owned()];
     topics.extend(worker.tiers.topics());
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let consumer = worker.bus.consumer(GROUP, &names, max_in_flight)?;
+    let Some(consumer) =
+        join(&worker.bus, GROUP, &names, max_in_flight, &worker.shutdown, Some(&worker.metrics))
+            .await
+    else {
+        return Ok(());
+    };
+    let ctx = ConnectorContext {
+        inbound: worker.clone(),
+        store: worker.store.clone(),
+        clock: worker.clock.clone(),
+        metrics: worker.metrics.clone(),
+        shutdown: worker.shutdown.clone(),
+    };
+    for c in worker.connectors.values() {
+        c.start(ctx.clone());
+    }
     let shutdown = worker.shutdown.clone();
     run_lanes(consumer, lanes, max_in_flight, shutdown, move |d: Delivery| {
         let worker = worker.clone();
@@ -78,8 +102,15 @@ fn final_of(o: Outcome) -> (MessageState, ReceiptStat, u16) {
         Outcome::Temporary { error_code } => {
             (MessageState::EXPIRED, ReceiptStat::Expired, error_code)
         }
+        // Not an end: handled before any final write. Should one get here, the truth
+        // is that nobody knows.
+        Outcome::Accepted { .. } => (MessageState::UNKNOWN, ReceiptStat::Unknown, 0),
     }
 }
+
+/// How long an MO from an upstream may wait for the bus before the upstream is told to
+/// try again later.
+const MO_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Worker {
     /// One delivery task. Returns when its effects are durable (or at shutdown, leaving
@@ -104,10 +135,22 @@ impl Worker {
             return true;
         };
         let now = self.clock.now_ms();
+        if task.upstream_check && m.state != AT_UPSTREAM {
+            // Ended already (its receipt went with the final write), or not ours to check.
+            return true;
+        }
         if m.state.is_final() {
             // A task seen again after a crash between the final write and its ack: the
             // receipt may not have gone out, so it goes (again). Receipts may repeat.
             return self.receipt(&m, m.state, m.error_code, m.final_at.unwrap_or(now)).await;
+        }
+        if m.state == AT_UPSTREAM {
+            // Handed to an upstream: only its receipt or the validity's end moves it on.
+            if now >= m.expire_at {
+                let expired = Outcome::Temporary { error_code: m.error_code };
+                return self.finish(&m, AT_UPSTREAM, expired, now).await;
+            }
+            return self.upstream_check(task, &m, now).await;
         }
         if m.state == IN_DELIVERY {
             let holder_gave_up = !task.check_claim && task.attempt == m.attempts;
@@ -151,9 +194,13 @@ impl Worker {
                 return true;
             }
         }
-        let outcome = self.call_connectors(&task.connectors, &m, attempt).await;
+        let (outcome, connector) = self.call_connectors(&task.connectors, &m, attempt).await;
         let now = self.clock.now_ms();
         match outcome {
+            Outcome::Accepted { upstream_id } => {
+                let connector = connector.unwrap_or_default();
+                self.handed_off(task, &m, &connector, &upstream_id).await
+            }
             Outcome::Temporary { error_code } => {
                 let (delay, topic) = self.tiers.for_attempt(attempt);
                 if now.saturating_add(delay.as_millis() as i64) >= m.expire_at {
@@ -196,20 +243,253 @@ impl Worker {
 
     /// Tries the route's connectors in order; a connector this worker does not have is
     /// skipped (failover), and if none is left the attempt counts as a temporary failure.
-    async fn call_connectors(&self, names: &[String], m: &StoredMessage, attempt: u32) -> Outcome {
+    /// Returns the outcome and the connector that gave it.
+    async fn call_connectors(
+        &self,
+        names: &[String],
+        m: &StoredMessage,
+        attempt: u32,
+    ) -> (Outcome, Option<String>) {
         for name in names {
             let Some(c) = self.connectors.get(name) else { continue };
             let outcome = c.deliver(m, attempt).await;
             let label = match outcome {
                 Outcome::Delivered => "delivered",
+                Outcome::Accepted { .. } => "accepted",
                 Outcome::Temporary { .. } => "temporary",
                 Outcome::Permanent { .. } => "permanent",
             };
             self.metrics.worker.deliveries_total.with_label_values(&[name, label]).inc();
-            return outcome;
+            return (outcome, Some(name.clone()));
         }
         warn!(message_id = %m.message_id, ?names, "no configured connector on the route");
-        Outcome::Temporary { error_code: 0 }
+        (Outcome::Temporary { error_code: 0 }, None)
+    }
+
+    /// An upstream accepted the message (we hold it IN_DELIVERY): the link from its id
+    /// to ours first, so that its receipt finds the message; then a receipt that
+    /// overtook the submit_sm_resp (parked) ends it, or it waits `AT_UPSTREAM` with a
+    /// check task on the tiers for the end of its validity.
+    async fn handed_off(
+        &self,
+        task: DeliveryTask,
+        m: &StoredMessage,
+        connector: &str,
+        upstream_id: &str,
+    ) -> bool {
+        let now = self.clock.now_ms();
+        let link = UpstreamLink { message_id: m.message_id.clone(), dest_index: m.dest_index };
+        let ttl = upstream::link_ttl(m, now);
+        let linked = store_until_ok("put_upstream_link", &self.shutdown, || {
+            self.store.put_upstream_link(connector, upstream_id, link.clone(), ttl)
+        })
+        .await;
+        if linked.is_none() {
+            return false;
+        }
+        let Some(entry) = store_until_ok("upstream_entry", &self.shutdown, || {
+            self.store.upstream_entry(connector, upstream_id)
+        })
+        .await
+        else {
+            return false;
+        };
+        let format = smsc_common::config::ReceiptIdFormat::Exact;
+        let parked = entry
+            .and_then(|e| e.parked_receipt)
+            .and_then(|pdu| upstream::inbound::parse_parked(&pdu, format))
+            .filter(|r| r.state.is_final());
+        if let Some(r) = parked {
+            self.metrics
+                .upstream
+                .receipts_total
+                .with_label_values(&[connector, "matched_late"])
+                .inc();
+            let done = self.finish_as(m, IN_DELIVERY, r.state, r.error_code, now).await;
+            if done {
+                self.mark_handled(connector, upstream_id, r.park_ttl).await;
+            }
+            return done;
+        }
+        let to_upstream =
+            Update { state: Some(AT_UPSTREAM), error_code: Some(0), ..Update::default() };
+        let Some(applied) = store_until_ok("at_upstream", &self.shutdown, || {
+            self.store.transition(&m.message_id, m.dest_index, IN_DELIVERY, to_upstream.clone())
+        })
+        .await
+        else {
+            return false;
+        };
+        if !applied.applied() {
+            // Its receipt came first and ended it (and sent ours), or it is gone.
+            return true;
+        }
+        self.upstream_check(task, m, now).await
+    }
+
+    /// Comes back at the end of the message's validity (hopping tiers) to expire it if
+    /// the upstream's receipt has not ended it by then.
+    async fn upstream_check(&self, task: DeliveryTask, m: &StoredMessage, now: i64) -> bool {
+        let wait = Duration::from_millis(u64::try_from(m.expire_at - now).unwrap_or(0));
+        let check =
+            DeliveryTask { upstream_check: true, check_claim: false, seen_claim: 0, ..task };
+        self.requeue(check, self.tiers.for_wait(wait), Some(wait)).await
+    }
+
+    /// Records that the receipt of `key` was applied and ours sent (an empty parked
+    /// receipt), so that the same receipt sent again (its deliver_sm_resp got lost) is
+    /// answered without a second receipt of ours. Best effort: without the mark, a resent
+    /// receipt sends ours again, which at-least-once allows.
+    async fn mark_handled(&self, connector: &str, key: &str, ttl: Duration) {
+        let marked = self.store.park_upstream_receipt(connector, key, Bytes::new(), ttl).await;
+        if let Err(e) = marked {
+            debug!(connector, error = %e, "receipt not marked handled");
+        }
+    }
+
+    /// The first of `keys` that links to one of our messages, with what is stored for it.
+    /// `None`: the store is unavailable and the worker is stopping.
+    async fn find_link(
+        &self,
+        connector: &str,
+        keys: &[String],
+    ) -> Option<Option<(String, UpstreamEntry)>> {
+        for key in keys {
+            let entry = store_until_ok("upstream_entry", &self.shutdown, || {
+                self.store.upstream_entry(connector, key)
+            })
+            .await?;
+            if let Some(e) = entry.filter(|e| e.link.is_some()) {
+                return Some(Some((key.clone(), e)));
+            }
+        }
+        Some(None)
+    }
+
+    /// A receipt from upstream `connector`, made durable: the final state it reports
+    /// written (from whatever non-final state the message is in) and our receipt sent;
+    /// or, for an id not linked yet, parked for the link to come.
+    async fn upstream_receipt(&self, connector: &str, r: UpstreamReceipt) -> CommandStatus {
+        const LATER: CommandStatus = CommandStatus::ESME_RX_T_APPN;
+        let count = |result: &str| {
+            self.metrics.upstream.receipts_total.with_label_values(&[connector, result]).inc();
+        };
+        let park = |key: String| {
+            let pdu = r.pdu.clone();
+            async move {
+                store_until_ok("park_upstream_receipt", &self.shutdown, || {
+                    self.store.park_upstream_receipt(connector, &key, pdu.clone(), r.park_ttl)
+                })
+                .await
+            }
+        };
+        let Some(found) = self.find_link(connector, &r.keys).await else { return LATER };
+        // What an earlier handling of this id left: nothing, the receipt (it was being
+        // applied: we may have crashed before our receipt went out), or an empty mark
+        // (applied, and ours sent).
+        let (key, entry, prior_parked) = match found {
+            Some((key, entry)) => {
+                if entry.parked_receipt.as_ref().is_some_and(Bytes::is_empty) {
+                    count("matched");
+                    return CommandStatus::ESME_ROK;
+                }
+                let prior = entry.parked_receipt.is_some();
+                (key, entry, prior)
+            }
+            None => {
+                // Before its submit_sm_resp was recorded, or not ours at all. Kept under
+                // every form of its id, then looked up once more: a link written
+                // meanwhile found no parked receipt, so this is its last chance.
+                for key in &r.keys {
+                    if park(key.clone()).await.is_none() {
+                        return LATER;
+                    }
+                }
+                match self.find_link(connector, &r.keys).await {
+                    None => return LATER,
+                    Some(None) => {
+                        count("unmatched");
+                        debug!(connector, keys = ?r.keys, "receipt for an unknown upstream id parked");
+                        return CommandStatus::ESME_ROK;
+                    }
+                    Some(Some((key, entry))) => (key, entry, false),
+                }
+            }
+        };
+        count("matched");
+        // Marks this id's receipt as being applied, so that if the upstream sends it again
+        // (we crashed before our receipt went out) ours goes out then.
+        if !prior_parked && park(key.clone()).await.is_none() {
+            return LATER;
+        }
+        let Some(link) = entry.link else { return CommandStatus::ESME_ROK };
+        let Some(rows) = store_until_ok("get_message", &self.shutdown, || {
+            self.store.get_message(&link.message_id)
+        })
+        .await
+        else {
+            return LATER;
+        };
+        let Some(mut m) = rows.into_iter().find(|m| m.dest_index == link.dest_index) else {
+            debug!(connector, message_id = %link.message_id, "receipt for a message the store no longer has");
+            return CommandStatus::ESME_ROK;
+        };
+        let now = self.clock.now_ms();
+        if m.state.is_final() {
+            if prior_parked && m.state == r.state {
+                let at = m.final_at.unwrap_or(now);
+                if !self.receipt(&m, m.state, m.error_code, at).await {
+                    return LATER;
+                }
+                self.mark_handled(connector, &key, r.park_ttl).await;
+            }
+            return CommandStatus::ESME_ROK;
+        }
+        if !r.state.is_final() {
+            // ENROUTE, ACCEPTED: the message is still on its way.
+            return CommandStatus::ESME_ROK;
+        }
+        loop {
+            let update = Update {
+                state: Some(r.state),
+                error_code: Some(r.error_code),
+                final_at: Some(now),
+                ..Update::default()
+            };
+            let Some(applied) = store_until_ok("upstream_final", &self.shutdown, || {
+                self.store.transition(&m.message_id, m.dest_index, m.state, update.clone())
+            })
+            .await
+            else {
+                return LATER;
+            };
+            match applied {
+                Applied::Yes => {
+                    if !self.finished(&m, r.state, r.error_code, now).await {
+                        return LATER;
+                    }
+                    self.mark_handled(connector, &key, r.park_ttl).await;
+                    return CommandStatus::ESME_ROK;
+                }
+                Applied::No(Some(row)) if !row.state.is_final() => m = row,
+                // Ended by someone else (its expiry, or this receipt handled twice at
+                // once), who sent the receipt.
+                Applied::No(_) => return CommandStatus::ESME_ROK,
+            }
+        }
+    }
+
+    /// An MO from upstream `connector`, onto `smsc.mo` like the simulator's.
+    async fn upstream_mo(&self, connector: &str, mo: MoEvent) -> CommandStatus {
+        let key = mo.dest.as_ref().map(|a| a.addr.clone()).unwrap_or_default();
+        let record = Record::new(Bytes::from(key.into_bytes()), Bytes::from(mo.encode_to_vec()));
+        let published =
+            tokio::time::timeout(MO_PUBLISH_TIMEOUT, self.bus.publish(topics::MO, vec![record]))
+                .await;
+        let ok = matches!(published, Ok(Ok(())));
+        let label = if ok { "published" } else { "failed" };
+        self.metrics.upstream.mo_total.with_label_values(&[connector, label]).inc();
+        if ok { CommandStatus::ESME_ROK } else { CommandStatus::ESME_RX_T_APPN }
     }
 
     /// Another worker holds the message. Come back after the first tier; if the holder
@@ -264,6 +544,18 @@ impl Worker {
         now: i64,
     ) -> bool {
         let (state, _, error_code) = final_of(outcome);
+        self.finish_as(m, from, state, error_code, now).await
+    }
+
+    /// The final write of `state`, then the receipt.
+    async fn finish_as(
+        &self,
+        m: &StoredMessage,
+        from: MessageState,
+        state: MessageState,
+        error_code: u16,
+        now: i64,
+    ) -> bool {
         let update = Update {
             state: Some(state),
             error_code: Some(error_code),
@@ -280,6 +572,17 @@ impl Worker {
         if !applied.applied() {
             return true;
         }
+        self.finished(m, state, error_code, now).await
+    }
+
+    /// After a final write applied: the metrics, and the receipt.
+    async fn finished(
+        &self,
+        m: &StoredMessage,
+        state: MessageState,
+        error_code: u16,
+        now: i64,
+    ) -> bool {
         let label = state.name().unwrap_or("other");
         self.metrics.worker.final_total.with_label_values(&[label]).inc();
         self.metrics
@@ -330,5 +633,26 @@ impl Worker {
             Bytes::from(n.encode_to_vec()),
         );
         publish_until_ok(&*self.bus, topics::NOTIFY, vec![record], &self.shutdown).await
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+impl Inbound for Worker {
+    fn receipt<'a>(
+        &'a self,
+        connector: &'a str,
+        receipt: UpstreamReceipt,
+    ) -> futures::future::BoxFuture<'a, CommandStatus> {
+        Box::pin(self.upstream_receipt(connector, receipt))
+    }
+
+    fn mo<'a>(
+        &'a self,
+        connector: &'a str,
+        mo: MoEvent,
+    ) -> futures::future::BoxFuture<'a, CommandStatus> {
+        Box::pin(self.upstream_mo(connector, mo))
     }
 }

@@ -9,17 +9,26 @@
 //! - [`submit`]: validation of submit_sm / submit_multi / data_sm into bus events.
 //! - [`registry`]: the sessions of this pod by account.
 //! - [`grpc`]: the `Edge` and `SessionDirectory` services.
+//! - [`lockout`]: refusing binds after repeated password failures.
+//! - [`rebalance`]: shedding sessions above this pod's fair share after a scale-out.
+//! - [`tls`]: the optional SMPP-over-TLS listener.
+//!
+//! What protects the pod from abusive clients ([`Limits`]): connections per pod and per
+//! client address, checked at accept; the bind lockout; a deadline for a started PDU to
+//! complete; the session timers (see the README's "Security model").
 #![forbid(unsafe_code)]
 
 pub mod grpc;
+pub mod lockout;
 pub mod rate;
+pub mod rebalance;
 pub mod registry;
 pub mod session;
 pub mod submit;
 pub mod tls;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+pub use lockout::{Lockout, LockoutSettings};
 pub use rate::RateLimiter;
 pub use registry::{DeliverResult, Registry};
 
@@ -75,10 +85,49 @@ impl Default for Settings {
     }
 }
 
+/// What protects the pod from abusive clients, beyond [`Settings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections from one client address (IPv6: per /64, see
+    /// [`lockout::client_key`]); past it a connection is closed at accept.
+    pub max_connections_per_ip: usize,
+    /// A PDU whose first octet has arrived must be complete within this.
+    pub pdu_read_timeout: Duration,
+    pub lockout: LockoutSettings,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections_per_ip: 100,
+            pdu_read_timeout: Duration::from_secs(10),
+            lockout: LockoutSettings::default(),
+        }
+    }
+}
+
+impl Limits {
+    /// The `edge:` keys that set these.
+    pub fn from_config(c: &smsc_common::config::EdgeConfig) -> Self {
+        Self {
+            max_connections_per_ip: c.max_connections_per_ip as usize,
+            pdu_read_timeout: c.pdu_read_timeout,
+            lockout: LockoutSettings {
+                max_failures: c.lockout.max_failures,
+                window: c.lockout.window,
+                duration: c.lockout.duration,
+                max_entries: c.lockout.max_entries,
+            },
+        }
+    }
+}
+
 /// State shared by every session of the pod.
 #[derive(Debug)]
 pub struct Edge {
     pub settings: Settings,
+    pub limits: Limits,
+    pub lockout: Lockout,
     pub accounts: Arc<AccountDirectory>,
     pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn Store>,
@@ -88,10 +137,15 @@ pub struct Edge {
     pub registry: Registry,
     limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
     next_session: AtomicU64,
+    /// Connections accepted and not closed yet (TLS handshakes included).
     connections: AtomicUsize,
+    /// The same, by [`lockout::client_key`]; an address leaves when its last one closes.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    refusals: RefusalLog,
 }
 
 impl Edge {
+    /// An edge with the default [`Limits`].
     pub fn new(
         settings: Settings,
         accounts: Arc<AccountDirectory>,
@@ -100,8 +154,22 @@ impl Edge {
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
+        Self::with_limits(settings, Limits::default(), accounts, bus, store, metrics, clock)
+    }
+
+    pub fn with_limits(
+        settings: Settings,
+        limits: Limits,
+        accounts: Arc<AccountDirectory>,
+        bus: Arc<dyn Bus>,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             settings,
+            lockout: Lockout::new(limits.lockout.clone()),
+            limits,
             accounts,
             bus,
             store,
@@ -112,6 +180,8 @@ impl Edge {
             limiters: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            refusals: RefusalLog::default(),
         })
     }
 
@@ -131,6 +201,88 @@ impl Edge {
 
     fn next_session_id(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Connections open on this pod now (accepted, TLS handshakes included).
+    pub fn open_connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Takes a connection slot for a client at `ip`, or names the limit that refuses it.
+    /// Only the accept loop calls this, so the pod-wide check cannot race itself.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, &'static str> {
+        if self.connections.load(Ordering::Relaxed) >= self.settings.max_connections {
+            return Err("per_pod");
+        }
+        let key = lockout::client_key(ip);
+        {
+            let mut m = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let n = m.entry(key).or_insert(0);
+            if *n >= self.limits.max_connections_per_ip {
+                return Err("per_ip");
+            }
+            *n += 1;
+        }
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        Ok(ConnectionSlot { edge: self.clone(), key })
+    }
+
+    fn refused(&self, peer: SocketAddr, reason: &'static str) {
+        self.metrics.edge.connections_refused_total.with_label_values(&[reason]).inc();
+        if let Some(suppressed) = self.refusals.allow() {
+            let limit = match reason {
+                "per_pod" => self.settings.max_connections,
+                _ => self.limits.max_connections_per_ip,
+            };
+            warn!(%peer, reason, limit, suppressed, "connection refused at accept");
+        }
+    }
+}
+
+/// A connection's place in the pod and per-address counts, given back on drop.
+#[derive(Debug)]
+struct ConnectionSlot {
+    edge: Arc<Edge>,
+    key: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut m = self.edge.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+        drop(m);
+        self.edge.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// At most one "connection refused" line per second: a connection flood must not
+/// become a log flood. The line carries how many were not logged since the last one.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// Seconds since `epoch` of the last line, plus one (0: none yet).
+    last: AtomicU64,
+    suppressed: AtomicU64,
+    epoch: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl RefusalLog {
+    fn allow(&self) -> Option<u64> {
+        let epoch = *self.epoch.get_or_init(std::time::Instant::now);
+        let now = epoch.elapsed().as_secs() + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        if now > last
+            && self.last.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
     }
 }
 
@@ -163,11 +315,14 @@ pub async fn serve(
                 continue;
             }
         };
-        if edge.connections.load(Ordering::Relaxed) >= edge.settings.max_connections {
-            warn!(%peer, "connection refused: max_connections reached");
-            drop(stream);
-            continue;
-        }
+        let slot = match edge.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                edge.refused(peer, reason);
+                drop(stream);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let edge = edge.clone();
         let token = shutdown.child_token();
@@ -183,10 +338,14 @@ pub async fn serve(
                         Ok(Err(e)) => warn!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => info!(%peer, "no TLS handshake within the session init timer"),
                     }
+                    drop(slot);
                 });
             }
             _ => {
-                tracker.spawn(connection(edge, stream, peer, token));
+                tracker.spawn(async move {
+                    connection(edge, stream, peer, token).await;
+                    drop(slot);
+                });
             }
         }
     }
@@ -210,11 +369,9 @@ async fn connection<S>(edge: Arc<Edge>, stream: S, peer: SocketAddr, shutdown: C
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    edge.connections.fetch_add(1, Ordering::Relaxed);
     edge.metrics.edge.connections.inc();
     session::run(edge.clone(), stream, peer, shutdown).await;
     edge.metrics.edge.connections.dec();
-    edge.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Refreshes the directory leases of every bound session, every third of the TTL, so a

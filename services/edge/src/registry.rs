@@ -1,7 +1,7 @@
 //! The sessions this pod holds, by account, and their leases in the session directory.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -37,6 +37,15 @@ pub struct SessionHandle {
     pub system_id: String,
     pub bind: BindKind,
     pub tx: mpsc::Sender<Outbound>,
+    /// ESME requests admitted so far: rebalancing tells idle sessions from busy ones.
+    pub requests: AtomicU64,
+}
+
+impl SessionHandle {
+    /// Counts one ESME request (submit, query, cancel, replace).
+    pub fn note_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Default)]

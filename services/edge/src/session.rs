@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use smsc_common::accounts::Account;
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::Edge;
+use crate::lockout::Failure;
 use crate::registry::{DeliverResult, Outbound, SessionHandle};
 use crate::submit::{self, Addr, Message};
 
@@ -138,6 +140,10 @@ struct Session {
     state: State,
     started: Instant,
     last_rx: Instant,
+    /// When the first octet of the PDU now partly in `inbuf` arrived: the rest must
+    /// follow within `pdu_read_timeout` (a client trickling a PDU a byte at a time
+    /// would otherwise hold the session, since every byte resets the inactivity timer).
+    pdu_started: Option<Instant>,
     inbuf: BytesMut,
     out: BytesMut,
     inflight: FuturesUnordered<BoxFuture<'static, Done>>,
@@ -175,6 +181,7 @@ impl Session {
             state: State::Open,
             started: now,
             last_rx: now,
+            pdu_started: None,
             inbuf: BytesMut::with_capacity(READ_CHUNK),
             out: BytesMut::with_capacity(READ_CHUNK),
             inflight: FuturesUnordered::new(),
@@ -210,12 +217,18 @@ impl Session {
                 }
                 Some(done) = self.inflight.next(), if !self.inflight.is_empty() => {
                     self.finish(done);
+                    // Whatever else is done already is answered in the same write.
+                    while let Some(Some(done)) = self.inflight.next().now_or_never() {
+                        self.finish(done);
+                    }
                 }
-                cmd = recv_outbound(&mut self.state), if outbound_ready => {
-                    match cmd {
-                        Some(Outbound::Deliver { pdu, reply }) => self.send_deliver(pdu, reply),
-                        Some(Outbound::Unbind) => self.begin_unbind(),
-                        None => {}
+                Some(cmd) = recv_outbound(&mut self.state), if outbound_ready => {
+                    self.outbound(cmd);
+                    // A burst of receipts goes out in one write, not one send per PDU.
+                    while self.outbound_capacity()
+                        && let Some(cmd) = try_recv_outbound(&mut self.state)
+                    {
+                        self.outbound(cmd);
                     }
                 }
                 // Reading goes on while unbinding: deliver_sm_resp may still come, and new
@@ -269,6 +282,13 @@ impl Session {
         self.teardown().await;
     }
 
+    fn outbound(&mut self, cmd: Outbound) {
+        match cmd {
+            Outbound::Deliver { pdu, reply } => self.send_deliver(pdu, reply),
+            Outbound::Unbind => self.begin_unbind(),
+        }
+    }
+
     /// Whether the session can take another deliver_sm from its queue.
     fn outbound_capacity(&self) -> bool {
         match &self.state {
@@ -304,12 +324,17 @@ impl Session {
     // ---- reading -------------------------------------------------------------------
 
     fn on_read(&mut self) {
-        self.last_rx = Instant::now();
-        self.batch_started = self.last_rx;
+        let now = Instant::now();
+        self.last_rx = now;
+        self.batch_started = now;
         let max = self.edge.settings.max_command_length;
+        let mut framed = false;
         loop {
             match split_frame(&mut self.inbuf, max) {
-                Ok(Some(frame)) => self.on_frame(frame),
+                Ok(Some(frame)) => {
+                    framed = true;
+                    self.on_frame(frame);
+                }
                 Ok(None) => break,
                 Err(e) => {
                     // Framing is lost: answer with what the header allows, then close.
@@ -322,6 +347,13 @@ impl Session {
                 break;
             }
         }
+        // What is left is the start of a PDU: it began in this read if a PDU ended in
+        // it, else it is the one that was already waiting.
+        self.pdu_started = match (self.inbuf.is_empty(), framed) {
+            (true, _) => None,
+            (false, true) => Some(now),
+            (false, false) => self.pdu_started.or(Some(now)),
+        };
         self.flush_batch();
         self.inbuf.reserve(READ_CHUNK.saturating_sub(self.inbuf.capacity()));
     }
@@ -387,10 +419,27 @@ impl Session {
             }
             State::Unbinding => return self.respond(seq, command, Status::ESME_RINVBNDSTS),
         }
+        let ip = self.peer.ip();
+        if self.edge.lockout.is_locked(bind.system_id.as_bytes(), ip, Instant::now()) {
+            // Refused before the password is looked at: no argon2 work, and the same
+            // answer whether or not the system_id exists. Then closed: each try costs
+            // the client a new connection.
+            let m = &self.edge.metrics.edge;
+            m.connections_refused_total.with_label_values(&["lockout"]).inc();
+            m.binds_total
+                .with_label_values(&[
+                    bind_kind(command).as_str(),
+                    status_name(Status::ESME_RBINDFAIL),
+                ])
+                .inc();
+            debug!(system_id = %bind.system_id, "bind refused: system_id locked out from this address");
+            self.respond(seq, command, Status::ESME_RBINDFAIL);
+            self.close = true;
+            return;
+        }
         self.state = State::Binding;
         let kind = bind_kind(command);
         let edge = self.edge.clone();
-        let ip = self.peer.ip();
         self.inflight.push(Box::pin(async move {
             let result = authenticate(&edge, &bind, kind, ip).await;
             Done::Bind { seq, command, bind, result }
@@ -407,6 +456,7 @@ impl Session {
             system_id: account.system_id.clone(),
             bind: kind,
             tx,
+            requests: Default::default(),
         });
         self.edge.registry.add(handle.clone());
         self.span.record("system_id", account.system_id.as_str());
@@ -517,6 +567,9 @@ impl Session {
         }
         self.in_process += 1;
         self.edge.metrics.edge.window_in_use.observe(self.in_process as f64);
+        if let State::Bound(b) = &self.state {
+            b.handle.note_request();
+        }
         Some(account)
     }
 
@@ -818,10 +871,14 @@ impl Session {
         match done {
             Done::Bind { seq, command, bind, result } => match result {
                 Ok(account) if matches!(self.state, State::Binding) => {
+                    self.edge.lockout.success(bind.system_id.as_bytes(), self.peer.ip());
                     self.bound(seq, command, bind, account)
                 }
                 Ok(_) => self.respond(seq, command, Status::ESME_RINVBNDSTS),
                 Err(status) => {
+                    if matches!(status, Status::ESME_RINVSYSID | Status::ESME_RINVPASWD) {
+                        self.count_bind_failure(&bind);
+                    }
                     let kind = bind_kind(command);
                     self.edge
                         .metrics
@@ -895,6 +952,26 @@ impl Session {
         }
     }
 
+    /// A bind refused for its credentials counts towards the lockout of its system_id
+    /// from this address.
+    fn count_bind_failure(&self, bind: &Bind) {
+        let ip = self.peer.ip();
+        let lockout = &self.edge.lockout;
+        if let Failure::LockedOut { failures } =
+            lockout.failure(bind.system_id.as_bytes(), ip, Instant::now())
+        {
+            self.edge.metrics.edge.lockouts_total.with_label_values(&["bind_failures"]).inc();
+            // The system_id as sent (escaped), never the password.
+            warn!(
+                system_id = %bind.system_id,
+                %ip,
+                failures,
+                locked_for = %humantime_secs(lockout.settings().duration),
+                "bind lockout: too many failed binds for this system_id from this address"
+            );
+        }
+    }
+
     // ---- what the edge sends ---------------------------------------------------------
 
     fn send_deliver(&mut self, pdu: Bytes, reply: oneshot::Sender<DeliverResult>) {
@@ -964,6 +1041,9 @@ impl Session {
         if matches!(self.state, State::Open | State::Binding) {
             d = d.min(self.started + s.session_init_timeout);
         }
+        if let Some(t) = self.pdu_started {
+            d = d.min(t + self.edge.limits.pdu_read_timeout);
+        }
         if !self.enquire_pending {
             d = d.min(self.last_rx + s.enquire_link_interval);
         }
@@ -977,6 +1057,12 @@ impl Session {
             && now >= self.started + s.session_init_timeout
         {
             info!("no bind within the session init timer; closing");
+            self.close = true;
+            return;
+        }
+        if self.pdu_started.is_some_and(|t| now >= t + self.edge.limits.pdu_read_timeout) {
+            info!(buffered = self.inbuf.len(), "PDU incomplete at pdu_read_timeout; closing");
+            self.edge.metrics.edge.pdu_read_timeouts_total.inc();
             self.close = true;
             return;
         }
@@ -1039,6 +1125,13 @@ async fn recv_outbound(state: &mut State) -> Option<Outbound> {
     }
 }
 
+fn try_recv_outbound(state: &mut State) -> Option<Outbound> {
+    match state {
+        State::Bound(b) => b.outbound.try_recv().ok(),
+        _ => None,
+    }
+}
+
 fn bind_kind(command: CommandId) -> BindKind {
     match command {
         CommandId::BindTransmitter => BindKind::Transmitter,
@@ -1053,6 +1146,17 @@ fn publish_status(e: &BusError) -> Status {
     match e {
         BusError::Full => Status::ESME_RMSGQFUL,
         _ => Status::ESME_RSYSERR,
+    }
+}
+
+/// `15m`, `1h` for a log line.
+fn humantime_secs(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s if s > 0 => format!("{s}s"),
+        _ => format!("{}ms", d.as_millis()),
     }
 }
 

@@ -206,3 +206,62 @@ async fn smpplib_esme_submits_and_receives_a_receipt() {
     let expected: Vec<u8> = "Привет 😀".encode_utf16().flat_map(u16::to_be_bytes).collect();
     assert_eq!(ucs2.payload, expected);
 }
+
+#[tokio::test]
+async fn deliver_reaches_only_the_named_accounts_sessions() {
+    let edge =
+        TestEdge::start(Setup::accounts(vec![account(ESME), account("bank2"), account("bank3")]))
+            .await;
+    let (mut grpc, _) = edge.grpc().await;
+    let mut mine =
+        [edge.bind(BindKind::Receiver, ESME).await, edge.bind(BindKind::Transceiver, ESME).await];
+    let mut theirs = [
+        edge.bind(BindKind::Receiver, "bank2").await,
+        edge.bind(BindKind::Transceiver, "bank2").await,
+        edge.bind(BindKind::Transceiver, "bank3").await,
+    ];
+    // Several deliveries, so the rotation over receivers visits every session of ESME.
+    let mut got = [0; 2];
+    for i in 0..4 {
+        let id = format!("{i:032x}");
+        let call = {
+            let mut grpc = grpc.clone();
+            let req = deliver_request(ESME, &id);
+            tokio::spawn(async move { grpc.deliver(req).await })
+        };
+        // Exactly one of ESME's sessions gets it: find which, and answer it.
+        let (k, pdu) = {
+            let [a, b] = &mut mine;
+            tokio::select! {
+                p = a.recv() => (0, p),
+                p = b.recv() => (1, p),
+            }
+        };
+        got[k] += 1;
+        assert_eq!(pdu.command_id(), CommandId::DeliverSm, "{pdu:?}");
+        assert_eq!(
+            deliver_sm(&pdu).tlvs.receipted_message_id().expect("TLV").value(),
+            id.as_bytes()
+        );
+        let ok = Pdu::new(pdu.sequence_number, Body::DeliverSmResp(MessageIdResp::default()));
+        mine[k].send(&[ok]).await;
+        let resp = call.await.expect("no panic").expect("gRPC ok").into_inner();
+        assert_eq!(resp.outcome(), DeliverOutcome::Delivered, "{resp:?}");
+    }
+    assert_eq!(got, [2, 2], "spread over ESME's receivers");
+    // The other accounts' sessions got nothing: the next PDU each sees is the answer to
+    // its own enquire_link.
+    for c in mine.iter_mut().chain(theirs.iter_mut()) {
+        let resp = c.request(Body::EnquireLink).await;
+        assert_eq!(resp.command_id(), CommandId::EnquireLinkResp, "{resp:?}");
+    }
+    // A system_id with no session here is not delivered to anyone else's.
+    let resp =
+        grpc.deliver(deliver_request("nobody", RECEIPTED)).await.expect("gRPC ok").into_inner();
+    assert_eq!(resp.outcome(), DeliverOutcome::Temporary);
+    assert_eq!(resp.detail, "no receiver session on this edge");
+    for c in theirs.iter_mut() {
+        let resp = c.request(Body::EnquireLink).await;
+        assert_eq!(resp.command_id(), CommandId::EnquireLinkResp, "{resp:?}");
+    }
+}

@@ -16,7 +16,9 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use prost::Message as _;
 use smsc_common::bus::{Bus, BusError, Delivery, Record, topics};
-use smsc_common::pipeline::{Tiers, publish_until_ok, run_lanes, smpp_address, store_until_ok};
+use smsc_common::pipeline::{
+    Tiers, join, publish_until_ok, run_lanes, smpp_address, store_until_ok,
+};
 use smsc_common::store::{Applied, Clock, Store, StoredAddress, StoredMessage};
 use smsc_common::telemetry::Metrics;
 use smsc_proto::{DeliveryTask, MoEvent, Notification, NotificationKind, SubmitEvent};
@@ -44,8 +46,13 @@ pub struct Router {
 /// Runs the router until `shutdown`: `lanes` records in progress, per-destination order
 /// kept (the bus key is the destination).
 pub async fn run(router: Arc<Router>, lanes: usize, max_in_flight: usize) -> Result<(), BusError> {
-    let consumer = router.bus.consumer(GROUP, &[topics::SUBMIT, topics::MO], max_in_flight)?;
     let shutdown = router.shutdown.clone();
+    let topics = [topics::SUBMIT, topics::MO];
+    let Some(consumer) =
+        join(&router.bus, GROUP, &topics, max_in_flight, &shutdown, Some(&router.metrics)).await
+    else {
+        return Ok(());
+    };
     run_lanes(consumer, lanes, max_in_flight, shutdown, move |d: Delivery| {
         let router = router.clone();
         async move {
@@ -130,6 +137,7 @@ impl Router {
             attempt: 0,
             seen_claim: 0,
             check_claim: false,
+            upstream_check: false,
         };
         let mut record =
             Record::new(Bytes::from(dest.into_bytes()), Bytes::from(task.encode_to_vec()));

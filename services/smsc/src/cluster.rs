@@ -95,8 +95,17 @@ pub struct ClusterOptions {
     pub retry_tiers: Vec<Duration>,
     /// The simulator connector's profiles (`connectors.sim.profiles`).
     pub sim_profiles: Vec<SimProfile>,
+    /// Workers' simulators record every handoff in `<dir>/logs/<name>.handed`
+    /// (`connectors.sim.journal`; [`Endpoints::handoff_journals`]).
+    pub sim_journal: bool,
     /// How often workers retry pending notifications (`worker.pending_interval`).
     pub pending_interval: Duration,
+    /// More connectors beside `sim`: YAML lines going under `connectors:` as they are
+    /// (each connector's name indented by 2), e.g. an SMPP upstream.
+    pub extra_connectors: String,
+    /// MT routes (destination prefix, connector), tried in order before the default
+    /// route to `sim`.
+    pub mt_routes: Vec<(String, String)>,
     pub partitions: u32,
     /// `bus.session_timeout`: tansu needs 6 s (see shared/INFRA.md).
     pub session_timeout: Duration,
@@ -126,7 +135,10 @@ impl ClusterOptions {
                 Duration::from_secs(5),
             ],
             sim_profiles: Vec::new(),
+            sim_journal: false,
             pending_interval: Duration::from_millis(500),
+            extra_connectors: String::new(),
+            mt_routes: Vec::new(),
             partitions: 4,
             session_timeout: Duration::from_secs(6),
             dir: None,
@@ -166,6 +178,16 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
+    /// The simulator journals of the workers (written when
+    /// [`ClusterOptions::sim_journal`] is set).
+    pub fn handoff_journals(&self) -> Vec<PathBuf> {
+        self.members
+            .iter()
+            .filter(|m| m.role == ClusterRole::Worker)
+            .map(|m| self.dir.join("logs").join(format!("{}.handed", m.name)))
+            .collect()
+    }
+
     pub fn member(&self, role: ClusterRole, index: usize) -> Option<&Member> {
         self.members.iter().find(|m| m.role == role && m.index == index)
     }
@@ -503,6 +525,18 @@ impl Cluster {
             ));
         }
         let tiers: Vec<String> = o.retry_tiers.iter().map(|d| millis(*d)).collect();
+        let mut mt_routes = String::new();
+        if !o.mt_routes.is_empty() {
+            mt_routes.push_str("  mt:\n");
+            for (prefix, connector) in &o.mt_routes {
+                mt_routes.push_str(&format!(
+                    "    - prefix: {}\n      connector: {}\n",
+                    quote(prefix),
+                    quote(connector)
+                ));
+            }
+            mt_routes.push_str("    - connector: sim\n");
+        }
         let store = self.endpoints.store().context("no store server planned")?;
         for m in &self.endpoints.members {
             let any = "127.0.0.1:0";
@@ -516,8 +550,8 @@ impl Cluster {
                  accounts:\n{accounts}\
                  bus:\n  kind: kafka\n  brokers: {brokers}\n  partitions: {partitions}\n  replication_factor: 1\n  session_timeout: {session_timeout}\n\
                  store:\n  kind: remote\n  endpoint: \"{store}\"\n\
-                 routing:\n  mo:\n{mo_routes}\
-                 connectors:\n  sim:\n    kind: simulator\n    profiles:\n{profiles}\
+                 routing:\n{mt_routes}  mo:\n{mo_routes}\
+                 connectors:\n  sim:\n    kind: simulator\n{journal}    profiles:\n{profiles}{extra_connectors}\
                  retry:\n  tiers: [{tiers}]\n\
                  worker:\n  pending_interval: {pending}\n  simulator_listen: \"{simulator}\"\n",
                 name = m.name,
@@ -529,8 +563,15 @@ impl Cluster {
                 session_timeout = millis(o.session_timeout),
                 mo_routes = if mo_routes.is_empty() { "    []\n" } else { &mo_routes },
                 profiles = if profiles.is_empty() { "      []\n" } else { &profiles },
+                journal = if o.sim_journal {
+                    let path = self.endpoints.dir.join("logs").join(format!("{}.handed", m.name));
+                    format!("    journal: {}\n", quote(&path.display().to_string()))
+                } else {
+                    String::new()
+                },
                 tiers = tiers.join(", "),
                 pending = millis(o.pending_interval),
+                extra_connectors = o.extra_connectors,
             );
             fs::write(&m.config, yaml)
                 .with_context(|| format!("writing {}", m.config.display()))?;
@@ -896,6 +937,8 @@ mod tests {
                 latency: Duration::from_millis(20),
                 ..SimProfile::default()
             }],
+            extra_connectors: "  up:\n    kind: smpp\n    address: 127.0.0.1:2775\n    system_id: a\n    password: p\n    max_binds: 2\n".into(),
+            mt_routes: vec![("3361".into(), "up".into())],
             ..ClusterOptions::new("/bin/true")
         };
         let mut cluster = Cluster {
@@ -923,6 +966,13 @@ mod tests {
             assert_eq!(c.accounts.len(), 2);
             assert_eq!(c.accounts[1].system_id, "b\"ank");
             assert_eq!(c.routing.mo.len(), 2);
+            let mt: Vec<(&str, &str)> =
+                c.routing.mt.iter().map(|r| (r.prefix.as_str(), r.connector.as_str())).collect();
+            assert_eq!(mt, [("3361", "up"), ("", "sim")]);
+            assert!(matches!(
+                c.connectors.get("up"),
+                Some(smsc_common::config::ConnectorConfig::Smpp(u)) if u.max_binds == 2
+            ));
             assert_eq!(c.retry.tiers, cluster.options.retry_tiers);
             if let Some(smpp) = m.smpp {
                 assert_eq!(c.edge.smpp_listen, smpp);

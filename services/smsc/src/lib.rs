@@ -28,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub mod cluster;
+#[cfg(feature = "k8s")]
+mod k8s;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -202,6 +204,13 @@ pub async fn run(
             anyhow::bail!("bus.kind {other:?} is not supported by this build (features: kafka)")
         }
     };
+    // Mutual TLS for the gRPC this process dials (edges, the store server).
+    let client_tls = config
+        .grpc_tls
+        .as_ref()
+        .map(smsc_common::grpc_tls::client_tls_config)
+        .transpose()
+        .context("grpc_tls")?;
     let store: Arc<dyn Store> = match config.store.kind {
         StoreKind::Embedded => Arc::new(EmbeddedStore::with_clock(
             EmbeddedStoreConfig {
@@ -223,6 +232,7 @@ pub async fn run(
             use smsc_common::store::remote::{RemoteStore, RemoteStoreConfig};
             let c = RemoteStoreConfig {
                 request_timeout: config.store.request_timeout,
+                tls: client_tls.clone(),
                 ..RemoteStoreConfig::new(config.store.endpoint.clone())
             };
             let store = RemoteStore::connect(c)
@@ -236,7 +246,7 @@ pub async fn run(
     };
 
     let accounts = Arc::new(AccountDirectory::from_config(&config)?);
-    if role == Role::All && accounts.is_empty() {
+    if role == Role::All && accounts.is_empty() && config.accounts_crd.is_none() {
         // Only in the embedded all-in-one mode: a laptop demo needs no config at all.
         accounts.replace(vec![Account::demo()]);
         info!("no accounts configured: demo account `demo` / password `demo` enabled");
@@ -264,7 +274,8 @@ pub async fn run(
     let advertised = config.edge.grpc_advertise.clone().unwrap_or_else(|| grpc_addr.to_string());
     let tiers = Tiers::new(&config.retry.tiers);
 
-    let mut grpc = tonic::transport::Server::builder()
+    let mut grpc = smsc_common::grpc_tls::server(config.grpc_tls.as_ref())
+        .context("grpc_tls")?
         .add_service(SessionDirectoryServer::new(DirectoryGrpc(store.clone())));
     let mut edge_service = None;
     let mut serving = None;
@@ -284,8 +295,9 @@ pub async fn run(
             None => None,
         };
         info!(smpp = %smpp.local_addr()?, "SMPP listening");
-        let edge = Edge::new(
+        let edge = Edge::with_limits(
             edge_settings(&config, advertised.clone()),
+            smsc_edge::Limits::from_config(&config.edge),
             accounts.clone(),
             bus.clone(),
             store.clone(),
@@ -295,7 +307,34 @@ pub async fn run(
         grpc = grpc.add_service(EdgeServer::new(EdgeGrpc(edge.clone())));
         edge_service = Some(EdgeGrpc(edge.clone()));
         tasks.spawn(smsc_edge::heartbeat(edge.clone(), token.clone()));
+        if let Some(peers) = &config.edge.peers {
+            let rebalance = smsc_edge::rebalance::Settings::from_config(&config.edge.rebalance);
+            let source = match smsc_edge::rebalance::peer_source(peers) {
+                Some(source) => source,
+                #[cfg(feature = "k8s")]
+                None => k8s::peers(peers, &mut tasks, token.clone()).await?,
+                #[cfg(not(feature = "k8s"))]
+                None => anyhow::bail!("edge.peers.service needs a build with the `k8s` feature"),
+            };
+            tasks.spawn(smsc_edge::rebalance::run(edge.clone(), source, rebalance, token.clone()));
+        }
         serving = Some(tokio::spawn(smsc_edge::serve(edge, smpp, tls, token.clone())));
+    }
+    if let Some(crd) = config.accounts_crd.as_ref().filter(|_| role.edge() || role.worker()) {
+        // Not ready until the resources are listed: no binds against an empty directory.
+        let loaded = ready.condition("accounts");
+        #[cfg(feature = "k8s")]
+        {
+            let edge = edge_service.as_ref().map(|g| g.0.clone());
+            let watch =
+                k8s::accounts(crd, &config, accounts.clone(), edge, loaded, token.clone()).await?;
+            tasks.spawn(watch);
+        }
+        #[cfg(not(feature = "k8s"))]
+        {
+            let _ = (crd, loaded);
+            anyhow::bail!("accounts_crd needs a build with the `k8s` feature");
+        }
     }
     if role.router() {
         let routes =
@@ -312,9 +351,12 @@ pub async fn run(
             metrics: metrics.clone(),
             shutdown: token.clone(),
         });
-        let lanes = config.worker.max_in_flight.clamp(1, 64);
+        // As many records in progress as the consumer may hold: through Kafka each one
+        // waits milliseconds for its acks=all publish, so 64 lanes capped a router at a
+        // few thousand messages/s.
+        let lanes = config.worker.max_in_flight.max(1);
         tasks.spawn(async move {
-            if let Err(e) = smsc_router::run(router, lanes, 1024).await {
+            if let Err(e) = smsc_router::run(router, lanes, lanes).await {
                 warn!(error = %e, "router stopped");
             }
         });
@@ -332,7 +374,7 @@ pub async fn run(
         let (in_flight, notify_in_flight) =
             (config.worker.max_in_flight, config.worker.notify_in_flight);
         tasks.spawn(async move {
-            if let Err(e) = smsc_delivery_worker::run(worker, 64, in_flight).await {
+            if let Err(e) = smsc_delivery_worker::run(worker, in_flight, in_flight).await {
                 warn!(error = %e, "delivery worker stopped");
             }
         });
@@ -340,9 +382,9 @@ pub async fn run(
             Some(local) => Arc::new(LocalFirst {
                 endpoint: advertised.clone(),
                 local,
-                remote: GrpcEdgeLink::default(),
+                remote: GrpcEdgeLink::new(client_tls.clone()),
             }),
-            None => Arc::new(GrpcEdgeLink::default()),
+            None => Arc::new(GrpcEdgeLink::new(client_tls.clone())),
         };
         let dispatcher = Arc::new(smsc_delivery_worker::dispatch::Dispatcher::new(
             store.clone(),
@@ -357,7 +399,7 @@ pub async fn run(
             if let Err(e) = smsc_delivery_worker::dispatch::run(
                 dispatcher,
                 dbus,
-                64,
+                notify_in_flight,
                 notify_in_flight,
                 interval,
             )
@@ -496,6 +538,7 @@ pub async fn run_store_server(
     let listener =
         TcpListener::bind(listen).await.with_context(|| format!("binding --listen {listen}"))?;
     let addr = listener.local_addr()?;
+    let server = smsc_common::grpc_tls::server(config.grpc_tls.as_ref()).context("grpc_tls")?;
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn({
@@ -511,7 +554,9 @@ pub async fn run_store_server(
     tasks.spawn({
         let stop = token.clone();
         async move {
-            if let Err(e) = StoreServer::new(store).serve(listener, stop.cancelled_owned()).await {
+            let served =
+                StoreServer::new(store).serve_with(server, listener, stop.cancelled_owned());
+            if let Err(e) = served.await {
                 warn!(error = %e, "store gRPC server stopped");
             }
         }

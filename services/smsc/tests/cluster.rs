@@ -27,6 +27,12 @@ use esme::{Esme, PASSWORD, assert_delivered_receipt, eventually, metric};
 
 /// Destinations the simulator fails once (absent subscriber), then delivers.
 const FLAKY_PREFIX: &str = "1555";
+/// Destinations routed to connector `up`: an SMPP upstream (an `smsc all` in this
+/// process) that both workers bind to, through bind slots leased in the shared store.
+const UPSTREAM_PREFIX: &str = "3361";
+/// The upstream's account for the cluster, and the binds it allows (one per worker).
+const UPSTREAM_ACCOUNT: &str = "cluster";
+const UPSTREAM_BINDS: u32 = 2;
 /// The only retry tier.
 const TIER: Duration = Duration::from_secs(1);
 
@@ -56,6 +62,7 @@ struct Run {
     acme: String,
     bank: String,
     delta: String,
+    echo: String,
     acme_code: String,
     bank_code: String,
 }
@@ -74,6 +81,7 @@ impl Run {
             acme: id("acme"),
             bank: id("bank"),
             delta: id("delta"),
+            echo: id("echo"),
             acme_code: format!("5{:05}", n % 100_000),
             bank_code: format!("6{:05}", n % 100_000),
         }
@@ -87,6 +95,7 @@ impl Run {
             ClusterAccount::new(&self.acme, PASSWORD, &[&self.acme_code]),
             ClusterAccount::new(&self.bank, PASSWORD, &[&self.bank_code]),
             plain(&self.delta),
+            plain(&self.echo),
         ]
     }
 }
@@ -186,6 +195,82 @@ async fn retried_then_delivered(cluster: &Cluster, run: &Run) {
     esme.unbind().await;
 }
 
+/// The upstream: `smsc all` in this process (embedded bus and store), with an account
+/// for the cluster that allows [`UPSTREAM_BINDS`] binds.
+struct Upstream {
+    smpp: SocketAddr,
+    admin: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Upstream {
+    async fn start() -> Self {
+        let free = || {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let (smpp, admin, simulator) = (free(), free(), free());
+        let hash = smsc_common::accounts::hash_password(PASSWORD).expect("hash");
+        let yaml = format!(
+            "node_id: upstream\nadmin_listen: \"{admin}\"\n\
+             edge: {{ smpp_listen: \"{smpp}\", grpc_listen: \"127.0.0.1:0\" }}\n\
+             accounts:\n  - system_id: {UPSTREAM_ACCOUNT}\n    password_hash: \"{hash}\"\n    max_binds: {UPSTREAM_BINDS}\n\
+             worker: {{ pending_interval: 100ms, simulator_listen: \"{simulator}\" }}\n"
+        );
+        let config = smsc_common::config::Config::from_yaml_str(&yaml, []).expect("valid");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(smsc::run(smsc::Role::All, config, async {
+            let _ = stopped.await;
+        }));
+        Self { smpp, admin, stop, running }
+    }
+
+    /// The connector of every worker, as `smsc cluster` writes it under `connectors:`.
+    fn connector_yaml(&self) -> String {
+        format!(
+            "  up:\n    kind: smpp\n    address: \"{}\"\n    system_id: {UPSTREAM_ACCOUNT}\n    \
+             password: {PASSWORD}\n    max_binds: {UPSTREAM_BINDS}\n    reconnect_min: 200ms\n    \
+             lease_ttl: 6s\n",
+            self.smpp
+        )
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let ended = tokio::time::timeout(Duration::from_secs(30), self.running).await;
+        ended.expect("the upstream stops").expect("task").expect("run ends Ok");
+    }
+}
+
+/// (e) Through a real broker, each of the two workers holds one of the upstream's two
+/// bind slots (never more binds than it allows), and a message routed to it comes back
+/// with the upstream's receipt under the cluster's message_id.
+async fn upstream_interconnect(cluster: &Cluster, run: &Run, upstream: &Upstream) {
+    let workers = worker_admins(cluster);
+    let bound = r#"smsc_upstream_binds{bind_type="transceiver",connector="up"}"#;
+    eventually("every worker bound to the upstream", || async {
+        (metric(&workers, bound).await == f64::from(UPSTREAM_BINDS)).then_some(())
+    })
+    .await;
+    for w in &workers {
+        assert_eq!(metric(&[*w], bound).await, 1.0, "one slot per worker");
+    }
+    let sessions = r#"smsc_edge_sessions{bind_type="transceiver"}"#;
+    assert_eq!(metric(&[upstream.admin], sessions).await, f64::from(UPSTREAM_BINDS));
+
+    let mut esme = Esme::bind(smpp(cluster, 0), &run.echo, BindKind::Transceiver).await;
+    for n in 0..4 {
+        let id = esme.submit(&format!("{UPSTREAM_PREFIX}12345{n:03}"), "via the upstream").await;
+        assert_delivered_receipt(&esme.deliver_sm().await, &id);
+    }
+    let taken = r#"smsc_edge_submit_total{command="submit_sm",status="ESME_ROK"}"#;
+    assert_eq!(metric(&[upstream.admin], taken).await, 4.0, "the upstream took each once");
+    let again = esme.deliver_sm_within(Duration::from_secs(2)).await;
+    assert!(again.is_none(), "one receipt each: {again:?}");
+    esme.unbind().await;
+}
+
 /// A SIGKILLed edge is not reported as a crash, and comes back on its ports.
 async fn a_killed_edge_restarts(cluster: &mut Cluster, run: &Run) {
     cluster.kill(ClusterRole::Edge, 1).await.expect("kill edge 1");
@@ -200,8 +285,11 @@ async fn a_killed_edge_restarts(cluster: &mut Cluster, run: &Run) {
 async fn cluster_end_to_end() {
     let Some(brokers) = broker() else { return };
     let run = Run::new();
+    let upstream = Upstream::start().await;
     let options = ClusterOptions {
         brokers: Some(brokers),
+        extra_connectors: upstream.connector_yaml(),
+        mt_routes: vec![(UPSTREAM_PREFIX.into(), "up".into())],
         accounts: run.accounts(),
         retry_tiers: vec![TIER],
         sim_profiles: vec![SimProfile {
@@ -219,6 +307,7 @@ async fn cluster_end_to_end() {
     receipt_waits_for_a_receiver(&cluster, &run).await;
     mo_reaches_only_its_account(&cluster, &run).await;
     retried_then_delivered(&cluster, &run).await;
+    upstream_interconnect(&cluster, &run, &upstream).await;
     a_killed_edge_restarts(&mut cluster, &run).await;
 
     let crashed = cluster.exited();
@@ -228,4 +317,5 @@ async fn cluster_end_to_end() {
     for e in &stopped {
         assert!(e.status.success() && !e.forced, "not a clean SIGTERM shutdown: {e}");
     }
+    upstream.stop().await;
 }

@@ -18,6 +18,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Keys here are our own (topic names, offsets): no need for SipHash's DoS resistance.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
@@ -79,8 +82,8 @@ type MemberId = u64;
 #[derive(Debug, Default)]
 struct State {
     closed: bool,
-    topics: HashMap<Arc<str>, Topic>,
-    groups: HashMap<Arc<str>, Group>,
+    topics: FastMap<Arc<str>, Topic>,
+    groups: FastMap<Arc<str>, Group>,
     next_member: MemberId,
 }
 
@@ -95,7 +98,7 @@ struct Partition {
     base: u64,
     log: VecDeque<Record>,
     /// The place of every group registered on the topic, by group name.
-    cursors: HashMap<Arc<str>, Cursor>,
+    cursors: FastMap<Arc<str>, Cursor>,
 }
 
 #[derive(Debug)]
@@ -181,7 +184,7 @@ fn due_ms(at: SystemTime) -> UnixMillis {
 /// order, skipping members not subscribed to a topic. A partition that changes owner
 /// restarts from its committed offset: what the previous owner had not acked in the
 /// contiguous prefix is handed out again (at-least-once), as after a Kafka rebalance.
-fn rebalance(topics: &mut HashMap<Arc<str>, Topic>, group_name: &Arc<str>, group: &mut Group) {
+fn rebalance(topics: &mut FastMap<Arc<str>, Topic>, group_name: &Arc<str>, group: &mut Group) {
     let order: Vec<MemberId> = group.members.keys().copied().collect();
     let mut assigned: HashMap<MemberId, Vec<(Arc<str>, u32)>> = HashMap::new();
     let mut turn = 0;
@@ -341,7 +344,7 @@ impl EmbeddedBus {
             id,
             notify,
             max_in_flight: max_in_flight.max(1),
-            in_flight: HashMap::new(),
+            in_flight: FastMap::default(),
             in_flight_total: 0,
             next_start: 0,
         })
@@ -389,7 +392,7 @@ pub struct EmbeddedConsumer {
     max_in_flight: usize,
     /// Handed out and not acked yet, with multiplicity: after the partition moved away
     /// and back, the same offset can be handed out again while the first copy is held.
-    in_flight: HashMap<(String, u32, u64), u32>,
+    in_flight: FastMap<(String, u32, u64), u32>,
     in_flight_total: usize,
     /// Where the next scan of the assigned partitions starts, so a busy partition does
     /// not starve the others.
@@ -496,6 +499,27 @@ impl Consumer for EmbeddedConsumer {
         })
     }
 
+    fn lag_probe(&self) -> Option<super::LagProbe> {
+        let (shared, group, id) = (Arc::clone(&self.shared), Arc::clone(&self.group), self.id);
+        Some(Box::new(move || {
+            let state = shared.lock();
+            let Some(member) = state.groups.get(&group).and_then(|g| g.members.get(&id)) else {
+                return Vec::new();
+            };
+            let mut lag: BTreeMap<String, u64> = BTreeMap::new();
+            for (topic, p) in &member.assigned {
+                let part = state.topics.get(topic).and_then(|t| t.partitions.get(*p as usize));
+                if let Some(part) = part
+                    && let Some(cursor) = part.cursors.get(&group)
+                {
+                    *lag.entry(topic.to_string()).or_default() +=
+                        part.end().saturating_sub(cursor.committed);
+                }
+            }
+            lag.into_iter().collect()
+        }))
+    }
+
     /// Acking what this consumer does not hold (twice, or never handed out) does
     /// nothing. An ack for a partition that moved to another member since is dropped,
     /// as Kafka refuses a commit after a rebalance: the new owner has it again.
@@ -569,6 +593,23 @@ mod tests {
             .map(|p| (0..).map(|i| format!("k{i}")).find(|k| bus.partition_of(k.as_bytes()) == p))
             .map(|k| k.expect("some key hashes to every partition"))
             .collect()
+    }
+
+    /// The probe reads uncommitted records per topic while the consumer is held elsewhere.
+    #[tokio::test]
+    async fn lag_probe_counts_what_is_not_committed() {
+        let (bus, _time) = bus(2, 1000);
+        let records = (0..5).map(|i| Record::new(format!("k{i}"), "x")).collect();
+        bus.publish("t", records).await.expect("publish");
+        bus.publish("u", vec![Record::new("k", "y")]).await.expect("publish");
+        let mut c = bus.consumer("g", &["t", "u"], 16).expect("consumer");
+        let probe = c.lag_probe().expect("embedded consumers have one");
+        assert_eq!(probe(), vec![("t".to_owned(), 5), ("u".to_owned(), 1)]);
+        let first = c.recv().await.expect("a record");
+        let _second = c.recv().await.expect("a record");
+        c.ack(&first).expect("ack");
+        let lag: u64 = probe().iter().map(|(_, n)| n).sum();
+        assert_eq!(lag, 5, "one of six committed; the held one still counts");
     }
 
     fn log_len(bus: &EmbeddedBus, topic: &str, partition: usize) -> usize {

@@ -192,7 +192,17 @@ impl KafkaBusConfig {
             // A member learns of a rebalance at its next heartbeat: a tenth of the
             // session (librdkafka's 3 s default would add up to 3 s to every rebalance).
             .set("heartbeat.interval.ms", millis(heartbeat(self.session_timeout)))
-            .set("enable.partition.eof", "false");
+            // Also the rebalance timeout a join waits for members that never come back
+            // (a SIGKILLed one): librdkafka's 5 minutes kept a restarted member out of its
+            // group that long on some brokers. The driver thread polls all the time, so
+            // a short bound never expels a live member.
+            .set(
+                "max.poll.interval.ms",
+                millis((self.session_timeout * 3).max(Duration::from_secs(10))),
+            )
+            .set("enable.partition.eof", "false")
+            // Consumer lag for the metrics (`Consumer::lag_probe`).
+            .set("statistics.interval.ms", millis(STATISTICS_INTERVAL));
         self.apply_extra(&mut config);
         config
     }
@@ -630,6 +640,8 @@ struct ConsumerState {
     joined: bool,
     /// A fatal consumer error: `recv` reports it.
     fatal: Option<String>,
+    /// Lag per topic over the assigned partitions, from librdkafka's statistics.
+    lag: Vec<(String, u64)>,
 }
 
 impl ConsumerState {
@@ -700,6 +712,24 @@ impl ClientContext for GroupContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(group = %self.shared.group, %error, reason, "kafka consumer error");
+    }
+
+    /// Keeps the lag of the partitions this member holds (librdkafka reports -1 while
+    /// it does not know it yet: left out).
+    fn stats(&self, statistics: Statistics) {
+        let mut state = self.shared.lock();
+        let mut lag = Vec::new();
+        for (topic, t) in &statistics.topics {
+            let Some(assigned) = state.partitions.get(topic) else { continue };
+            let sum: u64 = t
+                .partitions
+                .iter()
+                .filter(|(p, _)| assigned.contains_key(p))
+                .filter_map(|(_, p)| u64::try_from(p.consumer_lag).ok())
+                .sum();
+            lag.push((topic.clone(), sum));
+        }
+        state.lag = lag;
     }
 }
 
@@ -961,6 +991,11 @@ impl Consumer for KafkaConsumer {
                 }
             }
         })
+    }
+
+    fn lag_probe(&self) -> Option<super::LagProbe> {
+        let shared = Arc::clone(&self.shared);
+        Some(Box::new(move || shared.lock().lag.clone()))
     }
 
     /// Acking what this consumer does not hold (twice, never handed out, or revoked

@@ -25,8 +25,8 @@ use futures::future::BoxFuture;
 use smsc_smpp::MessageState;
 
 use super::{
-    Applied, BindKind, ManualClock, NotificationKind, PendingNotification, SessionLease, Store,
-    StoredAddress, StoredMessage, Update,
+    Applied, BindKind, ManualClock, NotificationKind, PendingNotification, SessionLease, SlotClaim,
+    Store, StoredAddress, StoredMessage, Update, UpstreamEntry, UpstreamLink,
 };
 
 /// Time as the implementation under test sees it.
@@ -151,6 +151,9 @@ pub async fn run_all(store: Arc<dyn Store>, time: &dyn TimeControl, message_ttl:
     sessions_lists_the_live_leases_of_the_account(&*store, time).await;
     pending_pages_in_order_after_the_cursor(&*store).await;
     delete_pending_removes_once(&*store).await;
+    upstream_links_and_parked_receipts_merge_and_expire(&*store, time).await;
+    a_bind_slot_has_one_holder_until_released_or_expired(&*store, time).await;
+    concurrent_slot_claims_have_one_winner(Arc::clone(&store)).await;
 }
 
 /// A second insert of the same (message_id, dest_index) is not applied, returns the
@@ -373,4 +376,100 @@ pub async fn delete_pending_removes_once(store: &dyn Store) {
     assert!(!store.delete_pending(&unique("none"), "d1").await.expect("delete"), "no account");
     let page = store.pending(&account, None, 10).await.expect("pending");
     assert_eq!(page.items, vec![sample_notification("d2")], "only the other one is left");
+}
+
+/// An upstream id's link and parked receipt are written apart, read together, live each
+/// for its own TTL, and belong to one connector; the last link written wins.
+pub async fn upstream_links_and_parked_receipts_merge_and_expire(
+    store: &dyn Store,
+    time: &dyn TimeControl,
+) {
+    let (up, other) = (unique("up"), unique("up-other"));
+    let id = "1000000001";
+    assert_eq!(store.upstream_entry(&up, id).await.expect("entry"), None, "nothing yet");
+
+    let receipt = Bytes::from_static(b"deliver_sm receipt");
+    let parked = Duration::from_secs(2);
+    store.park_upstream_receipt(&up, id, receipt.clone(), parked).await.expect("park");
+    let only_parked = UpstreamEntry { link: None, parked_receipt: Some(receipt.clone()) };
+    assert_eq!(store.upstream_entry(&up, id).await.expect("entry"), Some(only_parked));
+
+    let first = UpstreamLink { message_id: unique("msg"), dest_index: 0 };
+    let linked = Duration::from_secs(6);
+    store.put_upstream_link(&up, id, first, linked).await.expect("link");
+    let link = UpstreamLink { message_id: unique("msg"), dest_index: 3 };
+    store.put_upstream_link(&up, id, link.clone(), linked).await.expect("link again");
+    let both = UpstreamEntry { link: Some(link.clone()), parked_receipt: Some(receipt) };
+    assert_eq!(store.upstream_entry(&up, id).await.expect("entry"), Some(both), "merged");
+    assert_eq!(store.upstream_entry(&other, id).await.expect("entry"), None, "per connector");
+    assert_eq!(store.upstream_entry(&up, "1000000002").await.expect("entry"), None);
+
+    time.advance(parked + EXPIRY_MARGIN).await;
+    let link_only = UpstreamEntry { link: Some(link), parked_receipt: None };
+    let entry = store.upstream_entry(&up, id).await.expect("entry");
+    assert_eq!(entry, Some(link_only), "the parked receipt expired, the link lives on");
+
+    time.advance(linked - parked).await;
+    assert_eq!(store.upstream_entry(&up, id).await.expect("entry"), None, "all expired");
+}
+
+/// A slot of a pool has one holder: others are told who it is; the holder refreshes it;
+/// it is free again once released by its holder (and only by it) or once its TTL passed
+/// without a refresh.
+pub async fn a_bind_slot_has_one_holder_until_released_or_expired(
+    store: &dyn Store,
+    time: &dyn TimeControl,
+) {
+    const TTL: Duration = Duration::from_secs(4);
+    let (pool, other_pool) = (unique("pool"), unique("pool-other"));
+    let busy = |holder: &str| SlotClaim::Busy { holder: holder.to_owned() };
+    assert_eq!(store.claim_slot(&pool, 0, "a", TTL).await.expect("claim"), SlotClaim::Held);
+    assert_eq!(store.claim_slot(&pool, 0, "b", TTL).await.expect("claim"), busy("a"));
+    assert_eq!(store.claim_slot(&pool, 1, "b", TTL).await.expect("claim"), SlotClaim::Held);
+    assert_eq!(store.claim_slot(&other_pool, 0, "b", TTL).await.expect("claim"), SlotClaim::Held);
+
+    time.advance(Duration::from_secs(2)).await;
+    let refreshed = store.claim_slot(&pool, 0, "a", TTL).await.expect("refresh");
+    assert_eq!(refreshed, SlotClaim::Held, "the holder refreshes its lease");
+    time.advance(Duration::from_secs(3)).await;
+    let claim = store.claim_slot(&pool, 0, "b", TTL).await.expect("claim");
+    assert_eq!(claim, busy("a"), "refreshed: held past the first lease's TTL");
+
+    assert!(!store.release_slot(&pool, 0, "b").await.expect("release"), "not b's to free");
+    assert!(store.release_slot(&pool, 0, "a").await.expect("release"), "freed by its holder");
+    assert!(!store.release_slot(&pool, 0, "a").await.expect("release"), "free already");
+    assert_eq!(store.claim_slot(&pool, 0, "b", TTL).await.expect("claim"), SlotClaim::Held);
+
+    // b's slot 1 was never refreshed: 5 s have passed, more than its TTL.
+    time.advance(EXPIRY_MARGIN).await;
+    assert_eq!(store.claim_slot(&pool, 1, "c", TTL).await.expect("claim"), SlotClaim::Held);
+}
+
+/// Many concurrent claims of one free slot by different holders: exactly one holds it,
+/// and every other is told that one.
+pub async fn concurrent_slot_claims_have_one_winner(store: Arc<dyn Store>) {
+    const RACERS: usize = 16;
+    let pool = unique("race-pool");
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, pool) = (Arc::clone(&store), pool.clone());
+            tokio::spawn(async move {
+                let holder = format!("worker-{i}");
+                let claim = store.claim_slot(&pool, 0, &holder, Duration::from_secs(30)).await;
+                (holder, claim.expect("claim"))
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("task"));
+    }
+    let winners: Vec<&String> =
+        outcomes.iter().filter(|(_, c)| *c == SlotClaim::Held).map(|(h, _)| h).collect();
+    assert_eq!(winners.len(), 1, "exactly one holder: {outcomes:?}");
+    for (holder, claim) in &outcomes {
+        if holder != winners[0] {
+            assert_eq!(claim, &SlotClaim::Busy { holder: winners[0].clone() }, "{holder}");
+        }
+    }
 }

@@ -15,8 +15,8 @@ use futures::future::BoxFuture;
 use smsc_smpp::MessageState;
 
 use super::{
-    Applied, Clock, Page, PendingNotification, SessionLease, Store, StoreResult, StoredMessage,
-    SystemClock, UnixMillis, Update,
+    Applied, Clock, Page, PendingNotification, SessionLease, SlotClaim, Store, StoreResult,
+    StoredMessage, SystemClock, UnixMillis, Update, UpstreamEntry, UpstreamLink,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,8 @@ pub struct EmbeddedStore {
 struct Expiring<T> {
     value: T,
     expires_at: UnixMillis,
+    /// A message row's key in `message_expiry` with `expires_at` (0 elsewhere).
+    seq: u64,
 }
 
 impl<T> Expiring<T> {
@@ -91,12 +93,14 @@ impl Dests {
 #[derive(Debug, Default)]
 struct Inner {
     /// message_id → dest_index → row.
-    messages: HashMap<String, Dests>,
-    /// (expires_at, message_id, dest_index) of every row, in expiry order. An ordered set
-    /// rather than a queue: a row made final moves to its shorter `final_ttl`, and its old
-    /// entry must go with it, or the entries of freed rows would pile up for the whole
-    /// `message_ttl` (days) under load.
-    message_expiry: BTreeSet<(UnixMillis, String, u32)>,
+    messages: HashMap<String, Dests, foldhash::fast::RandomState>,
+    /// (expires_at, seq) → (message_id, dest_index) of every row, in expiry order. An
+    /// ordered map rather than a queue: a row made final moves to its shorter
+    /// `final_ttl`, and its old entry must go with it, or the entries of freed rows would
+    /// pile up for the whole `message_ttl` (days) under load. The row's unique `seq`
+    /// keeps keys distinct and integer-compared (thousands of rows share a millisecond).
+    message_expiry: BTreeMap<(UnixMillis, u64), (String, u32)>,
+    next_seq: u64,
     /// system_id → session_id → lease.
     sessions: HashMap<String, BTreeMap<String, Expiring<SessionLease>>>,
     /// system_id → notification id → notification; ids sort in time order.
@@ -105,6 +109,29 @@ struct Inner {
     /// An ordered set, like `message_expiry`, so a delivered (deleted) notification
     /// takes its entry with it.
     pending_expiry: BTreeSet<(UnixMillis, String, String)>,
+    /// (connector, upstream_id) → link and parked receipt, each expiring on its own.
+    upstream: HashMap<(String, String), UpstreamRow>,
+    /// (expires_at, connector, upstream_id), one per write; popped when due, so that
+    /// rows nobody reads again are freed too.
+    upstream_expiry: BTreeSet<(UnixMillis, String, String)>,
+    /// (pool, slot) → holder; an expired lease is a free slot.
+    slots: HashMap<(String, u32), Expiring<String>>,
+}
+
+#[derive(Debug, Default)]
+struct UpstreamRow {
+    link: Option<Expiring<UpstreamLink>>,
+    receipt: Option<Expiring<bytes::Bytes>>,
+}
+
+impl UpstreamRow {
+    /// The live parts, or `None` when nothing is.
+    fn live(&self, now: UnixMillis) -> Option<UpstreamEntry> {
+        let link = self.link.as_ref().filter(|l| l.live(now)).map(|l| l.value.clone());
+        let parked_receipt = self.receipt.as_ref().filter(|r| r.live(now)).map(|r| r.value.clone());
+        (link.is_some() || parked_receipt.is_some())
+            .then_some(UpstreamEntry { link, parked_receipt })
+    }
 }
 
 fn millis(d: Duration) -> UnixMillis {
@@ -117,23 +144,24 @@ impl Inner {
         if let Some(row) = self.messages.get_mut(message_id).and_then(|d| d.get_mut(&dest_index))
             && until < row.expires_at
         {
-            let old = (row.expires_at, message_id.to_owned(), dest_index);
+            let entry = self.message_expiry.remove(&(row.expires_at, row.seq));
             row.expires_at = until;
-            self.message_expiry.remove(&old);
-            self.message_expiry.insert((until, old.1, dest_index));
+            if let Some(entry) = entry {
+                self.message_expiry.insert((until, row.seq), entry);
+            }
         }
     }
 
     /// Frees rows whose time has come. Each queue entry is popped once, so the cost is
-    /// amortized over the inserts. A row is removed only if it is itself expired: the
-    /// key may have been written again since the entry was queued.
+    /// amortized over the inserts. A row is removed only if it is the one the entry was
+    /// queued for (same `seq`): the key may have been written again since.
     fn purge(&mut self, now: UnixMillis) {
-        while let Some((at, _, _)) = self.message_expiry.first()
-            && *at <= now
+        while let Some(entry) = self.message_expiry.first_entry()
+            && entry.key().0 <= now
         {
-            let Some((_, id, dest)) = self.message_expiry.pop_first() else { break };
+            let ((_, seq), (id, dest)) = entry.remove_entry();
             if let Some(rows) = self.messages.get_mut(&id) {
-                if rows.get(&dest).is_some_and(|r| !r.live(now)) {
+                if rows.get(&dest).is_some_and(|r| r.seq == seq) {
                     rows.remove(&dest);
                 }
                 if rows.is_empty() {
@@ -142,6 +170,25 @@ impl Inner {
             }
         }
         self.purge_pending(now);
+        self.purge_upstream(now);
+    }
+
+    fn purge_upstream(&mut self, now: UnixMillis) {
+        while let Some((at, _, _)) = self.upstream_expiry.first()
+            && *at <= now
+        {
+            let Some((_, connector, id)) = self.upstream_expiry.pop_first() else { break };
+            let key = (connector, id);
+            if self.upstream.get(&key).is_some_and(|row| row.live(now).is_none()) {
+                self.upstream.remove(&key);
+            }
+        }
+    }
+
+    /// The row of `key`, made ready for a write of a part expiring at `expires_at`.
+    fn upstream_row(&mut self, key: (String, String), expires_at: UnixMillis) -> &mut UpstreamRow {
+        self.upstream_expiry.insert((expires_at, key.0.clone(), key.1.clone()));
+        self.upstream.entry(key).or_default()
     }
 
     fn purge_pending(&mut self, now: UnixMillis) {
@@ -277,9 +324,11 @@ impl Store for EmbeddedStore {
                     return Applied::No(Some(row.value.clone()));
                 }
                 let expires_at = now.saturating_add(ttl);
-                let key = (expires_at, message.message_id.clone(), message.dest_index);
-                rows.insert(message.dest_index, Expiring { value: message, expires_at });
-                inner.message_expiry.insert(key);
+                let seq = inner.next_seq;
+                inner.next_seq += 1;
+                let entry = (message.message_id.clone(), message.dest_index);
+                rows.insert(message.dest_index, Expiring { value: message, expires_at, seq });
+                inner.message_expiry.insert((expires_at, seq), entry);
                 Applied::Yes
             }))
         })
@@ -326,7 +375,7 @@ impl Store for EmbeddedStore {
                 // Frees the account's expired leases while we are here.
                 inner.leases(&lease.system_id, now);
                 let leases = inner.sessions.entry(lease.system_id.clone()).or_default();
-                leases.insert(lease.session_id.clone(), Expiring { value: lease, expires_at });
+                leases.insert(lease.session_id.clone(), Expiring { value: lease, expires_at, seq: 0 });
             });
             Ok(())
         })
@@ -372,7 +421,7 @@ impl Store for EmbeddedStore {
                 let id = notification.id.clone();
                 let queue = inner.pending.entry(system_id.clone()).or_default();
                 if let Some(old) =
-                    queue.insert(id.clone(), Expiring { value: notification, expires_at })
+                    queue.insert(id.clone(), Expiring { value: notification, expires_at, seq: 0 })
                 {
                     inner.pending_expiry.remove(&(old.expires_at, system_id.clone(), id.clone()));
                 }
@@ -429,6 +478,93 @@ impl Store for EmbeddedStore {
             }))
         })
     }
+
+    fn put_upstream_link(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+        link: UpstreamLink,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let key = (connector.to_owned(), upstream_id.to_owned());
+        Box::pin(async move {
+            self.with(|inner, now| {
+                let expires_at = now.saturating_add(millis(ttl));
+                let row = inner.upstream_row(key, expires_at);
+                row.link = Some(Expiring { value: link, expires_at, seq: 0 });
+            });
+            Ok(())
+        })
+    }
+
+    fn park_upstream_receipt(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+        deliver_sm: bytes::Bytes,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let key = (connector.to_owned(), upstream_id.to_owned());
+        Box::pin(async move {
+            self.with(|inner, now| {
+                let expires_at = now.saturating_add(millis(ttl));
+                let row = inner.upstream_row(key, expires_at);
+                row.receipt = Some(Expiring { value: deliver_sm, expires_at, seq: 0 });
+            });
+            Ok(())
+        })
+    }
+
+    fn upstream_entry(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<UpstreamEntry>>> {
+        let key = (connector.to_owned(), upstream_id.to_owned());
+        Box::pin(async move {
+            Ok(self.with(|inner, now| inner.upstream.get(&key).and_then(|row| row.live(now))))
+        })
+    }
+
+    fn claim_slot(
+        &self,
+        pool: &str,
+        slot: u32,
+        holder: &str,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<SlotClaim>> {
+        let (key, holder) = ((pool.to_owned(), slot), holder.to_owned());
+        Box::pin(async move {
+            Ok(self.with(|inner, now| {
+                if let Some(lease) = inner.slots.get(&key).filter(|l| l.live(now))
+                    && lease.value != holder
+                {
+                    return SlotClaim::Busy { holder: lease.value.clone() };
+                }
+                let expires_at = now.saturating_add(millis(ttl));
+                inner.slots.insert(key, Expiring { value: holder, expires_at, seq: 0 });
+                SlotClaim::Held
+            }))
+        })
+    }
+
+    fn release_slot(
+        &self,
+        pool: &str,
+        slot: u32,
+        holder: &str,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let (key, holder) = ((pool.to_owned(), slot), holder.to_owned());
+        Box::pin(async move {
+            Ok(self.with(|inner, now| {
+                let mine = inner.slots.get(&key).is_some_and(|l| l.live(now) && l.value == holder);
+                if mine {
+                    inner.slots.remove(&key);
+                }
+                mine
+            }))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -482,6 +618,20 @@ mod tests {
         let inner = store.lock();
         assert!(inner.messages.is_empty() && inner.message_expiry.is_empty());
         assert!(inner.pending.is_empty() && inner.pending_expiry.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_upstream_rows_are_freed_not_only_hidden() {
+        let (store, time) = store();
+        let link = UpstreamLink { message_id: "m".into(), dest_index: 0 };
+        store.put_upstream_link("up", "1", link.clone(), TTL).await.expect("link");
+        store.park_upstream_receipt("up", "2", Bytes::from_static(b"r"), TTL).await.expect("park");
+        store.put_upstream_link("up", "2", link, TTL * 2).await.expect("link");
+        time.advance(TTL).await;
+        assert!(store.upstream_entry("up", "1").await.expect("entry").is_none());
+        let inner = store.lock();
+        assert_eq!(inner.upstream.len(), 1, "the row with a live link is kept");
+        assert_eq!(inner.upstream_expiry.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

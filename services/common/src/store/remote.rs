@@ -15,6 +15,7 @@
 //! writes, TTLs, page order) are the wrapped store's: the server adds none of its own.
 
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,12 +25,14 @@ use smsc_proto::store_service_client::StoreServiceClient;
 use smsc_proto::store_service_server::{StoreService, StoreServiceServer};
 use smsc_smpp::MessageState;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
 use super::{
-    Applied, BindKind, DynStore, NotificationKind, Page, PendingNotification, SessionLease, Store,
-    StoreError, StoreResult, StoredAddress, StoredMessage, Update,
+    Applied, BindKind, DynStore, NotificationKind, Page, PendingNotification, SessionLease,
+    SlotClaim, Store, StoreError, StoreResult, StoredAddress, StoredMessage, Update, UpstreamEntry,
+    UpstreamLink,
 };
 
 /// How long one store call may take, end to end, by default.
@@ -257,6 +260,53 @@ pub fn page_from_proto(p: pb::Page) -> Result<Page, ConvertError> {
     Ok(Page { items, next: p.next })
 }
 
+pub fn upstream_link_to_proto(l: UpstreamLink) -> pb::UpstreamLink {
+    pb::UpstreamLink { message_id: l.message_id, dest_index: l.dest_index }
+}
+
+pub fn upstream_link_from_proto(l: pb::UpstreamLink) -> UpstreamLink {
+    UpstreamLink { message_id: l.message_id, dest_index: l.dest_index }
+}
+
+pub fn upstream_entry_to_proto(e: Option<UpstreamEntry>) -> pb::GetUpstreamEntryResponse {
+    match e {
+        None => pb::GetUpstreamEntryResponse::default(),
+        Some(e) => pb::GetUpstreamEntryResponse {
+            found: true,
+            link: e.link.map(upstream_link_to_proto),
+            parked_receipt: e.parked_receipt.map(Into::into),
+        },
+    }
+}
+
+/// `found` without either part, or a part without `found`, is malformed.
+pub fn upstream_entry_from_proto(
+    r: pb::GetUpstreamEntryResponse,
+) -> Result<Option<UpstreamEntry>, ConvertError> {
+    let entry = UpstreamEntry {
+        link: r.link.map(upstream_link_from_proto),
+        parked_receipt: r.parked_receipt.map(Bytes::from),
+    };
+    let empty = entry.link.is_none() && entry.parked_receipt.is_none();
+    match (r.found, empty) {
+        (true, false) => Ok(Some(entry)),
+        (false, true) => Ok(None),
+        (true, true) => Err(ConvertError::Missing { field: "link or parked_receipt" }),
+        (false, false) => Err(ConvertError::Missing { field: "found" }),
+    }
+}
+
+pub fn slot_claim_to_proto(c: SlotClaim) -> pb::ClaimSlotResponse {
+    match c {
+        SlotClaim::Held => pb::ClaimSlotResponse { held: true, holder: String::new() },
+        SlotClaim::Busy { holder } => pb::ClaimSlotResponse { held: false, holder },
+    }
+}
+
+pub fn slot_claim_from_proto(r: pb::ClaimSlotResponse) -> SlotClaim {
+    if r.held { SlotClaim::Held } else { SlotClaim::Busy { holder: r.holder } }
+}
+
 fn ttl_to_proto(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
@@ -299,13 +349,15 @@ fn invalid(e: ConvertError) -> Status {
 
 // ---- client --------------------------------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RemoteStoreConfig {
     /// `host:port` of the store server, or a URL (`http://host:port`).
     pub endpoint: String,
     /// Bound on each call, connection included.
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Mutual TLS to the server (`grpc_tls`); `None`: plaintext.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl RemoteStoreConfig {
@@ -314,16 +366,105 @@ impl RemoteStoreConfig {
             endpoint: endpoint.into(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls: None,
         }
     }
 }
 
 /// A [`Store`] that is a client of a [`StoreServer`]. Cheap to clone (one HTTP/2
 /// connection, re-established by tonic after it drops).
+///
+/// The message-path calls (insert, get, transition) made concurrently are coalesced
+/// into `Batch` calls: a worker with hundreds of messages in progress pays one round
+/// trip per batch rather than three per message, which is what bounded a local
+/// cluster's throughput. An idle client sends a lone call at once, as a batch of one.
 #[derive(Debug, Clone)]
 pub struct RemoteStore {
     client: StoreServiceClient<Channel>,
     request_timeout: Duration,
+    batcher: Arc<Batcher>,
+}
+
+/// Ops waiting to join the next batch, and the task that sends batches (started at the
+/// first call, inside the runtime; it ends when the last clone of the store is dropped).
+#[derive(Debug, Default)]
+struct Batcher {
+    queue: OnceLock<mpsc::Sender<(pb::batch_op::Op, BatchReply)>>,
+}
+
+type BatchReply = oneshot::Sender<Result<pb::batch_result::Result, Status>>;
+
+/// Most ops in one `Batch` call.
+const MAX_BATCH: usize = 512;
+/// `Batch` calls in flight at once; ops arriving meanwhile wait and form the next batch.
+const MAX_BATCHES_IN_FLIGHT: usize = 4;
+/// Ops queued for a batch beyond which callers wait (backpressure on the pipeline).
+const BATCH_QUEUE: usize = 8 * MAX_BATCH;
+
+impl Batcher {
+    fn queue(
+        &self,
+        client: &StoreServiceClient<Channel>,
+        request_timeout: Duration,
+    ) -> &mpsc::Sender<(pb::batch_op::Op, BatchReply)> {
+        self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(BATCH_QUEUE);
+            tokio::spawn(send_batches(client.clone(), rx, request_timeout));
+            tx
+        })
+    }
+}
+
+/// Takes what is queued (up to [`MAX_BATCH`]) whenever a batch slot is free, and
+/// answers each op from its result.
+async fn send_batches(
+    client: StoreServiceClient<Channel>,
+    mut rx: mpsc::Receiver<(pb::batch_op::Op, BatchReply)>,
+    request_timeout: Duration,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_BATCHES_IN_FLIGHT));
+    let mut taken = Vec::with_capacity(MAX_BATCH);
+    loop {
+        // A slot first: while every slot is busy, ops pile up into a bigger batch.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+        if rx.recv_many(&mut taken, MAX_BATCH).await == 0 {
+            return;
+        }
+        let (ops, replies): (Vec<_>, Vec<_>) =
+            taken.drain(..).map(|(op, reply)| (pb::BatchOp { op: Some(op) }, reply)).unzip();
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let call = client.batch(pb::BatchRequest { ops });
+            let results = match tokio::time::timeout(request_timeout, call).await {
+                Err(_) => Err(Status::deadline_exceeded("store batch timed out")),
+                Ok(Err(status)) => Err(status),
+                Ok(Ok(reply)) => Ok(reply.into_inner().results),
+            };
+            match results {
+                Ok(results) if results.len() == replies.len() => {
+                    for (result, reply) in results.into_iter().zip(replies) {
+                        let result = match result.result {
+                            Some(pb::batch_result::Result::Error(e)) => {
+                                Err(Status::new(Code::from_i32(e.code), e.message))
+                            }
+                            Some(r) => Ok(r),
+                            None => Err(Status::data_loss("batch result: missing")),
+                        };
+                        let _ = reply.send(result);
+                    }
+                }
+                other => {
+                    let status = other.err().unwrap_or_else(|| {
+                        Status::data_loss("the store answered a batch with the wrong count")
+                    });
+                    for reply in replies {
+                        let _ = reply.send(Err(status.clone()));
+                    }
+                }
+            }
+        });
+    }
 }
 
 impl RemoteStore {
@@ -352,14 +493,10 @@ impl RemoteStore {
     }
 
     fn endpoint(config: &RemoteStoreConfig) -> StoreResult<Endpoint> {
-        let uri = if config.endpoint.contains("://") {
-            config.endpoint.clone()
-        } else {
-            format!("http://{}", config.endpoint)
-        };
-        let endpoint = Endpoint::from_shared(uri).map_err(|e| {
-            StoreError::Unavailable(format!("store endpoint `{}`: {e}", config.endpoint))
-        })?;
+        let endpoint =
+            crate::grpc_tls::endpoint(&config.endpoint, config.tls.as_ref()).map_err(|e| {
+                StoreError::Unavailable(format!("store endpoint `{}`: {e}", config.endpoint))
+            })?;
         Ok(endpoint.connect_timeout(config.connect_timeout).tcp_nodelay(true))
     }
 
@@ -367,7 +504,26 @@ impl RemoteStore {
         let client = StoreServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Self { client, request_timeout }
+        Self { client, request_timeout, batcher: Arc::default() }
+    }
+
+    /// One message-path op, sent in the next batch; bounded by the request timeout like
+    /// a unary call.
+    async fn batched(&self, op: pb::batch_op::Op) -> StoreResult<pb::batch_result::Result> {
+        let queue = self.batcher.queue(&self.client, self.request_timeout);
+        let (reply, answer) = oneshot::channel();
+        let call = async move {
+            queue
+                .send((op, reply))
+                .await
+                .map_err(|_| Status::unavailable("store client closed"))?;
+            answer.await.map_err(|_| Status::unavailable("store batch dropped"))?
+        };
+        match tokio::time::timeout(self.request_timeout, call).await {
+            Err(_) => Err(StoreError::Timeout),
+            Ok(Err(status)) => Err(error_from_status(&status)),
+            Ok(Ok(result)) => Ok(result),
+        }
     }
 
     /// One call, bounded by the request timeout.
@@ -386,17 +542,20 @@ impl RemoteStore {
 
 impl Store for RemoteStore {
     fn insert_message(&self, message: StoredMessage) -> BoxFuture<'_, StoreResult<Applied>> {
-        let req = pb::InsertMessageRequest { message: Some(message_to_proto(message)) };
-        Box::pin(async move {
-            let reply = self.call(|mut c| async move { c.insert_message(req).await }).await?;
-            applied_from_proto(reply).map_err(corrupt)
-        })
+        let op = pb::batch_op::Op::InsertMessage(pb::InsertMessageRequest {
+            message: Some(message_to_proto(message)),
+        });
+        Box::pin(async move { applied_from_result(self.batched(op).await?) })
     }
 
     fn get_message(&self, message_id: &str) -> BoxFuture<'_, StoreResult<Vec<StoredMessage>>> {
-        let req = pb::GetMessageRequest { message_id: message_id.to_owned() };
+        let op = pb::batch_op::Op::GetMessage(pb::GetMessageRequest {
+            message_id: message_id.to_owned(),
+        });
         Box::pin(async move {
-            let reply = self.call(|mut c| async move { c.get_message(req).await }).await?;
+            let pb::batch_result::Result::Rows(reply) = self.batched(op).await? else {
+                return Err(StoreError::Corrupt("batch result: rows expected".into()));
+            };
             reply
                 .rows
                 .into_iter()
@@ -413,16 +572,13 @@ impl Store for RemoteStore {
         from: MessageState,
         update: Update,
     ) -> BoxFuture<'_, StoreResult<Applied>> {
-        let req = pb::TransitionRequest {
+        let op = pb::batch_op::Op::Transition(pb::TransitionRequest {
             message_id: message_id.to_owned(),
             dest_index,
             from: from.0.into(),
             update: Some(update_to_proto(update)),
-        };
-        Box::pin(async move {
-            let reply = self.call(|mut c| async move { c.transition(req).await }).await?;
-            applied_from_proto(reply).map_err(corrupt)
-        })
+        });
+        Box::pin(async move { applied_from_result(self.batched(op).await?) })
     }
 
     fn put_session(&self, lease: SessionLease, ttl: Duration) -> BoxFuture<'_, StoreResult<()>> {
@@ -497,6 +653,98 @@ impl Store for RemoteStore {
             Ok(reply.deleted)
         })
     }
+
+    fn put_upstream_link(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+        link: UpstreamLink,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let req = pb::PutUpstreamLinkRequest {
+            connector: connector.to_owned(),
+            upstream_id: upstream_id.to_owned(),
+            link: Some(upstream_link_to_proto(link)),
+            ttl_ms: ttl_to_proto(ttl),
+        };
+        Box::pin(async move {
+            self.call(|mut c| async move { c.put_upstream_link(req).await }).await?;
+            Ok(())
+        })
+    }
+
+    fn park_upstream_receipt(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+        deliver_sm: Bytes,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let req = pb::ParkUpstreamReceiptRequest {
+            connector: connector.to_owned(),
+            upstream_id: upstream_id.to_owned(),
+            deliver_sm: deliver_sm.into(),
+            ttl_ms: ttl_to_proto(ttl),
+        };
+        Box::pin(async move {
+            self.call(|mut c| async move { c.park_upstream_receipt(req).await }).await?;
+            Ok(())
+        })
+    }
+
+    fn upstream_entry(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<UpstreamEntry>>> {
+        let req = pb::GetUpstreamEntryRequest {
+            connector: connector.to_owned(),
+            upstream_id: upstream_id.to_owned(),
+        };
+        Box::pin(async move {
+            let reply = self.call(|mut c| async move { c.get_upstream_entry(req).await }).await?;
+            upstream_entry_from_proto(reply).map_err(corrupt)
+        })
+    }
+
+    fn claim_slot(
+        &self,
+        pool: &str,
+        slot: u32,
+        holder: &str,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<SlotClaim>> {
+        let req = pb::ClaimSlotRequest {
+            pool: pool.to_owned(),
+            slot,
+            holder: holder.to_owned(),
+            ttl_ms: ttl_to_proto(ttl),
+        };
+        Box::pin(async move {
+            let reply = self.call(|mut c| async move { c.claim_slot(req).await }).await?;
+            Ok(slot_claim_from_proto(reply))
+        })
+    }
+
+    fn release_slot(
+        &self,
+        pool: &str,
+        slot: u32,
+        holder: &str,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let req = pb::ReleaseSlotRequest { pool: pool.to_owned(), slot, holder: holder.to_owned() };
+        Box::pin(async move {
+            let reply = self.call(|mut c| async move { c.release_slot(req).await }).await?;
+            Ok(reply.released)
+        })
+    }
+}
+
+fn applied_from_result(result: pb::batch_result::Result) -> StoreResult<Applied> {
+    match result {
+        pb::batch_result::Result::Applied(a) => applied_from_proto(a).map_err(corrupt),
+        _ => Err(StoreError::Corrupt("batch result: applied expected".into())),
+    }
 }
 
 // ---- server --------------------------------------------------------------------------
@@ -525,9 +773,19 @@ impl StoreServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), tonic::transport::Error> {
+        self.serve_with(tonic::transport::Server::builder(), listener, shutdown).await
+    }
+
+    /// [`StoreServer::serve`] on a prepared server (mutual TLS: `grpc_tls::server`).
+    pub async fn serve_with(
+        self,
+        mut server: tonic::transport::Server,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        tonic::transport::Server::builder()
+        server
             .add_service(self.into_service())
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
@@ -535,10 +793,35 @@ impl StoreServer {
 }
 
 fn reply<T>(result: StoreResult<T>) -> Result<Response<T>, Status> {
-    result.map(Response::new).map_err(|e| {
-        tracing::debug!(error = %e, "store call failed");
-        error_to_status(&e)
-    })
+    result.map(Response::new).map_err(status)
+}
+
+/// The store's error as the gRPC status a client maps back (logged: the client only
+/// sees the status).
+fn status(e: StoreError) -> Status {
+    tracing::debug!(error = %e, "store call failed");
+    error_to_status(&e)
+}
+
+impl StoreServer {
+    async fn insert(&self, req: pb::InsertMessageRequest) -> Result<pb::Applied, Status> {
+        let message = required("message", req.message).map_err(invalid)?;
+        let message = message_from_proto(message).map_err(invalid)?;
+        self.store.insert_message(message).await.map(applied_to_proto).map_err(status)
+    }
+
+    async fn get(&self, req: pb::GetMessageRequest) -> Result<pb::GetMessageResponse, Status> {
+        let rows = self.store.get_message(&req.message_id).await.map_err(status)?;
+        Ok(pb::GetMessageResponse { rows: rows.into_iter().map(message_to_proto).collect() })
+    }
+
+    async fn transit(&self, req: pb::TransitionRequest) -> Result<pb::Applied, Status> {
+        let from = state_from_proto("from", req.from).map_err(invalid)?;
+        let update =
+            update_from_proto(required("update", req.update).map_err(invalid)?).map_err(invalid)?;
+        let applied = self.store.transition(&req.message_id, req.dest_index, from, update).await;
+        applied.map(applied_to_proto).map_err(status)
+    }
 }
 
 #[tonic::async_trait]
@@ -547,31 +830,46 @@ impl StoreService for StoreServer {
         &self,
         request: Request<pb::InsertMessageRequest>,
     ) -> Result<Response<pb::Applied>, Status> {
-        let message = required("message", request.into_inner().message).map_err(invalid)?;
-        let message = message_from_proto(message).map_err(invalid)?;
-        reply(self.store.insert_message(message).await.map(applied_to_proto))
+        self.insert(request.into_inner()).await.map(Response::new)
     }
 
     async fn get_message(
         &self,
         request: Request<pb::GetMessageRequest>,
     ) -> Result<Response<pb::GetMessageResponse>, Status> {
-        let rows = self.store.get_message(&request.into_inner().message_id).await;
-        reply(rows.map(|rows| pb::GetMessageResponse {
-            rows: rows.into_iter().map(message_to_proto).collect(),
-        }))
+        self.get(request.into_inner()).await.map(Response::new)
     }
 
     async fn transition(
         &self,
         request: Request<pb::TransitionRequest>,
     ) -> Result<Response<pb::Applied>, Status> {
-        let req = request.into_inner();
-        let from = state_from_proto("from", req.from).map_err(invalid)?;
-        let update =
-            update_from_proto(required("update", req.update).map_err(invalid)?).map_err(invalid)?;
-        let applied = self.store.transition(&req.message_id, req.dest_index, from, update).await;
-        reply(applied.map(applied_to_proto))
+        self.transit(request.into_inner()).await.map(Response::new)
+    }
+
+    /// In order, one after another: the embedded store answers at once, and ops of one
+    /// batch were concurrent at the client, so no order among them is promised anyway.
+    async fn batch(
+        &self,
+        request: Request<pb::BatchRequest>,
+    ) -> Result<Response<pb::BatchResponse>, Status> {
+        use pb::batch_op::Op;
+        use pb::batch_result::Result as R;
+        let ops = request.into_inner().ops;
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            let result = match op.op {
+                Some(Op::InsertMessage(req)) => self.insert(req).await.map(R::Applied),
+                Some(Op::GetMessage(req)) => self.get(req).await.map(R::Rows),
+                Some(Op::Transition(req)) => self.transit(req).await.map(R::Applied),
+                None => Err(invalid(ConvertError::Missing { field: "op" })),
+            };
+            let result = result.unwrap_or_else(|s| {
+                R::Error(pb::BatchError { code: s.code() as i32, message: s.message().to_owned() })
+            });
+            results.push(pb::BatchResult { result: Some(result) });
+        }
+        Ok(Response::new(pb::BatchResponse { results }))
     }
 
     async fn put_session(
@@ -632,6 +930,57 @@ impl StoreService for StoreServer {
         let req = request.into_inner();
         let deleted = self.store.delete_pending(&req.system_id, &req.id).await;
         reply(deleted.map(|deleted| pb::DeletePendingResponse { deleted }))
+    }
+
+    async fn put_upstream_link(
+        &self,
+        request: Request<pb::PutUpstreamLinkRequest>,
+    ) -> Result<Response<pb::StoreAck>, Status> {
+        let req = request.into_inner();
+        let link = upstream_link_from_proto(required("link", req.link).map_err(invalid)?);
+        let ttl = Duration::from_millis(req.ttl_ms);
+        let put = self.store.put_upstream_link(&req.connector, &req.upstream_id, link, ttl).await;
+        reply(put.map(|()| pb::StoreAck {}))
+    }
+
+    async fn park_upstream_receipt(
+        &self,
+        request: Request<pb::ParkUpstreamReceiptRequest>,
+    ) -> Result<Response<pb::StoreAck>, Status> {
+        let req = request.into_inner();
+        let ttl = Duration::from_millis(req.ttl_ms);
+        let pdu = Bytes::from(req.deliver_sm);
+        let parked =
+            self.store.park_upstream_receipt(&req.connector, &req.upstream_id, pdu, ttl).await;
+        reply(parked.map(|()| pb::StoreAck {}))
+    }
+
+    async fn get_upstream_entry(
+        &self,
+        request: Request<pb::GetUpstreamEntryRequest>,
+    ) -> Result<Response<pb::GetUpstreamEntryResponse>, Status> {
+        let req = request.into_inner();
+        let entry = self.store.upstream_entry(&req.connector, &req.upstream_id).await;
+        reply(entry.map(upstream_entry_to_proto))
+    }
+
+    async fn claim_slot(
+        &self,
+        request: Request<pb::ClaimSlotRequest>,
+    ) -> Result<Response<pb::ClaimSlotResponse>, Status> {
+        let req = request.into_inner();
+        let ttl = Duration::from_millis(req.ttl_ms);
+        let claim = self.store.claim_slot(&req.pool, req.slot, &req.holder, ttl).await;
+        reply(claim.map(slot_claim_to_proto))
+    }
+
+    async fn release_slot(
+        &self,
+        request: Request<pb::ReleaseSlotRequest>,
+    ) -> Result<Response<pb::ReleaseSlotResponse>, Status> {
+        let req = request.into_inner();
+        let released = self.store.release_slot(&req.pool, req.slot, &req.holder).await;
+        reply(released.map(|released| pb::ReleaseSlotResponse { released }))
     }
 }
 
@@ -757,6 +1106,31 @@ mod tests {
             ..notification_to_proto(notification(NotificationKind::Mo))
         };
         assert!(matches!(notification_from_proto(unknown), Err(ConvertError::UnknownEnum { .. })));
+    }
+
+    #[test]
+    fn upstream_entries_and_slot_claims_round_trip() {
+        let link = UpstreamLink { message_id: "m-1".into(), dest_index: 7 };
+        let receipt = Bytes::from_static(b"\x00\x00\x00\x10receipt");
+        let entries = [
+            None,
+            Some(UpstreamEntry { link: Some(link.clone()), parked_receipt: None }),
+            Some(UpstreamEntry { link: None, parked_receipt: Some(receipt.clone()) }),
+            Some(UpstreamEntry { link: Some(link), parked_receipt: Some(Bytes::new()) }),
+        ];
+        for e in entries {
+            assert_eq!(upstream_entry_from_proto(upstream_entry_to_proto(e.clone())), Ok(e));
+        }
+        let found_empty = pb::GetUpstreamEntryResponse { found: true, ..Default::default() };
+        assert!(upstream_entry_from_proto(found_empty).is_err());
+        let unfound_part = pb::GetUpstreamEntryResponse {
+            parked_receipt: Some(receipt.to_vec()),
+            ..Default::default()
+        };
+        assert!(upstream_entry_from_proto(unfound_part).is_err());
+        for c in [SlotClaim::Held, SlotClaim::Busy { holder: "worker-1/0".into() }] {
+            assert_eq!(slot_claim_from_proto(slot_claim_to_proto(c.clone())), c);
+        }
     }
 
     #[test]

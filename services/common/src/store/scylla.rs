@@ -47,8 +47,9 @@ use scylla::value::{CqlTimestamp, CqlValue, MaybeUnset};
 use smsc_smpp::MessageState;
 
 use super::{
-    Applied, BindKind, NotificationKind, Page, PendingNotification, SessionLease, Store,
-    StoreError, StoreResult, StoredAddress, StoredMessage, UnixMillis, Update,
+    Applied, BindKind, NotificationKind, Page, PendingNotification, SessionLease, SlotClaim, Store,
+    StoreError, StoreResult, StoredAddress, StoredMessage, UnixMillis, Update, UpstreamEntry,
+    UpstreamLink,
 };
 
 /// Connection and schema settings.
@@ -179,6 +180,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "001_keyspace", cql: include_str!("../../cql/001_keyspace.cql") },
     Migration { version: 2, name: "002_tables", cql: include_str!("../../cql/002_tables.cql") },
+    Migration { version: 3, name: "003_upstream", cql: include_str!("../../cql/003_upstream.cql") },
 ];
 
 /// The `component` key of our rows in `schema_migrations`.
@@ -271,6 +273,12 @@ struct Cql {
     delete_pending: String,
     select_migrations: String,
     insert_migration: String,
+    upsert_upstream_link: String,
+    park_upstream_receipt: String,
+    select_upstream: String,
+    insert_slot: String,
+    refresh_slot: String,
+    delete_slot: String,
 }
 
 impl Cql {
@@ -330,12 +338,38 @@ impl Cql {
                 "INSERT INTO {ks}.schema_migrations (component, version, name, applied_at) \
                  VALUES (?, ?, ?, ?) IF NOT EXISTS"
             ),
+            // Upserts of their own columns: the link and the parked receipt of one id are
+            // written apart and merge in the row.
+            upsert_upstream_link: format!(
+                "INSERT INTO {ks}.upstream_ids (connector, upstream_id, message_id, dest_index) \
+                 VALUES (?, ?, ?, ?) USING TTL ?"
+            ),
+            park_upstream_receipt: format!(
+                "INSERT INTO {ks}.upstream_ids (connector, upstream_id, parked_receipt) \
+                 VALUES (?, ?, ?) USING TTL ?"
+            ),
+            select_upstream: format!(
+                "SELECT message_id, dest_index, parked_receipt FROM {ks}.upstream_ids \
+                 WHERE connector = ? AND upstream_id = ?"
+            ),
+            insert_slot: format!(
+                "INSERT INTO {ks}.bind_slots (pool, slot, holder) VALUES (?, ?, ?) \
+                 IF NOT EXISTS USING TTL ?"
+            ),
+            // Named markers: `holder` is both set and tested.
+            refresh_slot: format!(
+                "UPDATE {ks}.bind_slots USING TTL :ttl SET holder = :holder \
+                 WHERE pool = :pool AND slot = :slot IF holder = :expected_holder"
+            ),
+            delete_slot: format!(
+                "DELETE FROM {ks}.bind_slots WHERE pool = ? AND slot = ? IF holder = ?"
+            ),
         }
     }
 
     /// Every data-path statement, named (migration bookkeeping is prepared apart).
     #[cfg(test)]
-    fn data_path(&self) -> [(&'static str, &str); 12] {
+    fn data_path(&self) -> [(&'static str, &str); 18] {
         [
             ("insert_message", &self.insert_message),
             ("select_message", &self.select_message),
@@ -349,6 +383,12 @@ impl Cql {
             ("select_pending", &self.select_pending),
             ("select_pending_after", &self.select_pending_after),
             ("delete_pending", &self.delete_pending),
+            ("upsert_upstream_link", &self.upsert_upstream_link),
+            ("park_upstream_receipt", &self.park_upstream_receipt),
+            ("select_upstream", &self.select_upstream),
+            ("insert_slot", &self.insert_slot),
+            ("refresh_slot", &self.refresh_slot),
+            ("delete_slot", &self.delete_slot),
         ]
     }
 }
@@ -431,6 +471,47 @@ struct PendingValues<'a> {
     created_at: CqlTimestamp,
     #[scylla(rename = "[ttl]")]
     ttl: i32,
+}
+
+/// Bind values of `upsert_upstream_link`.
+#[derive(Debug, scylla::SerializeRow)]
+struct UpstreamLinkValues<'a> {
+    connector: &'a str,
+    upstream_id: &'a str,
+    message_id: &'a str,
+    dest_index: i64,
+    #[scylla(rename = "[ttl]")]
+    ttl: i32,
+}
+
+/// Bind values of `park_upstream_receipt`.
+#[derive(Debug, scylla::SerializeRow)]
+struct ParkValues<'a> {
+    connector: &'a str,
+    upstream_id: &'a str,
+    parked_receipt: &'a [u8],
+    #[scylla(rename = "[ttl]")]
+    ttl: i32,
+}
+
+/// Bind values of `insert_slot`.
+#[derive(Debug, scylla::SerializeRow)]
+struct SlotValues<'a> {
+    pool: &'a str,
+    slot: i32,
+    holder: &'a str,
+    #[scylla(rename = "[ttl]")]
+    ttl: i32,
+}
+
+/// Bind values of `refresh_slot`.
+#[derive(Debug, scylla::SerializeRow)]
+struct RefreshSlotValues<'a> {
+    ttl: i32,
+    holder: &'a str,
+    pool: &'a str,
+    slot: i32,
+    expected_holder: &'a str,
 }
 
 /// A result row as (column name, value) pairs.
@@ -552,17 +633,19 @@ impl Columns<'_> {
     }
 }
 
-/// Only the states SMPP names are stored: anything else is a bug upstream.
+/// Only the states SMPP names and our internal ones (`IN_DELIVERY`, `AT_UPSTREAM`) are
+/// stored: anything else is a bug upstream.
 fn state_to_cql(state: MessageState) -> StoreResult<i8> {
-    match (state.name(), i8::try_from(state.0)) {
-        (Some(_), Ok(v)) => Ok(v),
+    let known = state.name().is_some() || super::is_internal(state);
+    match (known, i8::try_from(state.0)) {
+        (true, Ok(v)) => Ok(v),
         _ => Err(StoreError::Corrupt(format!("messages.state: unknown message state {}", state.0))),
     }
 }
 
 fn state_from_cql(v: i8) -> Option<MessageState> {
     let state = MessageState(u8::try_from(v).ok()?);
-    state.name().map(|_| state)
+    (state.name().is_some() || super::is_internal(state)).then_some(state)
 }
 
 fn bind_to_cql(bind: BindKind) -> &'static str {
@@ -749,6 +832,53 @@ fn notification_from_row(row: &CqlRow) -> StoreResult<PendingNotification> {
     })
 }
 
+/// An `upstream_ids` row; `Ok(None)` when neither part is live.
+fn upstream_entry_from_row(row: &CqlRow) -> StoreResult<Option<UpstreamEntry>> {
+    let c = Columns { table: "upstream_ids", row };
+    let link = match (c.value("message_id")?, c.value("dest_index")?) {
+        (None, None) => None,
+        (Some(_), Some(_)) => Some(UpstreamLink {
+            message_id: c.text("message_id")?,
+            dest_index: c.u32("dest_index")?,
+        }),
+        // Written by one statement, they live and die together.
+        (Some(_), None) => return Err(corrupt("upstream_ids", "dest_index", "null")),
+        (None, Some(_)) => return Err(corrupt("upstream_ids", "message_id", "null")),
+    };
+    let parked_receipt = match c.value("parked_receipt")? {
+        None => None,
+        Some(_) => Some(c.blob("parked_receipt")?),
+    };
+    Ok((link.is_some() || parked_receipt.is_some())
+        .then_some(UpstreamEntry { link, parked_receipt }))
+}
+
+/// What a conditional write on `bind_slots` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SlotLwt {
+    Applied,
+    /// Not applied: the slot is held by this holder.
+    HeldBy(String),
+    /// Not applied, and no live holder (the lease expired in between): try again.
+    Gone,
+}
+
+fn slot_lwt(row: &CqlRow) -> StoreResult<SlotLwt> {
+    if applied(row)? {
+        return Ok(SlotLwt::Applied);
+    }
+    match row.get("holder") {
+        None | Some(None) => Ok(SlotLwt::Gone),
+        Some(Some(CqlValue::Text(h) | CqlValue::Ascii(h))) => Ok(SlotLwt::HeldBy(h.clone())),
+        Some(Some(other)) => {
+            Err(corrupt("bind_slots", "holder", format_args!("unexpected value {other:?}")))
+        }
+    }
+}
+
+/// Rounds of insert-then-refresh a claim may take while leases change under it.
+const SLOT_CLAIM_ROUNDS: usize = 3;
+
 /// `[applied]` of an LWT result row.
 fn applied(row: &CqlRow) -> StoreResult<bool> {
     match row.get("[applied]") {
@@ -866,6 +996,12 @@ struct Prepared {
     select_pending: PreparedStatement,
     select_pending_after: PreparedStatement,
     delete_pending: PreparedStatement,
+    upsert_upstream_link: PreparedStatement,
+    park_upstream_receipt: PreparedStatement,
+    select_upstream: PreparedStatement,
+    insert_slot: PreparedStatement,
+    refresh_slot: PreparedStatement,
+    delete_slot: PreparedStatement,
 }
 
 #[derive(Debug)]
@@ -956,6 +1092,12 @@ impl ScyllaStore {
             select_pending: prepare(s, &cql.select_pending, c, true).await?,
             select_pending_after: prepare(s, &cql.select_pending_after, c, true).await?,
             delete_pending: prepare(s, &cql.delete_pending, c, false).await?,
+            upsert_upstream_link: prepare(s, &cql.upsert_upstream_link, c, true).await?,
+            park_upstream_receipt: prepare(s, &cql.park_upstream_receipt, c, true).await?,
+            select_upstream: prepare(s, &cql.select_upstream, c, true).await?,
+            insert_slot: prepare(s, &cql.insert_slot, c, false).await?,
+            refresh_slot: prepare(s, &cql.refresh_slot, c, false).await?,
+            delete_slot: prepare(s, &cql.delete_slot, c, false).await?,
         };
         Ok(Self { session, statements, config })
     }
@@ -1249,6 +1391,125 @@ impl Store for ScyllaStore {
             applied(&row)
         })
     }
+
+    fn put_upstream_link(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+        link: UpstreamLink,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let (connector, upstream_id) = (connector.to_owned(), upstream_id.to_owned());
+        Box::pin(async move {
+            let values = UpstreamLinkValues {
+                connector: &connector,
+                upstream_id: &upstream_id,
+                message_id: &link.message_id,
+                dest_index: i64::from(link.dest_index),
+                ttl: ttl_secs(ttl),
+            };
+            self.session
+                .execute_unpaged(&self.statements.upsert_upstream_link, values)
+                .await
+                .map_err(execution_error)?;
+            Ok(())
+        })
+    }
+
+    fn park_upstream_receipt(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+        deliver_sm: Bytes,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let (connector, upstream_id) = (connector.to_owned(), upstream_id.to_owned());
+        Box::pin(async move {
+            let values = ParkValues {
+                connector: &connector,
+                upstream_id: &upstream_id,
+                parked_receipt: &deliver_sm,
+                ttl: ttl_secs(ttl),
+            };
+            self.session
+                .execute_unpaged(&self.statements.park_upstream_receipt, values)
+                .await
+                .map_err(execution_error)?;
+            Ok(())
+        })
+    }
+
+    fn upstream_entry(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<UpstreamEntry>>> {
+        let (connector, upstream_id) = (connector.to_owned(), upstream_id.to_owned());
+        Box::pin(async move {
+            let result = self
+                .session
+                .execute_unpaged(&self.statements.select_upstream, (&connector, &upstream_id))
+                .await
+                .map_err(execution_error)?;
+            match first_row(result)? {
+                Some(row) => upstream_entry_from_row(&row),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn claim_slot(
+        &self,
+        pool: &str,
+        slot: u32,
+        holder: &str,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<SlotClaim>> {
+        let (pool, holder) = (pool.to_owned(), holder.to_owned());
+        Box::pin(async move {
+            let slot = i32::try_from(slot)
+                .map_err(|_| corrupt("bind_slots", "slot", format_args!("{slot} is not an int")))?;
+            let ttl = ttl_secs(ttl);
+            for _ in 0..SLOT_CLAIM_ROUNDS {
+                let values = SlotValues { pool: &pool, slot, holder: &holder, ttl };
+                match slot_lwt(&self.lwt(&self.statements.insert_slot, values).await?)? {
+                    SlotLwt::Applied => return Ok(SlotClaim::Held),
+                    SlotLwt::Gone => continue,
+                    SlotLwt::HeldBy(h) if h != holder => return Ok(SlotClaim::Busy { holder: h }),
+                    SlotLwt::HeldBy(_) => {}
+                }
+                let values = RefreshSlotValues {
+                    ttl,
+                    holder: &holder,
+                    pool: &pool,
+                    slot,
+                    expected_holder: &holder,
+                };
+                match slot_lwt(&self.lwt(&self.statements.refresh_slot, values).await?)? {
+                    SlotLwt::Applied => return Ok(SlotClaim::Held),
+                    SlotLwt::HeldBy(h) if h != holder => return Ok(SlotClaim::Busy { holder: h }),
+                    SlotLwt::HeldBy(_) | SlotLwt::Gone => continue,
+                }
+            }
+            Err(StoreError::Unavailable(format!(
+                "bind_slots: the lease of {pool}/{slot} kept changing"
+            )))
+        })
+    }
+
+    fn release_slot(
+        &self,
+        pool: &str,
+        slot: u32,
+        holder: &str,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        let (pool, holder) = (pool.to_owned(), holder.to_owned());
+        Box::pin(async move {
+            let Ok(slot) = i32::try_from(slot) else { return Ok(false) };
+            let row = self.lwt(&self.statements.delete_slot, (&pool, slot, &holder)).await?;
+            applied(&row)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1441,8 +1702,11 @@ mod tests {
     #[test]
     fn every_update_is_conditional_on_the_state_and_keeps_the_ttl() {
         let cql = Cql::new(KS);
-        let updates: Vec<_> =
-            cql.data_path().into_iter().filter(|(_, s)| s.starts_with("UPDATE")).collect();
+        let updates: Vec<_> = cql
+            .data_path()
+            .into_iter()
+            .filter(|(_, s)| s.starts_with(&format!("UPDATE {KS}.messages ")))
+            .collect();
         assert_eq!(updates.len(), 1);
         for (name, update) in updates {
             assert!(update.ends_with(" IF state = :expected_state"), "{name}: {update}");
@@ -1474,11 +1738,22 @@ mod tests {
     fn every_statement_names_its_partition() {
         let cql = Cql::new(KS);
         for (name, s) in cql.data_path() {
-            let key = if s.contains(".messages") { "message_id" } else { "system_id" };
+            let key = if s.contains(".messages") {
+                "message_id"
+            } else if s.contains(".upstream_ids") {
+                "connector"
+            } else if s.contains(".bind_slots") {
+                "pool"
+            } else {
+                "system_id"
+            };
             if s.starts_with("INSERT") {
                 assert!(s.contains(&format!("({key}, ")), "{name}: {s}");
             } else {
                 assert!(s.contains(&format!("WHERE {key} = ")), "{name}: {s}");
+            }
+            if s.contains(".upstream_ids") && !s.starts_with("INSERT") {
+                assert!(s.contains("connector = ? AND upstream_id = ?"), "{name}: {s}");
             }
             assert!(s.contains(&format!(" {KS}.")), "{name} is qualified with the keyspace: {s}");
         }
@@ -1503,6 +1778,8 @@ mod tests {
         assert!(ddl.contains("PRIMARY KEY ((message_id), dest_index)"));
         assert!(ddl.contains("PRIMARY KEY ((system_id), session_id)"));
         assert!(ddl.contains("PRIMARY KEY ((component), version)"));
+        assert!(ddl.contains("PRIMARY KEY ((connector, upstream_id))"));
+        assert!(ddl.contains("PRIMARY KEY ((pool), slot)"));
         for s in [Cql::new(KS).upsert_session, Cql::new(KS).upsert_pending] {
             assert!(s.ends_with(") USING TTL ?"), "{s}");
         }
@@ -1553,10 +1830,11 @@ mod tests {
             let applied: BTreeSet<u32> = applied.iter().copied().collect();
             pending_migrations(&applied).map(|m| m.version).collect()
         };
-        assert_eq!(plan(&[]), [1, 2]);
-        assert_eq!(plan(&[1]), [1, 2]);
-        assert_eq!(plan(&[1, 2]), [1]);
-        assert_eq!(plan(&[2]), [1], "an out-of-order record still skips its version");
+        assert_eq!(plan(&[]), [1, 2, 3]);
+        assert_eq!(plan(&[1]), [1, 2, 3]);
+        assert_eq!(plan(&[1, 2]), [1, 3]);
+        assert_eq!(plan(&[1, 2, 3]), [1]);
+        assert_eq!(plan(&[2]), [1, 3], "an out-of-order record still skips its version");
     }
 
     // --- config ---------------------------------------------------------------------
@@ -1629,10 +1907,13 @@ mod tests {
 
     #[test]
     fn every_state_the_spec_names_round_trips_and_no_other_is_written() {
-        for v in 0..=9 {
-            let m = StoredMessage { state: MessageState(v), ..sample_message("m", 0, "a") };
+        let internal = [crate::store::IN_DELIVERY, crate::store::AT_UPSTREAM];
+        for state in (0..=9).map(MessageState).chain(internal) {
+            let m = StoredMessage { state, ..sample_message("m", 0, "a") };
             assert_eq!(message_from_row(&message_row(&m)).expect("from_row"), Some(m));
         }
+        assert_eq!(state_to_cql(crate::store::IN_DELIVERY).expect("internal"), 64);
+        assert!(state_to_cql(MessageState(66)).is_err());
         assert!(state_to_cql(MessageState(10)).is_err());
         assert!(state_to_cql(MessageState(200)).is_err());
         let m = StoredMessage { state: MessageState(42), ..sample_message("m", 0, "a") };
@@ -1767,6 +2048,88 @@ mod tests {
         assert_eq!(cells[at("attempts")], Some(None));
         let bad = Update { state: Some(MessageState(99)), ..Update::default() };
         assert!(update_to_row("m", 0, MessageState::ENROUTE, &bad, 1).is_err());
+    }
+
+    #[test]
+    fn upstream_writes_touch_only_their_own_columns() {
+        let cql = Cql::new(KS);
+        let link_specs = insert_specs("upstream_ids", &cql.upsert_upstream_link);
+        let names: Vec<&str> = link_specs.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["connector", "upstream_id", "message_id", "dest_index", "[ttl]"]);
+        let values = UpstreamLinkValues {
+            connector: "up",
+            upstream_id: "3B9ACA01",
+            message_id: "m-1",
+            dest_index: 2,
+            ttl: 60,
+        };
+        let row = as_result_row(&values, &link_specs);
+        let mut row_with_receipt = row.clone();
+        row_with_receipt.columns.push(("parked_receipt".to_owned(), None));
+        let link = UpstreamLink { message_id: "m-1".to_owned(), dest_index: 2 };
+        let entry = upstream_entry_from_row(&row_with_receipt).expect("from_row");
+        assert_eq!(entry, Some(UpstreamEntry { link: Some(link.clone()), parked_receipt: None }));
+
+        let park_specs = insert_specs("upstream_ids", &cql.park_upstream_receipt);
+        let names: Vec<&str> = park_specs.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["connector", "upstream_id", "parked_receipt", "[ttl]"]);
+        let values =
+            ParkValues { connector: "up", upstream_id: "1", parked_receipt: b"pdu", ttl: 600 };
+        let parked = as_result_row(&values, &park_specs);
+        let mut only_parked = parked.clone();
+        only_parked.columns.push(("message_id".to_owned(), None));
+        only_parked.columns.push(("dest_index".to_owned(), None));
+        let entry = upstream_entry_from_row(&only_parked).expect("from_row");
+        let receipt = Bytes::from_static(b"pdu");
+        assert_eq!(entry, Some(UpstreamEntry { link: None, parked_receipt: Some(receipt) }));
+
+        let nothing = with(&with(&only_parked, "parked_receipt", None), "message_id", None);
+        assert_eq!(upstream_entry_from_row(&nothing).expect("from_row"), None, "a remnant");
+        let half = with(&row_with_receipt, "dest_index", None);
+        assert!(corrupt_column(upstream_entry_from_row(&half)).starts_with("upstream_ids."));
+        assert!(cql.select_upstream.starts_with("SELECT message_id, dest_index, parked_receipt "));
+    }
+
+    #[test]
+    fn slot_leases_are_lightweight_transactions_on_the_holder() {
+        let cql = Cql::new(KS);
+        assert!(cql.insert_slot.ends_with(") IF NOT EXISTS USING TTL ?"), "{}", cql.insert_slot);
+        let specs = insert_specs("bind_slots", &cql.insert_slot);
+        let values = SlotValues { pool: "up", slot: 3, holder: "w-1/0", ttl: 30 };
+        let row = as_result_row(&values, &specs);
+        assert_eq!(row.get("holder"), Some(&Some(CqlValue::Text("w-1/0".to_owned()))));
+        assert_eq!(row.get("slot"), Some(&Some(CqlValue::Int(3))));
+        assert_eq!(
+            cql.refresh_slot,
+            format!(
+                "UPDATE {KS}.bind_slots USING TTL :ttl SET holder = :holder \
+                 WHERE pool = :pool AND slot = :slot IF holder = :expected_holder"
+            )
+        );
+        let refresh_specs = vec![
+            spec("bind_slots", "ttl", "int"),
+            spec("bind_slots", "holder", "text"),
+            spec("bind_slots", "pool", "text"),
+            spec("bind_slots", "slot", "int"),
+            spec("bind_slots", "expected_holder", "text"),
+        ];
+        let values =
+            RefreshSlotValues { ttl: 30, holder: "w", pool: "up", slot: 0, expected_holder: "w" };
+        let cells = serialize(&values, &refresh_specs);
+        assert_eq!(cells[4], Some(Some(b"w".to_vec())));
+        assert!(cql.delete_slot.ends_with("WHERE pool = ? AND slot = ? IF holder = ?"));
+
+        let applied_col = |b: bool| ("[applied]".to_owned(), Some(CqlValue::Boolean(b)));
+        let lwt = |cols: Vec<(String, Option<CqlValue>)>| slot_lwt(&CqlRow { columns: cols });
+        assert_eq!(lwt(vec![applied_col(true)]).expect("lwt"), SlotLwt::Applied);
+        let held =
+            vec![applied_col(false), ("holder".to_owned(), Some(CqlValue::Text("x".into())))];
+        assert_eq!(lwt(held).expect("lwt"), SlotLwt::HeldBy("x".to_owned()));
+        let gone = vec![applied_col(false), ("holder".to_owned(), None)];
+        assert_eq!(lwt(gone).expect("lwt"), SlotLwt::Gone);
+        assert_eq!(lwt(vec![applied_col(false)]).expect("lwt"), SlotLwt::Gone);
+        let bad = vec![applied_col(false), ("holder".to_owned(), Some(CqlValue::Int(1)))];
+        assert!(corrupt_column(lwt(bad)).starts_with("bind_slots.holder: "));
     }
 
     #[test]

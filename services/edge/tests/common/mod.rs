@@ -23,7 +23,7 @@ use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 use smsc_common::store::{BindKind, SystemClock};
 use smsc_common::telemetry::Metrics;
 use smsc_edge::grpc::{DirectoryGrpc, EdgeGrpc};
-use smsc_edge::{Edge, Settings};
+use smsc_edge::{Edge, Limits, Settings};
 use smsc_proto::edge_client::EdgeClient;
 use smsc_proto::edge_server::EdgeServer;
 use smsc_proto::session_directory_client::SessionDirectoryClient;
@@ -81,6 +81,7 @@ pub fn account(system_id: &str) -> AccountConfig {
 /// What [`TestEdge::start`] builds.
 pub struct Setup {
     pub settings: Settings,
+    pub limits: Limits,
     pub accounts: Vec<AccountConfig>,
     /// The bus the edge publishes to; `None`: the embedded bus in [`TestEdge::bus`].
     pub bus: Option<Arc<dyn Bus>>,
@@ -92,6 +93,7 @@ impl std::fmt::Debug for Setup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Setup")
             .field("settings", &self.settings)
+            .field("limits", &self.limits)
             .field("accounts", &self.accounts)
             .field("bus", &self.bus)
             .field("tls", &self.tls.is_some())
@@ -103,6 +105,7 @@ impl Default for Setup {
     fn default() -> Self {
         Self {
             settings: Settings { edge_id: "edge-test".into(), ..Settings::default() },
+            limits: Limits::default(),
             accounts: vec![account(ESME)],
             bus: None,
             tls: None,
@@ -143,8 +146,9 @@ impl TestEdge {
             .collect();
         let bus = EmbeddedBus::new(EmbeddedBusConfig::default());
         let store = Arc::new(EmbeddedStore::new(EmbeddedStoreConfig::default()));
-        let edge = Edge::new(
+        let edge = Edge::with_limits(
             setup.settings,
+            setup.limits,
             Arc::new(AccountDirectory::new(accounts)),
             setup.bus.unwrap_or_else(|| Arc::new(bus.clone())),
             store.clone(),
@@ -168,6 +172,12 @@ impl TestEdge {
 
     pub async fn connect(&self) -> Client {
         Client::connect(self.addr).await
+    }
+
+    /// A connection from another loopback address (`127.0.0.2`, ...): a second client
+    /// host, as the edge's per-address limits see it.
+    pub async fn connect_from(&self, source: std::net::IpAddr) -> Client {
+        Client::connect_from(self.addr, source).await
     }
 
     /// A new connection bound as `system_id` (bind `kind`, interface version 3.4).
@@ -278,6 +288,15 @@ impl Client<TcpStream> {
         stream.set_nodelay(true).expect("TCP_NODELAY");
         Self::new(stream)
     }
+
+    /// Connects from `source` (any 127.0.0.0/8 address works on Linux loopback).
+    pub async fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(source, 0)).expect("bind the source address");
+        let stream = socket.connect(addr).await.expect("connect to the edge");
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        Self::new(stream)
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
@@ -293,6 +312,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     pub async fn write(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write to the edge");
+    }
+
+    /// A write that may fail (the edge may have closed the connection).
+    pub async fn try_write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// The connection, for a test that drives it by hand after binding.
+    pub fn into_inner(self) -> S {
+        assert!(self.buf.is_empty(), "unread bytes from the edge: {:02x?}", &self.buf[..]);
+        self.stream
     }
 
     /// Hand-written bytes, as hex (spaces allowed).

@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# One image for every role: the chart (helm/smsc) runs it as `smsc edge`, `smsc router`
+# and `smsc worker` with --config /etc/smsc/config.yaml. Built with the cluster backends
+# (bus.kind: kafka, store.kind: scylla) and the Kubernetes integration (feature k8s:
+# accounts from SmppAccount resources, `accounts_crd`, and ready edges from EndpointSlices,
+# `edge.peers.service`; kube-rs on rustls/ring, so no OpenSSL).
+#
+#   docker build -t smsc:0.1.0 .
+
+FROM rust:1.95-bookworm AS build
+# The bundled librdkafka build (rdkafka features cmake-build, curl, libz).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake g++ pkg-config zlib1g-dev libcurl4-openssl-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+# rust-toolchain.toml pins the toolchain: rustup fetches it if the image's patch release
+# differs. protoc comes vendored (protoc-bin-vendored), no package needed.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p smsc --features kafka,scylla,k8s \
+ && install -D -m 0755 target/release/smsc /out/smsc
+
+FROM debian:bookworm-slim
+# libcurl4 (and with it libssl3): librdkafka links the system libcurl, so the image is
+# Debian rather than distroless. ca-certificates: TLS to brokers and ScyllaDB (the
+# Kubernetes API is trusted through the service account's own ca.crt).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libcurl4 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 smsc \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin smsc \
+ && mkdir -p /etc/smsc
+COPY --from=build /out/smsc /usr/local/bin/smsc
+# Numeric, so that Kubernetes can verify runAsNonRoot.
+USER 10001:10001
+# SMPP, SMPP over TLS, gRPC (Edge.Deliver, SessionDirectory), admin (/metrics /live /ready).
+EXPOSE 2775 2776 50051 9090
+ENTRYPOINT ["/usr/local/bin/smsc"]
+CMD ["--help"]

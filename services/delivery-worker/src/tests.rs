@@ -1,0 +1,343 @@
+//! The worker's side of upstream delivery, on the embedded bus and store under paused
+//! time: a scripted connector answers `Accepted`, and receipts come in through the
+//! worker's [`Inbound`] as the SMPP upstream connector hands them over.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use smsc_common::bus::Consumer;
+use smsc_common::bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
+use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
+use smsc_common::store::{StoredAddress, UnixMillis};
+use smsc_proto::{Address, Notification};
+use smsc_smpp::receipt::Receipt;
+use smsc_smpp::{Body, Pdu};
+
+use super::*;
+
+const START_MS: UnixMillis = 1_700_000_000_000;
+const TIERS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
+const WAIT: Duration = Duration::from_secs(120);
+
+#[derive(Debug)]
+struct TokioClock(tokio::time::Instant);
+
+impl Clock for TokioClock {
+    fn now_ms(&self) -> UnixMillis {
+        START_MS + self.0.elapsed().as_millis() as UnixMillis
+    }
+}
+
+/// A connector that answers from a script (then `Accepted` with a fresh id).
+#[derive(Debug, Default)]
+struct Scripted {
+    script: Mutex<VecDeque<Outcome>>,
+    calls: AtomicU32,
+}
+
+impl Connector for Scripted {
+    fn deliver<'a>(
+        &'a self,
+        _m: &'a StoredMessage,
+        _attempt: u32,
+    ) -> futures::future::BoxFuture<'a, Outcome> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let next = self.script.lock().expect("script").pop_front();
+        Box::pin(
+            async move { next.unwrap_or(Outcome::Accepted { upstream_id: format!("auto-{n}") }) },
+        )
+    }
+}
+
+struct Setup {
+    worker: Arc<Worker>,
+    store: Arc<EmbeddedStore>,
+    bus: EmbeddedBus,
+    clock: Arc<TokioClock>,
+    connector: Arc<Scripted>,
+    notify: Box<dyn Consumer>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Setup {
+    async fn start(script: Vec<Outcome>) -> Self {
+        let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
+        let bus = EmbeddedBus::with_clock(EmbeddedBusConfig::default(), clock.clone());
+        let store =
+            Arc::new(EmbeddedStore::with_clock(EmbeddedStoreConfig::default(), clock.clone()));
+        let connector =
+            Arc::new(Scripted { script: Mutex::new(script.into()), ..Scripted::default() });
+        let shutdown = CancellationToken::new();
+        let worker = Arc::new(Worker {
+            bus: Arc::new(bus.clone()),
+            store: store.clone(),
+            connectors: Connectors::from([(
+                "up".to_owned(),
+                connector.clone() as Arc<dyn Connector>,
+            )]),
+            tiers: Tiers::new(&TIERS),
+            clock: clock.clone(),
+            metrics: Metrics::new(),
+            shutdown: shutdown.clone(),
+        });
+        let notify = bus.consumer("test", &[topics::NOTIFY], 1000).expect("consumer");
+        let w = worker.clone();
+        tokio::spawn(async move { run(w, 4, 64).await.expect("worker runs") });
+        Self { worker, store, bus, clock, connector, notify, shutdown }
+    }
+
+    /// Stores a message valid for `valid` and publishes its delivery task.
+    async fn submit(&self, id: &str, valid: Duration) -> StoredMessage {
+        let now = self.clock.now_ms();
+        let m = StoredMessage {
+            message_id: id.to_owned(),
+            dest_index: 0,
+            system_id: "acme".into(),
+            source: StoredAddress { ton: 5, npi: 0, addr: "Acme".into() },
+            dest: StoredAddress { ton: 1, npi: 1, addr: "447700900123".into() },
+            service_type: String::new(),
+            registered_delivery: 1,
+            data_coding: 0,
+            esm_class: 0,
+            payload: Bytes::from_static(b"hello"),
+            state: MessageState::ENROUTE,
+            error_code: 0,
+            attempts: 0,
+            submitted_at: now,
+            schedule_at: None,
+            expire_at: now + valid.as_millis() as i64,
+            final_at: None,
+            event: Bytes::new(),
+        };
+        assert!(self.store.insert_message(m.clone()).await.expect("insert").applied());
+        self.publish_task(id).await;
+        m
+    }
+
+    async fn publish_task(&self, id: &str) {
+        let task = DeliveryTask {
+            message_id: id.to_owned(),
+            connectors: vec!["up".into()],
+            ..Default::default()
+        };
+        let record =
+            Record::new(Bytes::from_static(b"447700900123"), Bytes::from(task.encode_to_vec()));
+        self.bus.publish(topics::DELIVER, vec![record]).await.expect("publish");
+    }
+
+    async fn row(&self, id: &str) -> StoredMessage {
+        self.store.get_message(id).await.expect("store").into_iter().next().expect("row")
+    }
+
+    async fn wait_state(&self, id: &str, state: MessageState) -> StoredMessage {
+        let reached = tokio::time::timeout(WAIT, async {
+            loop {
+                let row = self.row(id).await;
+                if row.state == state {
+                    return row;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        reached.unwrap_or_else(|_| panic!("{id} never reached {state}"))
+    }
+
+    /// The receipts the worker published, within `d`.
+    async fn receipts_within(&mut self, d: Duration) -> Vec<Receipt> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + d;
+        while let Ok(Ok(delivery)) = tokio::time::timeout_at(deadline, self.notify.recv()).await {
+            let n = Notification::decode(delivery.record.payload.clone()).expect("notification");
+            let Ok(Pdu { body: Body::DeliverSm(d), .. }) =
+                smsc_smpp::decode(Bytes::from(n.deliver_sm))
+            else {
+                panic!("a deliver_sm")
+            };
+            let text = Receipt::parse_bytes(d.short_message.as_bytes()).expect("receipt text");
+            assert_eq!(n.message_id, text.id);
+            out.push(text);
+            let _ = self.notify.ack(&delivery);
+        }
+        out
+    }
+
+    fn receipts_metric(&self, result: &str) -> u64 {
+        self.worker.metrics.upstream.receipts_total.with_label_values(&["up", result]).get()
+    }
+}
+
+fn receipt(key: &str, state: MessageState, error_code: u16) -> UpstreamReceipt {
+    let stat = ReceiptStat::from_message_state(state).expect("stat");
+    let text = format!("id:{key} stat:{stat} err:{error_code:03}");
+    let d = smsc_smpp::pdu::DeliverSm {
+        esm_class: smsc_smpp::EsmClass(smsc_smpp::EsmClass::TYPE_DELIVERY_RECEIPT),
+        short_message: smsc_smpp::pdu::ShortMessage::new(Bytes::from(text)).expect("fits"),
+        ..Default::default()
+    };
+    UpstreamReceipt {
+        keys: vec![key.to_owned()],
+        state,
+        error_code,
+        pdu: Pdu::new(1, Body::DeliverSm(d)).to_bytes().expect("encodes"),
+        park_ttl: Duration::from_secs(600),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_accepted_message_waits_at_the_upstream_and_its_receipt_ends_it() {
+    let mut s = Setup::start(vec![Outcome::Accepted { upstream_id: "U1".into() }]).await;
+    let id = "m1";
+    s.submit(id, Duration::from_secs(60)).await;
+    let row = s.wait_state(id, AT_UPSTREAM).await;
+    assert_eq!(row.attempts, 1);
+    let entry = s.store.upstream_entry("up", "U1").await.expect("store").expect("linked");
+    assert_eq!(entry.link, Some(UpstreamLink { message_id: id.into(), dest_index: 0 }));
+    assert!(
+        s.receipts_within(Duration::from_secs(5)).await.is_empty(),
+        "no receipt while at the upstream"
+    );
+
+    let status = s.worker.upstream_receipt("up", receipt("U1", MessageState::DELIVERED, 0)).await;
+    assert_eq!(status, CommandStatus::ESME_ROK);
+    let row = s.wait_state(id, MessageState::DELIVERED).await;
+    assert!(row.final_at.is_some());
+    let got = s.receipts_within(Duration::from_secs(1)).await;
+    assert_eq!(
+        got.iter().map(|r| (r.id.as_str(), r.stat)).collect::<Vec<_>>(),
+        [(id, ReceiptStat::Delivered)]
+    );
+    assert_eq!(s.receipts_metric("matched"), 1);
+
+    // The upstream sends it again (our answer got lost): answered, and ours not repeated.
+    let again = s.worker.upstream_receipt("up", receipt("U1", MessageState::DELIVERED, 0)).await;
+    assert_eq!(again, CommandStatus::ESME_ROK);
+    assert!(s.receipts_within(Duration::from_secs(1)).await.is_empty());
+    // We crashed after the final write, before our receipt went out (the id's receipt is
+    // parked, not marked done): when the upstream sends it again, ours goes out.
+    let r = receipt("U1", MessageState::DELIVERED, 0);
+    s.store.park_upstream_receipt("up", "U1", r.pdu.clone(), r.park_ttl).await.expect("store");
+    assert_eq!(s.worker.upstream_receipt("up", r).await, CommandStatus::ESME_ROK);
+    assert_eq!(s.receipts_within(Duration::from_secs(1)).await.len(), 1);
+    // A contradicting one changes nothing.
+    let other =
+        s.worker.upstream_receipt("up", receipt("U1", MessageState::UNDELIVERABLE, 1)).await;
+    assert_eq!(other, CommandStatus::ESME_ROK);
+    // Past the validity: the check task finds it final and says nothing more.
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    assert!(s.receipts_within(Duration::from_secs(1)).await.is_empty());
+    assert_eq!(s.row(id).await.state, MessageState::DELIVERED);
+    assert_eq!(s.connector.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_receipt_that_overtakes_the_submit_resp_ends_the_message_once_linked() {
+    let mut s = Setup::start(vec![Outcome::Accepted { upstream_id: "U2".into() }]).await;
+    let early =
+        s.worker.upstream_receipt("up", receipt("U2", MessageState::UNDELIVERABLE, 11)).await;
+    assert_eq!(early, CommandStatus::ESME_ROK, "parked: durable");
+    assert_eq!(s.receipts_metric("unmatched"), 1);
+    let parked = s.store.upstream_entry("up", "U2").await.expect("store").expect("parked");
+    assert!(parked.link.is_none() && parked.parked_receipt.is_some());
+
+    let id = "m2";
+    s.submit(id, Duration::from_secs(60)).await;
+    let row = s.wait_state(id, MessageState::UNDELIVERABLE).await;
+    assert_eq!(row.error_code, 11);
+    let got = s.receipts_within(Duration::from_secs(5)).await;
+    assert_eq!(
+        got.iter().map(|r| (r.id.as_str(), r.stat, r.err)).collect::<Vec<_>>(),
+        [(id, ReceiptStat::Undeliverable, 11)]
+    );
+    assert_eq!(s.receipts_metric("matched_late"), 1);
+    let entry = s.store.upstream_entry("up", "U2").await.expect("store").expect("entry");
+    assert_eq!(entry.parked_receipt, Some(Bytes::new()), "marked handled");
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    assert!(
+        s.receipts_within(Duration::from_secs(1)).await.is_empty(),
+        "no check task left to expire it"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_receipt_the_message_expires_at_the_end_of_its_validity() {
+    let mut s = Setup::start(vec![Outcome::Accepted { upstream_id: "U3".into() }]).await;
+    let id = "m3";
+    let m = s.submit(id, Duration::from_secs(5)).await;
+    s.wait_state(id, AT_UPSTREAM).await;
+    let row = s.wait_state(id, MessageState::EXPIRED).await;
+    assert!(row.final_at >= Some(m.expire_at), "{row:?}");
+    let got = s.receipts_within(Duration::from_secs(1)).await;
+    assert_eq!(
+        got.iter().map(|r| (r.id.as_str(), r.stat)).collect::<Vec<_>>(),
+        [(id, ReceiptStat::Expired)]
+    );
+    // A receipt after that changes nothing.
+    let late = s.worker.upstream_receipt("up", receipt("U3", MessageState::DELIVERED, 0)).await;
+    assert_eq!(late, CommandStatus::ESME_ROK);
+    assert_eq!(s.row(id).await.state, MessageState::EXPIRED);
+    assert!(s.receipts_within(Duration::from_secs(1)).await.is_empty());
+    assert_eq!(s.connector.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_seen_again_never_submits_a_message_at_the_upstream_twice() {
+    let s = Setup::start(vec![Outcome::Accepted { upstream_id: "U4".into() }]).await;
+    let id = "m4";
+    s.submit(id, Duration::from_secs(600)).await;
+    s.wait_state(id, AT_UPSTREAM).await;
+    for _ in 0..3 {
+        s.publish_task(id).await;
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(s.connector.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(s.row(id).await.state, AT_UPSTREAM);
+    // Intermediate news from the upstream moves nothing either.
+    let enroute = s.worker.upstream_receipt("up", receipt("U4", MessageState::ENROUTE, 0)).await;
+    assert_eq!(enroute, CommandStatus::ESME_ROK);
+    assert_eq!(s.row(id).await.state, AT_UPSTREAM);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_temporary_upstream_failure_is_retried_on_the_tiers() {
+    let s = Setup::start(vec![
+        Outcome::Temporary { error_code: 0x58 },
+        Outcome::Accepted { upstream_id: "U5".into() },
+    ])
+    .await;
+    let id = "m5";
+    s.submit(id, Duration::from_secs(600)).await;
+    let row = s.wait_state(id, AT_UPSTREAM).await;
+    assert_eq!(row.attempts, 2);
+    assert_eq!(s.connector.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(s.worker.metrics.worker.retries_total.with_label_values(&["1s"]).get(), 1);
+    assert!(s.store.upstream_entry("up", "U5").await.expect("store").is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn mo_from_an_upstream_goes_to_smsc_mo() {
+    let s = Setup::start(Vec::new()).await;
+    let mut mo_topic = s.bus.consumer("test-mo", &[topics::MO], 10).expect("consumer");
+    let mo = MoEvent {
+        id: "mo-1".into(),
+        source: Some(Address { ton: 1, npi: 1, addr: "447700900555".into() }),
+        dest: Some(Address { ton: 3, npi: 0, addr: "5555".into() }),
+        payload: b"STOP".to_vec(),
+        connector: "up".into(),
+        ..MoEvent::default()
+    };
+    assert_eq!(s.worker.upstream_mo("up", mo.clone()).await, CommandStatus::ESME_ROK);
+    let got = tokio::time::timeout(WAIT, mo_topic.recv()).await.expect("in time").expect("record");
+    assert_eq!(got.record.key.as_ref(), b"5555", "keyed by the short code");
+    assert_eq!(MoEvent::decode(got.record.payload).expect("MoEvent"), mo);
+    let published =
+        s.worker.metrics.upstream.mo_total.with_label_values(&["up", "published"]).get();
+    assert_eq!(published, 1);
+}

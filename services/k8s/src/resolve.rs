@@ -1,0 +1,411 @@
+//! From `SmppAccount` resources and their Secrets to the accounts the edge checks binds
+//! against. Pure: no API calls, so every rule is unit-tested here.
+//!
+//! Each resource is checked on its own: one that cannot be used is left out with a
+//! [`Problem`] (reported in its status), and never keeps the others from loading.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt as _;
+use smsc_common::accounts::{Account, AccountError};
+use smsc_common::config::AccountConfig;
+use smsc_common::store::BindKind;
+
+use crate::crd::{BindType, SmppAccount};
+
+/// Why a resource is not used. The `Display` text is the status message: it names
+/// fields and Secrets, never a hash.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Problem {
+    #[error("{field}: {reason}")]
+    InvalidSpec { field: String, reason: String },
+    #[error("Secret {name:?} not found")]
+    SecretNotFound { name: String },
+    #[error("Secret {name:?} has no key {key:?}")]
+    SecretKeyNotFound { name: String, key: String },
+    #[error("Secret {name:?} key {key:?}: {reason}")]
+    InvalidPasswordHash { name: String, key: String, reason: String },
+    #[error("systemId {system_id:?} is already used by SmppAccount {used_by:?}")]
+    DuplicateSystemId { system_id: String, used_by: String },
+}
+
+impl Problem {
+    /// The condition's `reason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidSpec { .. } => "InvalidSpec",
+            Self::SecretNotFound { .. } => "SecretNotFound",
+            Self::SecretKeyNotFound { .. } => "SecretKeyNotFound",
+            Self::InvalidPasswordHash { .. } => "InvalidPasswordHash",
+            Self::DuplicateSystemId { .. } => "DuplicateSystemId",
+        }
+    }
+
+    fn spec(field: &str, reason: impl Into<String>) -> Self {
+        Self::InvalidSpec { field: field.to_owned(), reason: reason.into() }
+    }
+}
+
+/// The accounts to use and, by resource name, what became of each resource.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub accounts: Vec<Account>,
+    pub outcomes: BTreeMap<String, Result<(), Problem>>,
+}
+
+/// Resolves every resource against `secret` (a Secret of the same namespace by name).
+/// `max_validity_cap` is the store's `store.message_ttl`. Of two resources with the
+/// same systemId the older (then the first by name) wins, on every pod alike.
+pub fn resolve(
+    resources: &[Arc<SmppAccount>],
+    secret: impl Fn(&str) -> Option<Arc<Secret>>,
+    max_validity_cap: Duration,
+) -> Resolved {
+    let mut ordered: Vec<&Arc<SmppAccount>> = resources.iter().collect();
+    ordered.sort_by(|a, b| {
+        let created = |r: &SmppAccount| r.metadata.creation_timestamp.clone().map(|t| t.0);
+        created(a).cmp(&created(b)).then_with(|| a.name_any().cmp(&b.name_any()))
+    });
+    let mut out = Resolved::default();
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    for r in ordered {
+        let name = r.name_any();
+        let result = account(r, &secret, max_validity_cap).and_then(|account| {
+            match owners.get(&account.system_id) {
+                Some(first) => Err(Problem::DuplicateSystemId {
+                    system_id: account.system_id.clone(),
+                    used_by: first.clone(),
+                }),
+                None => Ok(account),
+            }
+        });
+        let outcome = match result {
+            Ok(account) => {
+                owners.insert(account.system_id.clone(), name.clone());
+                out.accounts.push(account);
+                Ok(())
+            }
+            Err(p) => Err(p),
+        };
+        out.outcomes.insert(name, outcome);
+    }
+    out
+}
+
+/// One resource's account.
+pub fn account(
+    r: &SmppAccount,
+    secret: &impl Fn(&str) -> Option<Arc<Secret>>,
+    max_validity_cap: Duration,
+) -> Result<Account, Problem> {
+    let s = &r.spec;
+    let duration = |field: &str, text: &str| {
+        humantime::parse_duration(text)
+            .map_err(|e| Problem::spec(field, format!("`{text}` is not a duration like 48h: {e}")))
+    };
+    let default_validity = duration("defaultValidity", &s.default_validity)?;
+    let max_validity = duration("maxValidity", &s.max_validity)?;
+    if max_validity > max_validity_cap {
+        return Err(Problem::spec(
+            "maxValidity",
+            format!(
+                "{} is longer than store.message_ttl {}",
+                humantime::format_duration(max_validity),
+                humantime::format_duration(max_validity_cap)
+            ),
+        ));
+    }
+    let allowed_cidrs = s
+        .allowed_cidrs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            network(text).ok_or_else(|| {
+                Problem::spec(
+                    &format!("allowedCidrs[{i}]"),
+                    format!("`{text}` is neither a CIDR nor an IP address"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let password_hash = password_hash(r, secret)?;
+    let config = AccountConfig {
+        system_id: s.system_id.clone(),
+        password_hash,
+        bind_types: s
+            .bind_types
+            .iter()
+            .map(|b| match b {
+                BindType::Transmitter => BindKind::Transmitter,
+                BindType::Receiver => BindKind::Receiver,
+                BindType::Transceiver => BindKind::Transceiver,
+            })
+            .collect(),
+        max_binds: s.max_binds,
+        window: s.window,
+        max_submit_rate: s.max_submit_rate,
+        source_addresses: s.source_addresses.clone(),
+        allowed_cidrs,
+        enabled: s.enabled,
+        default_validity,
+        max_validity,
+    };
+    Account::from_config(&config).map_err(|e| {
+        let secret_ref = &s.password_secret_ref;
+        match e {
+            AccountError::Invalid { field: "password_hash", reason } => {
+                Problem::InvalidPasswordHash {
+                    name: secret_ref.name.clone(),
+                    key: secret_ref.key.clone(),
+                    reason,
+                }
+            }
+            AccountError::PasswordHash { .. } => Problem::InvalidPasswordHash {
+                name: secret_ref.name.clone(),
+                key: secret_ref.key.clone(),
+                reason: "not an argon2 PHC string (make one with `smsc hash-password`)".into(),
+            },
+            AccountError::Invalid { field, reason } => Problem::spec(&camel_case(field), reason),
+            other => Problem::spec("spec", other.to_string()),
+        }
+    })
+}
+
+/// The hash in the referenced Secret key, trimmed (a file made with `echo` ends in a
+/// newline).
+fn password_hash(
+    r: &SmppAccount,
+    secret: &impl Fn(&str) -> Option<Arc<Secret>>,
+) -> Result<String, Problem> {
+    let reference = &r.spec.password_secret_ref;
+    let (name, key) = (reference.name.clone(), reference.key.clone());
+    let Some(found) = secret(&name) else { return Err(Problem::SecretNotFound { name }) };
+    let Some(value) = found.data.as_ref().and_then(|d| d.get(&key)) else {
+        return Err(Problem::SecretKeyNotFound { name, key });
+    };
+    match std::str::from_utf8(&value.0) {
+        Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
+        Ok(_) => Err(Problem::InvalidPasswordHash {
+            name,
+            key,
+            reason: format!("empty, or longer than {MAX_SECRET_VALUE} bytes"),
+        }),
+        Err(_) => Err(Problem::InvalidPasswordHash { name, key, reason: "not UTF-8".into() }),
+    }
+}
+
+/// Secret values longer than this are dropped before they are cached (a PHC string is
+/// about 100 bytes): a namespace's other Secrets (Helm releases, certificates) need not
+/// sit in every pod's memory.
+pub const MAX_SECRET_VALUE: usize = 1024;
+
+/// Empties the values of `secret` longer than [`MAX_SECRET_VALUE`], and drops what the
+/// watcher does not need.
+pub fn slim_secret(secret: &mut Secret) {
+    secret.metadata.managed_fields = None;
+    secret.metadata.annotations = None;
+    secret.string_data = None;
+    if let Some(data) = secret.data.as_mut() {
+        for value in data.values_mut() {
+            if value.0.len() > MAX_SECRET_VALUE {
+                value.0 = Vec::new();
+            }
+        }
+    }
+}
+
+/// A CIDR (host bits cleared) or a bare address, as the config's `allowed_cidrs`.
+fn network(text: &str) -> Option<IpNet> {
+    let t = text.trim();
+    t.parse::<IpNet>()
+        .map(|n| n.trunc())
+        .or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from))
+        .ok()
+}
+
+/// `max_binds` → `maxBinds`: the spec's name of an account field.
+fn camel_case(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut upper = false;
+    for c in field.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::ObjectMeta;
+
+    use crate::crd::{SecretKeyRef, SmppAccount, SmppAccountSpec};
+
+    /// argon2id of "secret" with tiny parameters (m=8 KiB, t=1).
+    pub(crate) const HASH: &str =
+        "$argon2id$v=19$m=8,t=1,p=1$Zml4dHVyZS1zYWx0$WJEFL8NndZsdrq5NkUV09qPFpNjBbMQcMNAkey5WW+o";
+
+    /// A resource as the API would return it after defaulting.
+    pub(crate) fn resource(name: &str, system_id: &str, secret: &str) -> SmppAccount {
+        let spec: SmppAccountSpec = serde_json::from_value(serde_json::json!({
+            "systemId": system_id,
+            "passwordSecretRef": { "name": secret, "key": "hash" },
+        }))
+        .expect("a spec with defaults");
+        let mut r = SmppAccount::new(name, spec);
+        r.metadata.namespace = Some("smsc".into());
+        r.metadata.resource_version = Some("1".into());
+        r.metadata.generation = Some(1);
+        r
+    }
+
+    pub(crate) fn secret(name: &str, key: &str, value: &str) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("smsc".into()),
+                resource_version: Some("1".into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([(key.to_owned(), ByteString(value.as_bytes().to_vec()))])),
+            ..Secret::default()
+        }
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn reference(name: &str) -> SecretKeyRef {
+        SecretKeyRef { name: name.into(), key: "hash".into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{HASH, resource, secret};
+    use super::*;
+
+    const CAP: Duration = Duration::from_secs(72 * 3600);
+
+    fn secrets(list: Vec<Secret>) -> impl Fn(&str) -> Option<Arc<Secret>> {
+        move |name| list.iter().find(|s| s.name_any() == name).cloned().map(Arc::new)
+    }
+
+    #[test]
+    fn a_good_resource_is_an_account_with_the_spec_defaults() {
+        let r = resource("bank", "BANK1", "bank-password");
+        let a =
+            account(&r, &secrets(vec![secret("bank-password", "hash", &format!("{HASH}\n"))]), CAP)
+                .expect("valid");
+        assert_eq!(a.system_id, "BANK1");
+        assert_eq!((a.max_binds, a.window, a.max_submit_rate, a.enabled), (8, 64, 0, true));
+        assert_eq!(a.default_validity, Duration::from_secs(48 * 3600));
+        assert_eq!(a.max_validity, CAP);
+        assert!(a.allows_bind(BindKind::Receiver));
+        assert!(a.source_allowed("anything"));
+        assert!(a.client_allowed("2001:db8::1".parse().expect("ip")));
+        assert!(a.verify_password(b"secret"));
+        assert!(!a.verify_password(b"Secret"));
+    }
+
+    #[test]
+    fn each_problem_is_named_without_the_hash() {
+        type Change = fn(&mut SmppAccount);
+        let good = || vec![secret("pw", "hash", HASH)];
+        let cases: Vec<(Change, Vec<Secret>, &str, &str)> = vec![
+            (
+                |r| r.spec.allowed_cidrs = vec!["10.0.0.0/8".into(), "10.0.0.0/33".into()],
+                good(),
+                "InvalidSpec",
+                "allowedCidrs[1]",
+            ),
+            (|r| r.spec.max_validity = "100h".into(), good(), "InvalidSpec", "maxValidity"),
+            (|r| r.spec.default_validity = "soon".into(), good(), "InvalidSpec", "defaultValidity"),
+            (|r| r.spec.max_binds = 0, good(), "InvalidSpec", "maxBinds"),
+            (|r| r.spec.system_id = "sixteen-chars-xx".into(), good(), "InvalidSpec", "systemId"),
+            (|r| r.spec.bind_types.clear(), good(), "InvalidSpec", "bindTypes"),
+            (|_| {}, vec![], "SecretNotFound", "\"pw\""),
+            (|_| {}, vec![secret("pw", "other", HASH)], "SecretKeyNotFound", "\"hash\""),
+            (|_| {}, vec![secret("pw", "hash", "plaintext")], "InvalidPasswordHash", "argon2"),
+            (|_| {}, vec![secret("pw", "hash", "  \n")], "InvalidPasswordHash", "empty"),
+            (
+                |_| {},
+                vec![secret("pw", "hash", "$pbkdf2-sha256$i=1000$c2FsdA$aGFzaA")],
+                "InvalidPasswordHash",
+                "argon2",
+            ),
+        ];
+        for (change, list, reason, mentions) in cases {
+            let mut r = resource("a", "A", "pw");
+            change(&mut r);
+            let p = account(&r, &secrets(list), CAP).expect_err(reason);
+            assert_eq!(p.reason(), reason, "{p}");
+            let text = p.to_string();
+            assert!(text.contains(mentions), "{reason}: {text}");
+            assert!(!text.contains("argon2id$"), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_and_duplicate_resources_leave_the_others_loaded() {
+        let mut older = resource("first", "SAME", "pw");
+        older.metadata.creation_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-01-01T00:00:00Z".parse().expect("time"),
+            ));
+        let mut newer = resource("a-newer", "SAME", "pw");
+        newer.metadata.creation_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-02-01T00:00:00Z".parse().expect("time"),
+            ));
+        let mut bad = resource("bad", "BAD", "pw");
+        bad.spec.allowed_cidrs = vec!["nonsense".into()];
+        let missing = resource("missing", "MISSING", "nope");
+        let good = resource("good", "GOOD", "pw");
+        let all: Vec<Arc<SmppAccount>> =
+            [newer, bad, missing, good, older].into_iter().map(Arc::new).collect();
+        let r = resolve(&all, secrets(vec![secret("pw", "hash", HASH)]), CAP);
+        let mut ids: Vec<&str> = r.accounts.iter().map(|a| a.system_id.as_str()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["GOOD", "SAME"]);
+        let reasons: BTreeMap<&str, &str> = r
+            .outcomes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_ref().err().map_or("Accepted", Problem::reason)))
+            .collect();
+        assert_eq!(
+            reasons,
+            BTreeMap::from([
+                ("a-newer", "DuplicateSystemId"),
+                ("bad", "InvalidSpec"),
+                ("first", "Accepted"),
+                ("good", "Accepted"),
+                ("missing", "SecretNotFound"),
+            ])
+        );
+        let dup = r.outcomes["a-newer"].as_ref().expect_err("dup").to_string();
+        assert!(dup.contains("\"first\""), "{dup}");
+    }
+
+    #[test]
+    fn large_secret_values_are_not_cached() {
+        let mut s = secret("helm-release", "release", &"x".repeat(MAX_SECRET_VALUE + 1));
+        s.data.as_mut().expect("data").insert("hash".into(), k8s_openapi::ByteString(HASH.into()));
+        slim_secret(&mut s);
+        let data = s.data.expect("data");
+        assert!(data["release"].0.is_empty());
+        assert_eq!(data["hash"].0, HASH.as_bytes());
+    }
+}

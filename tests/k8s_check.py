@@ -9,6 +9,7 @@
                                                            store, loopback listeners
     k8s_check.py crd-example README.md CRD.yaml            the README's SmppAccount validates
     k8s_check.py apiserver PORT README.md HASH SERVICE...  a fake kube-apiserver (README account)
+    k8s_check.py api-wait RENDERED.yaml ROLE URL           until ROLE's watchers are watching
     k8s_check.py api-check RENDERED.yaml ROLE URL          ROLE's API calls vs token and Role
     k8s_check.py bind-status SMPP_PORT URL SYSTEM_ID PASSWORD POD
                                                            bind; the pod reports it in status
@@ -790,6 +791,25 @@ def request_attributes(req: dict[str, Any]) -> tuple[str, str, str, str | None]:
     return (verb, group, resource, ns)
 
 
+def cmd_api_wait(rendered: str, role: str, url: str) -> None:
+    """When ROLE's pod mounts the token: waits (up to 10 s) until the process has listed
+    and is watching what it watches, since readiness does not wait for every watcher
+    (EndpointSlices)."""
+    objs = docs(rendered)
+    pod = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].endswith(f"-{role}"))
+    if not pod["spec"]["template"]["spec"].get("automountServiceAccountToken"):
+        return
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        with urllib.request.urlopen(f"{url}/_test/requests", timeout=5) as r:
+            seen = {request_attributes(q)[:3] for q in json.loads(r.read())}
+        listed = {(g, res) for verb, g, res in seen if verb == "list"}
+        watched = {(g, res) for verb, g, res in seen if verb == "watch"}
+        if listed and listed <= watched:
+            return
+        time.sleep(0.2)
+
+
 def cmd_api_check(rendered: str, role: str, url: str) -> None:
     """The requests ROLE's process made to the fake apiserver: none when its pod has no
     service account token; otherwise some, each in the release namespace and allowed by
@@ -1090,6 +1110,7 @@ COMMANDS = {
     "embedded-config": cmd_embedded_config,
     "crd-example": cmd_crd_example,
     "apiserver": cmd_apiserver,
+    "api-wait": cmd_api_wait,
     "api-check": cmd_api_check,
     "bind-status": cmd_bind_status,
     "rules": cmd_rules,

@@ -60,6 +60,8 @@ pub(crate) struct Templates {
     dest: Pattern,
     /// registered_delivery share scaled to 2^32 (0: never, 2^32: always).
     rd_share: u64,
+    /// The only PDU, when the mix is one kind of one part (the closed loop's fast path).
+    single: Option<Part>,
 }
 
 const SCALE: f64 = 4_294_967_296.0;
@@ -89,7 +91,12 @@ impl Templates {
         if let Some(last) = kinds.last_mut() {
             last.upto = 1 << 32;
         }
+        let single = match kinds.as_slice() {
+            [only] if only.parts.len() == 1 => only.parts.first().cloned(),
+            _ => None,
+        };
         Ok(Self {
+            single,
             kinds,
             source: m.source.clone(),
             dest: m.destination.clone(),
@@ -121,6 +128,42 @@ impl Templates {
     #[inline]
     pub(crate) fn parts(&self, k: usize) -> usize {
         self.kinds.get(k).map_or(1, |t| t.parts.len())
+    }
+
+    /// Whether every iteration is the same single PDU: then [`Self::write_single`] applies.
+    pub(crate) fn is_single(&self) -> bool {
+        self.single.is_some()
+    }
+
+    /// Octets of the single PDU (0 when there is none).
+    pub(crate) fn single_len(&self) -> usize {
+        self.single.as_ref().map_or(0, |p| p.bytes.len())
+    }
+
+    /// [`Self::write`] for the one-kind, one-part mix, without looking the part up.
+    #[inline]
+    pub(crate) fn write_single(
+        &self,
+        out: &mut Vec<u8>,
+        seq: u32,
+        iteration: u64,
+        receipt: bool,
+        rng: &mut Rng,
+    ) {
+        let Some(part) = &self.single else { return };
+        let start = out.len();
+        out.extend_from_slice(&part.bytes);
+        let pdu = &mut out[start..];
+        pdu[12..16].copy_from_slice(&seq.to_be_bytes());
+        if !self.source.holes().is_empty() {
+            let src = &mut pdu[part.src_at..part.src_at + self.source.template().len()];
+            self.source.patch(src, iteration, rng);
+        }
+        let dst = &mut pdu[part.dst_at..part.dst_at + self.dest.template().len()];
+        self.dest.patch(dst, iteration, rng);
+        if receipt {
+            pdu[part.rd_at] = RegisteredDelivery::FINAL.0;
+        }
     }
 
     /// Appends part `p` of kind `k` to `out`. `first`: where part 0 of this iteration
@@ -272,6 +315,11 @@ mod tests {
         out.clear();
         t.write(0, 0, &mut out, 78, 1, false, None, &mut rng);
         assert_eq!(decode(&out).registered_delivery, RegisteredDelivery::NONE);
+        assert!(t.is_single());
+        let mut fast = Vec::new();
+        t.write_single(&mut fast, 78, 1, false, &mut rng);
+        assert_eq!(fast, out, "the fast path writes the same PDU");
+        assert_eq!(t.single_len(), out.len());
     }
 
     #[test]

@@ -343,12 +343,8 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     ) -> BoxFuture<'_, StoreResult<SlotClaim>>;
 
     /// Frees the slot if `holder` holds it (`DELETE … IF holder = holder`); whether it did.
-    fn release_slot(
-        &self,
-        pool: &str,
-        slot: u32,
-        holder: &str,
-    ) -> BoxFuture<'_, StoreResult<bool>>;
+    fn release_slot(&self, pool: &str, slot: u32, holder: &str)
+    -> BoxFuture<'_, StoreResult<bool>>;
 }
 
 /// Shared handles.

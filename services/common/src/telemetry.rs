@@ -114,10 +114,10 @@ pub struct UpstreamMetrics {
     pub submits_total: IntCounterVec,
     /// From submit_sm written to its submit_sm_resp read, by `connector`.
     pub submit_seconds: HistogramVec,
-    /// Receipts from the upstream by `connector` and `result` = matched (to one of our
-    /// messages) | unmatched (unknown id: parked for the submit_sm_resp it overtook) |
-    /// matched_late (a parked one, matched when its submit_sm_resp was recorded) |
-    /// malformed (no id or no state in it).
+    /// Receipts from the upstream by `connector` and `result`, each counted once as it
+    /// arrives: matched (its id links to one of our messages) | unmatched (unknown id:
+    /// parked for the submit_sm_resp it may have overtaken) | malformed (no id or no
+    /// state in it); and matched_late: a parked receipt applied when the link was written.
     pub receipts_total: IntCounterVec,
     /// MO from the upstream by `connector` and `result` = published|failed.
     pub mo_total: IntCounterVec,

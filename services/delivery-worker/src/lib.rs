@@ -387,10 +387,11 @@ impl Worker {
         // What an earlier handling of this id left: nothing, the receipt (it was being
         // applied: we may have crashed before our receipt went out), or an empty mark
         // (applied, and ours sent).
+        // Counted once each, as found on arrival: matched, or unmatched (parked).
         let (key, entry, prior_parked) = match found {
             Some((key, entry)) => {
+                count("matched");
                 if entry.parked_receipt.as_ref().is_some_and(Bytes::is_empty) {
-                    count("matched");
                     return CommandStatus::ESME_ROK;
                 }
                 let prior = entry.parked_receipt.is_some();
@@ -405,10 +406,10 @@ impl Worker {
                         return LATER;
                     }
                 }
+                count("unmatched");
                 match self.find_link(connector, &r.keys).await {
                     None => return LATER,
                     Some(None) => {
-                        count("unmatched");
                         debug!(connector, keys = ?r.keys, "receipt for an unknown upstream id parked");
                         return CommandStatus::ESME_ROK;
                     }
@@ -416,7 +417,6 @@ impl Worker {
                 }
             }
         };
-        count("matched");
         // Marks this id's receipt as being applied, so that if the upstream sends it again
         // (we crashed before our receipt went out) ours goes out then.
         if !prior_parked && park(key.clone()).await.is_none() {

@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use smsc_common::accounts::Account;
 use smsc_common::bus::{BusError, Record, topics};
-use smsc_common::store::{Applied, BindKind, IN_DELIVERY, SessionLease, Update};
+use smsc_common::store::{Applied, BindKind, SessionLease, Update};
 use smsc_smpp::pdu::{
     Bind, BindResp, CancelSm, DataSm, DestAddress, MessageIdResp, QuerySm, QuerySmResp, ReplaceSm,
     SubmitMulti, SubmitMultiResp, SubmitSm, TimeString, UnsuccessSme,
@@ -813,12 +813,9 @@ impl Session {
                         Body::QuerySmResp(QuerySmResp {
                             message_id: q.message_id,
                             final_date: m.final_at.map(final_date).unwrap_or_default(),
-                            // A message a worker is handing to the network is still en route.
-                            message_state: if m.state == IN_DELIVERY {
-                                MessageState::ENROUTE
-                            } else {
-                                m.state
-                            },
+                            // Being handed to the network, or handed to an upstream
+                            // that has not reported yet: still en route.
+                            message_state: smsc_common::store::public_state(m.state),
                             error_code: m.error_code.min(255) as u8,
                         }),
                     ),

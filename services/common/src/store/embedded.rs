@@ -375,7 +375,10 @@ impl Store for EmbeddedStore {
                 // Frees the account's expired leases while we are here.
                 inner.leases(&lease.system_id, now);
                 let leases = inner.sessions.entry(lease.system_id.clone()).or_default();
-                leases.insert(lease.session_id.clone(), Expiring { value: lease, expires_at, seq: 0 });
+                leases.insert(
+                    lease.session_id.clone(),
+                    Expiring { value: lease, expires_at, seq: 0 },
+                );
             });
             Ok(())
         })

@@ -11,13 +11,14 @@
 //! - [`schedule`]: the arrival-rate executors as pure functions of time.
 //! - [`threshold`]: k6 threshold expressions.
 //! - [`pattern`], `template`: addresses and the pre-encoded submit_sm.
-//! - `session`: one task per SMPP session, the hot path.
+//! - `session`, `scan`: one task per SMPP session, the hot path.
 //! - [`metrics`], [`summary`]: what is counted, and how it is shown.
 //!
 //! The tool is built not to be the bottleneck: submits are copied from templates
 //! encoded once with `smsc-smpp` and patched in place, a session writes a whole batch
-//! with one syscall and parses every PDU of a read with the codec's `split_frame`,
-//! and counters and HDR histograms are per session, merged at the end.
+//! with one syscall and handles every PDU of a read before the next write (the two that
+//! come once per message read in place by `scan`, the rest framed by the codec's
+//! `split_frame`), and counters and HDR histograms are per session, merged at the end.
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -2,7 +2,7 @@
 //!
 //! Each session owns its counters and HDR histograms (no locks, no atomics on the hot
 //! path); the runner merges them per scenario and over the run at the end. What the
-//! progress line needs is published separately through [`Live`].
+//! progress line needs is published separately, with plain atomic stores.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -2,7 +2,8 @@
 //! non-blocking reads and writes.
 //!
 //! Each pass of the loop reads whatever is there (up to [`READ_CHUNK`]) and handles every
-//! whole PDU in it ([`smsc_smpp::split_frame`]), then refills the window from the
+//! whole PDU in it (in place for submit_sm_resp and deliver_sm, through
+//! [`smsc_smpp::split_frame`] otherwise), then refills the window from the
 //! pre-encoded templates, then writes everything queued with one `write`. Submits in
 //! flight live in a ring indexed by sequence_number; message_ids waiting for a receipt
 //! in a per-session map. A receipt that arrives on another session (a receiver, or

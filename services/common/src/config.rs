@@ -229,7 +229,7 @@ impl Default for EdgeConfig {
 /// pair are refused for `duration` without their password being checked. A successful
 /// bind clears the count. Per edge pod, in memory, at most `max_entries` pairs (the
 /// oldest are forgotten first).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LockoutConfig {
     /// 0 turns the lockout off.

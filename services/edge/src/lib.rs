@@ -98,11 +98,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_connections_per_ip: 100,
-            pdu_read_timeout: Duration::from_secs(10),
-            lockout: LockoutSettings::default(),
-        }
+        Self::from_config(&smsc_common::config::EdgeConfig::default())
     }
 }
 
@@ -112,12 +108,7 @@ impl Limits {
         Self {
             max_connections_per_ip: c.max_connections_per_ip as usize,
             pdu_read_timeout: c.pdu_read_timeout,
-            lockout: LockoutSettings {
-                max_failures: c.lockout.max_failures,
-                window: c.lockout.window,
-                duration: c.lockout.duration,
-                max_entries: c.lockout.max_entries,
-            },
+            lockout: c.lockout.clone(),
         }
     }
 }

@@ -9,32 +9,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// `edge.lockout` as the edge uses it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockoutSettings {
-    /// Failed binds within `window` that lock the pair; 0 turns the lockout off.
-    pub max_failures: u32,
-    pub window: Duration,
-    /// How long a locked pair is refused.
-    pub duration: Duration,
-    /// Pairs remembered at most.
-    pub max_entries: usize,
-}
-
-impl Default for LockoutSettings {
-    fn default() -> Self {
-        Self {
-            max_failures: 5,
-            window: Duration::from_secs(5 * 60),
-            duration: Duration::from_secs(15 * 60),
-            max_entries: 100_000,
-        }
-    }
-}
+/// `edge.lockout`: the config's own type, so its defaults are written once.
+pub use smsc_common::config::LockoutConfig as LockoutSettings;
 
 /// The address a client is counted under: an IPv4 address (IPv4-mapped IPv6 included)
 /// as it is, an IPv6 address by its /64, since one host commonly holds a whole /64.
@@ -208,6 +187,7 @@ impl Lockout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const MIN: Duration = Duration::from_secs(60);
 

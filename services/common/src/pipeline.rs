@@ -28,7 +28,6 @@ use crate::bus::{BusError, Consumer, Delivery};
 pub async fn run_lanes<F, Fut>(
     mut consumer: Box<dyn Consumer>,
     lanes: usize,
-    max_in_flight: usize,
     shutdown: CancellationToken,
     handler: F,
 ) where
@@ -39,7 +38,6 @@ pub async fn run_lanes<F, Fut>(
     use std::collections::{HashMap, VecDeque};
 
     let lanes = lanes.max(1);
-    let _ = max_in_flight;
     let mut running = FuturesUnordered::new();
     // Keys being handled, with the records waiting behind them.
     let mut busy: HashMap<bytes::Bytes, VecDeque<Delivery>> = HashMap::new();

@@ -78,7 +78,7 @@ pub async fn run(worker: Arc<Worker>, lanes: usize, max_in_flight: usize) -> Res
         c.start(ctx.clone());
     }
     let shutdown = worker.shutdown.clone();
-    run_lanes(consumer, lanes, max_in_flight, shutdown, move |d: Delivery| {
+    run_lanes(consumer, lanes, shutdown, move |d: Delivery| {
         let worker = worker.clone();
         async move { worker.task(&d.record.payload).await }
     })

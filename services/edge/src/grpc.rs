@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use smsc_proto::edge_server::Edge as EdgeService;
@@ -16,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
 use crate::Edge;
-use crate::registry::{DeliverResult, Outbound};
+use crate::registry::{DeliverResult, Outbound, SessionHandle};
 
 /// Implements `smsc.v1.Edge`.
 #[derive(Debug, Clone)]
@@ -43,36 +44,60 @@ impl EdgeService for EdgeGrpc {
         req: Request<DeliverRequest>,
     ) -> Result<Response<DeliverResponse>, Status> {
         let req = req.into_inner();
-        let pdu = Bytes::from(req.deliver_sm);
-        // Spread over the account's receivers; a session whose queue is full is skipped.
-        for s in self.0.registry.receivers(&req.system_id) {
-            let (reply, rx) = oneshot::channel();
-            match s.tx.try_send(Outbound::Deliver { pdu: pdu.clone(), reply }) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) => {
-                    continue;
+        let receivers = self.0.registry.receivers(&req.system_id);
+        if receivers.is_empty() {
+            let detail = "no receiver session on this edge";
+            return Ok(Response::new(temporary(CommandStatus::ESME_RMSGQFUL, detail)));
+        }
+        let (reply, rx) = oneshot::channel();
+        let msg = Outbound::Deliver { pdu: Bytes::from(req.deliver_sm), reply };
+        if let Err(msg) = offer(&receivers, msg) {
+            // Every queue is full: the ESME reads slower than receipts arrive for now.
+            // Waiting here holds the dispatcher back (and the notify topic absorbs the
+            // burst); answering "busy" at once would spill the notification into the
+            // pending queue, which is swept far more slowly.
+            let room = receivers.iter().map(|s| Box::pin(s.tx.reserve()));
+            match tokio::time::timeout(QUEUE_WAIT, futures::future::select_ok(room)).await {
+                Ok(Ok((permit, _))) => permit.send(msg),
+                Ok(Err(_)) => {
+                    return Ok(Response::new(temporary(CommandStatus::ESME_ROK, "session closed")));
+                }
+                Err(_) => {
+                    let detail = "every receiver session is busy";
+                    return Ok(Response::new(temporary(CommandStatus::ESME_RMSGQFUL, detail)));
                 }
             }
-            let resp = match rx.await {
-                Ok(DeliverResult::Answered(st)) => {
-                    outcome(classify(st), st, st.name().unwrap_or(""))
-                }
-                Ok(DeliverResult::Timeout) => {
-                    outcome(DeliverOutcome::Temporary, CommandStatus::ESME_ROK, "timeout")
-                }
-                Ok(DeliverResult::Closed) | Err(_) => {
-                    outcome(DeliverOutcome::Temporary, CommandStatus::ESME_ROK, "session closed")
-                }
-            };
-            return Ok(Response::new(resp));
         }
-        let detail = if self.0.registry.receivers(&req.system_id).is_empty() {
-            "no receiver session on this edge"
-        } else {
-            "every receiver session is busy"
+        let resp = match rx.await {
+            Ok(DeliverResult::Answered(st)) => outcome(classify(st), st, st.name().unwrap_or("")),
+            Ok(DeliverResult::Timeout) => temporary(CommandStatus::ESME_ROK, "timeout"),
+            Ok(DeliverResult::Closed) | Err(_) => {
+                temporary(CommandStatus::ESME_ROK, "session closed")
+            }
         };
-        Ok(Response::new(outcome(DeliverOutcome::Temporary, CommandStatus::ESME_RMSGQFUL, detail)))
+        Ok(Response::new(resp))
     }
+}
+
+/// How long `Edge.Deliver` waits for room in a receiver's queue when all are full,
+/// before answering "busy" (the dispatcher then makes the notification pending).
+pub const QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+fn temporary(status: CommandStatus, detail: &str) -> DeliverResponse {
+    outcome(DeliverOutcome::Temporary, status, detail)
+}
+
+/// Queues `msg` on the first of `receivers` (already rotated) with room.
+fn offer(receivers: &[Arc<SessionHandle>], mut msg: Outbound) -> Result<(), Outbound> {
+    for s in receivers {
+        match s.tx.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => {
+                msg = m;
+            }
+        }
+    }
+    Err(msg)
 }
 
 /// Implements `smsc.v1.SessionDirectory` from the store's session leases.

@@ -120,6 +120,62 @@ async fn unanswered_deliver_sm_times_out_as_temporary() {
     assert_eq!(resp.detail, "timeout");
 }
 
+/// More deliveries than a receiver's window and queue hold, each polled once: the
+/// ones that found every queue full are still waiting (not answered "busy").
+async fn overfill(edge: &TestEdge) -> Vec<std::pin::Pin<Box<DeliverCall>>> {
+    let grpc = EdgeGrpc(edge.edge.clone());
+    // Window 16 + queue 64: at most ~81 are taken before the ESME answers anything.
+    let mut calls: Vec<std::pin::Pin<Box<DeliverCall>>> = (0..100)
+        .map(|i| {
+            let grpc = grpc.clone();
+            let req = deliver_request(ESME, &format!("{i:032x}"));
+            Box::pin(async move { grpc.deliver(tonic::Request::new(req)).await }) as _
+        })
+        .collect();
+    for call in &mut calls {
+        let polled = futures::FutureExt::now_or_never(call.as_mut());
+        assert!(polled.is_none(), "answered while the session is only slow: {polled:?}");
+    }
+    calls
+}
+
+type DeliverCall = dyn std::future::Future<Output = Result<tonic::Response<DeliverResponse>, tonic::Status>>
+    + Send;
+
+#[tokio::test]
+async fn full_receiver_queues_hold_the_caller_until_there_is_room() {
+    let edge = TestEdge::start(Setup::default()).await;
+    let mut c = edge.bind(BindKind::Receiver, ESME).await;
+    let calls = overfill(&edge).await;
+    let answered = tokio::spawn(futures::future::join_all(calls));
+    for _ in 0..100 {
+        let pdu = c.recv().await;
+        assert_eq!(pdu.command_id(), CommandId::DeliverSm, "{pdu:?}");
+        c.send(&[Pdu::new(pdu.sequence_number, Body::DeliverSmResp(MessageIdResp::default()))])
+            .await;
+    }
+    let answered = tokio::time::timeout(READ_TIMEOUT, answered).await.expect("all answered");
+    for resp in answered.expect("no panic") {
+        assert_eq!(resp.expect("ok").into_inner().outcome(), DeliverOutcome::Delivered);
+    }
+}
+
+#[tokio::test]
+async fn a_receiver_that_stays_full_is_reported_busy_after_the_wait() {
+    let edge = TestEdge::start(Setup::default()).await;
+    let _c = edge.bind(BindKind::Receiver, ESME).await;
+    let calls = overfill(&edge).await;
+    // Nothing is answered: the ones without room give up after QUEUE_WAIT, well before
+    // the window's deliver_sm time out (response_timeout) and make room.
+    let (first, _, _) = tokio::time::timeout(READ_TIMEOUT, futures::future::select_all(calls))
+        .await
+        .expect("an answer");
+    let resp = first.expect("ok").into_inner();
+    assert_eq!(resp.outcome(), DeliverOutcome::Temporary, "{resp:?}");
+    assert_eq!(resp.detail, "every receiver session is busy");
+    assert_eq!(resp.command_status, CommandStatus::ESME_RMSGQFUL.0);
+}
+
 /// The directory's answer for `system_id` once `done` holds for it. Leases are written
 /// and removed asynchronously after the bind_resp and the close, so this polls.
 async fn lookup_until(

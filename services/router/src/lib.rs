@@ -53,7 +53,7 @@ pub async fn run(router: Arc<Router>, lanes: usize, max_in_flight: usize) -> Res
     else {
         return Ok(());
     };
-    run_lanes(consumer, lanes, max_in_flight, shutdown, move |d: Delivery| {
+    run_lanes(consumer, lanes, shutdown, move |d: Delivery| {
         let router = router.clone();
         async move {
             match d.topic.as_str() {

@@ -127,6 +127,9 @@ struct Member {
     notify: Arc<Notify>,
 }
 
+/// Below this many slots a log or table is not worth shrinking.
+const SHRINK_FLOOR: usize = 1024;
+
 impl Partition {
     fn end(&self) -> u64 {
         self.base + self.log.len() as u64
@@ -140,6 +143,10 @@ impl Partition {
         };
         while self.base < keep_from && self.log.pop_front().is_some() {
             self.base += 1;
+        }
+        // A burst leaves the ring sized for its peak; hand that back once it drained.
+        if self.log.capacity() > 4 * self.log.len().max(SHRINK_FLOOR) {
+            self.log.shrink_to(2 * self.log.len());
         }
     }
 }
@@ -685,6 +692,23 @@ mod tests {
         let mut c = bus.consumer("g", &["t"], 10).expect("join");
         let first = c.recv().await.expect("recv");
         assert_eq!((first.offset, first.record.payload), (7, Bytes::from("7")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drained_log_gives_back_the_memory_of_its_peak() {
+        let (bus, _) = bus(1, 100_000);
+        let mut c = bus.consumer("g", &["t"], 100_000).expect("join");
+        let burst: Vec<Record> = (0..20_000).map(|i| Record::new("k", format!("{i}"))).collect();
+        bus.publish("t", burst).await.expect("within the bound");
+        let capacity =
+            |bus: &EmbeddedBus| bus.shared.lock().topics["t"].partitions[0].log.capacity();
+        assert!(capacity(&bus) >= 20_000);
+        for _ in 0..20_000 {
+            let d = c.recv().await.expect("recv");
+            c.ack(&d).expect("ack");
+        }
+        assert_eq!(log_len(&bus, "t", 0), 0);
+        assert!(capacity(&bus) <= 4 * SHRINK_FLOOR, "capacity {} kept", capacity(&bus));
     }
 
     #[tokio::test(start_paused = true)]

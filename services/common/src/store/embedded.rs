@@ -134,6 +134,9 @@ impl UpstreamRow {
     }
 }
 
+/// Below this many rows the message table is not worth shrinking.
+const SHRINK_FLOOR: usize = 1024;
+
 fn millis(d: Duration) -> UnixMillis {
     UnixMillis::try_from(d.as_millis()).unwrap_or(UnixMillis::MAX)
 }
@@ -168,6 +171,10 @@ impl Inner {
                     self.messages.remove(&id);
                 }
             }
+        }
+        // A burst leaves the table sized for its peak; hand that back once it drained.
+        if self.messages.capacity() > 4 * self.messages.len().max(SHRINK_FLOOR) {
+            self.messages.shrink_to(2 * self.messages.len());
         }
         self.purge_pending(now);
         self.purge_upstream(now);
@@ -303,6 +310,25 @@ impl EmbeddedStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // No update panics halfway, so a poisoned state is still consistent.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes one part of the upstream row of (`connector`, `upstream_id`), expiring
+    /// `ttl` from now on its own.
+    fn put_upstream(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+        ttl: Duration,
+        set: impl FnOnce(&mut UpstreamRow, UnixMillis) + Send + 'static,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let key = (connector.to_owned(), upstream_id.to_owned());
+        Box::pin(async move {
+            self.with(|inner, now| {
+                let expires_at = now.saturating_add(millis(ttl));
+                set(inner.upstream_row(key, expires_at), expires_at);
+            });
+            Ok(())
+        })
     }
 }
 
@@ -489,14 +515,8 @@ impl Store for EmbeddedStore {
         link: UpstreamLink,
         ttl: Duration,
     ) -> BoxFuture<'_, StoreResult<()>> {
-        let key = (connector.to_owned(), upstream_id.to_owned());
-        Box::pin(async move {
-            self.with(|inner, now| {
-                let expires_at = now.saturating_add(millis(ttl));
-                let row = inner.upstream_row(key, expires_at);
-                row.link = Some(Expiring { value: link, expires_at, seq: 0 });
-            });
-            Ok(())
+        self.put_upstream(connector, upstream_id, ttl, |row, expires_at| {
+            row.link = Some(Expiring { value: link, expires_at, seq: 0 });
         })
     }
 
@@ -507,14 +527,8 @@ impl Store for EmbeddedStore {
         deliver_sm: bytes::Bytes,
         ttl: Duration,
     ) -> BoxFuture<'_, StoreResult<()>> {
-        let key = (connector.to_owned(), upstream_id.to_owned());
-        Box::pin(async move {
-            self.with(|inner, now| {
-                let expires_at = now.saturating_add(millis(ttl));
-                let row = inner.upstream_row(key, expires_at);
-                row.receipt = Some(Expiring { value: deliver_sm, expires_at, seq: 0 });
-            });
-            Ok(())
+        self.put_upstream(connector, upstream_id, ttl, |row, expires_at| {
+            row.receipt = Some(Expiring { value: deliver_sm, expires_at, seq: 0 });
         })
     }
 
@@ -621,6 +635,20 @@ mod tests {
         let inner = store.lock();
         assert!(inner.messages.is_empty() && inner.message_expiry.is_empty());
         assert!(inner.pending.is_empty() && inner.pending_expiry.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drained_table_gives_back_the_memory_of_its_peak() {
+        let (store, time) = store();
+        for i in 0..20_000 {
+            let message = contract::sample_message(&format!("m{i}"), 0, "acct");
+            assert!(store.insert_message(message).await.expect("insert").applied());
+        }
+        assert!(store.lock().messages.capacity() >= 20_000);
+        time.advance(TTL).await;
+        assert!(store.get_message("other").await.expect("get").is_empty());
+        let capacity = store.lock().messages.capacity();
+        assert!(capacity <= 4 * SHRINK_FLOOR, "capacity {capacity} kept");
     }
 
     #[tokio::test(start_paused = true)]

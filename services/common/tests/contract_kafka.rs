@@ -194,6 +194,34 @@ mod kafka_specific {
         }
     }
 
+    /// The consumer lag the roles export (`smsc_bus_consumer_lag_records`) comes from
+    /// librdkafka's statistics: what the group has not committed on the partitions this
+    /// member holds.
+    pub(crate) async fn lag_probe_reports_what_is_not_committed(env: &str) {
+        let Some(bus) = bus(env).await else { return };
+        let topic = unique("kafka.lag");
+        let mut c = bus.consumer(&unique("g"), &[&topic], 128).expect("join");
+        let probe = c.lag_probe().expect("kafka consumers have one");
+        // One key: one partition, in order.
+        let records: Vec<Record> = (0..10).map(|i| Record::new("k", format!("r{i}"))).collect();
+        bus.publish(&topic, records).await.expect("publish");
+        for i in 0..10 {
+            let d =
+                timeout(Duration::from_secs(20), c.recv()).await.expect("a record").expect("recv");
+            if i < 4 {
+                c.ack(&d).expect("ack");
+            }
+        }
+        // Commits every second, statistics every STATISTICS_INTERVAL: bounded polling.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = probe();
+        while seen != [(topic.clone(), 6)] && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            seen = probe();
+        }
+        assert_eq!(seen, [(topic.clone(), 6)], "4 of 10 committed");
+    }
+
     pub(crate) async fn ready_after_connect(env: &str) {
         let Some(bus) = bus(env).await else { return };
         assert!(bus.is_ready());
@@ -279,6 +307,11 @@ macro_rules! per_broker {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn held_records_come_back_after_the_owner_leaves() {
                 kafka_specific::held_records_come_back_after_the_owner_leaves($env).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn lag_probe_reports_what_is_not_committed() {
+                kafka_specific::lag_probe_reports_what_is_not_committed($env).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

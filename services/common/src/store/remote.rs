@@ -826,27 +826,6 @@ impl StoreServer {
 
 #[tonic::async_trait]
 impl StoreService for StoreServer {
-    async fn insert_message(
-        &self,
-        request: Request<pb::InsertMessageRequest>,
-    ) -> Result<Response<pb::Applied>, Status> {
-        self.insert(request.into_inner()).await.map(Response::new)
-    }
-
-    async fn get_message(
-        &self,
-        request: Request<pb::GetMessageRequest>,
-    ) -> Result<Response<pb::GetMessageResponse>, Status> {
-        self.get(request.into_inner()).await.map(Response::new)
-    }
-
-    async fn transition(
-        &self,
-        request: Request<pb::TransitionRequest>,
-    ) -> Result<Response<pb::Applied>, Status> {
-        self.transit(request.into_inner()).await.map(Response::new)
-    }
-
     /// In order, one after another: the embedded store answers at once, and ops of one
     /// batch were concurrent at the client, so no order among them is promised anyway.
     async fn batch(

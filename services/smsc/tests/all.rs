@@ -4,50 +4,30 @@
 
 mod common;
 mod esme;
+mod node;
 
-use std::net::SocketAddr;
-
-use smsc::Role;
-use smsc_common::config::Config;
 use smsc_common::store::BindKind;
 use smsc_proto::InjectMoRequest;
 use smsc_proto::simulator_client::SimulatorClient;
 use smsc_smpp::EsmClass;
 use smsc_smpp::text::{Alphabet, decode};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-use common::{ACME, ACME_SHORT_CODE, password_hash};
-use esme::{Esme, STEP, assert_delivered_receipt, eventually, metric};
+use common::{ACME, ACME_SHORT_CODE};
+use esme::{Esme, assert_delivered_receipt, eventually};
+use node::Node;
 
-/// A port nothing listens on now (for listeners whose address the test must know).
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("bound")
-}
-
-/// `smsc all` running until dropped-then-stopped by [`Smsc::stop`].
-struct Smsc {
-    smpp: SocketAddr,
-    simulator: SocketAddr,
-    admin: SocketAddr,
-    stop: oneshot::Sender<()>,
-    running: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Smsc {
-    async fn start() -> Self {
-        let (smpp, simulator, admin) = (free_port(), free_port(), free_port());
-        let yaml = format!(
-            r#"
+/// `smsc all` with account ACME (MO to its short code) and quick retries and sweeps.
+async fn start() -> Node {
+    Node::start(&format!(
+        r#"
 node_id: all-in-one-test
-admin_listen: "{admin}"
+admin_listen: "{{admin}}"
 edge:
-  smpp_listen: "{smpp}"
+  smpp_listen: "{{smpp}}"
   grpc_listen: "127.0.0.1:0"
 accounts:
   - system_id: {ACME}
-    password_hash: "{hash}"
+    password_hash: "{{hash}}"
 routing:
   mo:
     - prefix: "{ACME_SHORT_CODE}"
@@ -56,34 +36,15 @@ retry:
   tiers: [100ms, 200ms]
 worker:
   pending_interval: 100ms
-  simulator_listen: "{simulator}"
-"#,
-            hash = password_hash(),
-        );
-        let config = Config::from_yaml_str(&yaml, []).expect("valid config");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let running = tokio::spawn(smsc::run(Role::All, config, async {
-            let _ = stopped.await;
-        }));
-        Self { smpp, simulator, admin, stop, running }
-    }
-
-    /// Shuts down and waits for `run` to return cleanly.
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let ended = tokio::time::timeout(STEP, self.running).await.expect("smsc stops in time");
-        ended.expect("run task").expect("run ends Ok");
-    }
-
-    /// The value of one sample line of `/metrics`, 0 when absent.
-    async fn metric(&self, series: &str) -> f64 {
-        metric(&[self.admin], series).await
-    }
+  simulator_listen: "{{simulator}}"
+"#
+    ))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn esme_gets_its_receipt_and_mo_over_smpp() {
-    let smsc = Smsc::start().await;
+    let smsc = start().await;
     let mut esme = Esme::bind(smsc.smpp, ACME, BindKind::Transceiver).await;
 
     let id = esme.submit("447700900123", "hello from acme").await;
@@ -112,7 +73,7 @@ async fn esme_gets_its_receipt_and_mo_over_smpp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipt_waits_for_a_receiver_and_arrives_when_one_binds() {
-    let smsc = Smsc::start().await;
+    let smsc = start().await;
     let mut transmitter = Esme::bind(smsc.smpp, ACME, BindKind::Transmitter).await;
     let id = transmitter.submit("447700900123", "nobody listens yet").await;
 

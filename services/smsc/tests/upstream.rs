@@ -12,14 +12,13 @@
 
 mod common;
 mod esme;
+mod node;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use smsc::Role;
-use smsc_common::config::Config;
 use smsc_common::store::BindKind;
 use smsc_proto::InjectMoRequest;
 use smsc_proto::simulator_client::SimulatorClient;
@@ -28,58 +27,16 @@ use smsc_smpp::receipt::{Receipt, ReceiptStat};
 use smsc_smpp::text::{Alphabet, decode};
 use smsc_smpp::{EsmClass, MessageState};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinHandle};
 
-use common::{ACME, ACME_SHORT_CODE, password_hash};
-use esme::{Esme, STEP, assert_delivered_receipt, eventually, metric};
+use common::{ACME, ACME_SHORT_CODE};
+use esme::{Esme, assert_delivered_receipt, eventually};
+use node::Node;
 
 /// B's account for A, as the connector binds.
 const NODE_A: &str = "nodea";
 /// B's simulator fails these for good (unknown subscriber).
 const FAILING: &str = "447700900401";
-
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("bound")
-}
-
-/// One `smsc all` running in this process until [`Node::stop`].
-struct Node {
-    smpp: SocketAddr,
-    simulator: SocketAddr,
-    admin: SocketAddr,
-    stop: oneshot::Sender<()>,
-    running: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Node {
-    /// `yaml` gets `{smpp}`, `{simulator}`, `{admin}` and `{hash}` filled in.
-    async fn start(yaml: &str) -> Self {
-        let (smpp, simulator, admin) = (free_port(), free_port(), free_port());
-        let yaml = yaml
-            .replace("{smpp}", &smpp.to_string())
-            .replace("{simulator}", &simulator.to_string())
-            .replace("{admin}", &admin.to_string())
-            .replace("{hash}", &password_hash());
-        let config = Config::from_yaml_str(&yaml, []).unwrap_or_else(|e| panic!("{e}: {yaml}"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let running = tokio::spawn(smsc::run(Role::All, config, async {
-            let _ = stopped.await;
-        }));
-        Self { smpp, simulator, admin, stop, running }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let ended = tokio::time::timeout(STEP, self.running).await.expect("stops in time");
-        ended.expect("run task").expect("run ends Ok");
-    }
-
-    async fn metric(&self, series: &str) -> f64 {
-        metric(&[self.admin], series).await
-    }
-}
 
 /// Node B: account `nodea` (at most `rate` submits per second; 0: any), MO to 5555 for
 /// it, a simulator that fails [`FAILING`].

@@ -1,0 +1,60 @@
+//! `smsc all` running inside the test process (the real roles on the embedded bus and
+//! store), for the end-to-end tests that drive it over SMPP and `/metrics`.
+// Each test binary uses part of it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use smsc::Role;
+use smsc_common::config::Config;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::common::password_hash;
+use crate::esme::{STEP, metric};
+
+/// A port nothing listens on now (for listeners whose address the test must know).
+pub(crate) fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("bound")
+}
+
+/// One `smsc all` running in this process until [`Node::stop`].
+pub(crate) struct Node {
+    pub(crate) smpp: SocketAddr,
+    pub(crate) simulator: SocketAddr,
+    pub(crate) admin: SocketAddr,
+    stop: oneshot::Sender<()>,
+    running: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Node {
+    /// `yaml` gets `{smpp}`, `{simulator}`, `{admin}` and `{hash}` (of the tests'
+    /// password) filled in.
+    pub(crate) async fn start(yaml: &str) -> Self {
+        let (smpp, simulator, admin) = (free_port(), free_port(), free_port());
+        let yaml = yaml
+            .replace("{smpp}", &smpp.to_string())
+            .replace("{simulator}", &simulator.to_string())
+            .replace("{admin}", &admin.to_string())
+            .replace("{hash}", &password_hash());
+        let config = Config::from_yaml_str(&yaml, []).unwrap_or_else(|e| panic!("{e}: {yaml}"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(smsc::run(Role::All, config, async {
+            let _ = stopped.await;
+        }));
+        Self { smpp, simulator, admin, stop, running }
+    }
+
+    /// Shuts down and waits for `run` to return cleanly.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let ended = tokio::time::timeout(STEP, self.running).await.expect("stops in time");
+        ended.expect("run task").expect("run ends Ok");
+    }
+
+    /// The value of one sample line of `/metrics`, 0 when absent.
+    pub(crate) async fn metric(&self, series: &str) -> f64 {
+        metric(&[self.admin], series).await
+    }
+}

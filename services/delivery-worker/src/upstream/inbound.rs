@@ -299,12 +299,13 @@ pub fn forwarded_tlv(tlv: &Tlv) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use smsc_smpp::pdu::{DeliverSm, ShortMessage};
     use smsc_smpp::tlv::{NetworkErrorCode, TlvString};
 
-    fn deliver_sm(esm_class: u8, text: &[u8], tlvs: Vec<Tlv>) -> Body {
+    /// A deliver_sm from handset 447700900123 to 5555, as an upstream sends one.
+    pub(crate) fn deliver_sm(esm_class: u8, text: &[u8], tlvs: Vec<Tlv>) -> Body {
         Body::DeliverSm(DeliverSm {
             source: smsc_smpp::Address::international("447700900123").expect("fits"),
             dest: smsc_smpp::Address::new(

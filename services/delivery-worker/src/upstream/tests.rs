@@ -17,7 +17,7 @@ use smsc_common::store::{
 use smsc_common::telemetry::Metrics;
 use smsc_proto::{MoEvent, SubmitEvent};
 use smsc_smpp::codec::SmppCodec;
-use smsc_smpp::pdu::{BindResp, DeliverSm, MessageIdResp, ShortMessage, SubmitSm};
+use smsc_smpp::pdu::{BindResp, MessageIdResp, SubmitSm};
 use smsc_smpp::{Body, CommandStatus, EsmClass, MessageState, Pdu, RegisteredDelivery, Tlv, Tlvs};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
@@ -454,18 +454,7 @@ async fn the_window_bounds_submits_in_flight_and_the_rate_paces_them() {
 }
 
 fn deliver_sm(esm_class: u8, text: &[u8]) -> Body {
-    Body::DeliverSm(DeliverSm {
-        source: smsc_smpp::Address::international("447700900123").expect("fits"),
-        dest: smsc_smpp::Address::new(
-            smsc_smpp::Ton::NETWORK_SPECIFIC,
-            smsc_smpp::Npi::UNKNOWN,
-            "5555",
-        )
-        .expect("fits"),
-        esm_class: EsmClass(esm_class),
-        short_message: ShortMessage::new(Bytes::copy_from_slice(text)).expect("fits"),
-        ..DeliverSm::default()
-    })
+    super::inbound::tests::deliver_sm(esm_class, text, Vec::new())
 }
 
 #[tokio::test]

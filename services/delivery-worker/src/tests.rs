@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use smsc_common::bus::Consumer;
 use smsc_common::bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
+use smsc_common::store::contract::sample_message;
 use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 use smsc_common::store::{StoredAddress, UnixMillis};
 use smsc_proto::{Address, Notification};
@@ -97,24 +98,12 @@ impl Setup {
     async fn submit(&self, id: &str, valid: Duration) -> StoredMessage {
         let now = self.clock.now_ms();
         let m = StoredMessage {
-            message_id: id.to_owned(),
-            dest_index: 0,
-            system_id: "acme".into(),
             source: StoredAddress { ton: 5, npi: 0, addr: "Acme".into() },
             dest: StoredAddress { ton: 1, npi: 1, addr: "447700900123".into() },
-            service_type: String::new(),
-            registered_delivery: 1,
-            data_coding: 0,
-            esm_class: 0,
-            payload: Bytes::from_static(b"hello"),
-            state: MessageState::ENROUTE,
-            error_code: 0,
-            attempts: 0,
             submitted_at: now,
-            schedule_at: None,
             expire_at: now + valid.as_millis() as i64,
-            final_at: None,
             event: Bytes::new(),
+            ..sample_message(id, 0, "acme")
         };
         assert!(self.store.insert_message(m.clone()).await.expect("insert").applied());
         self.publish_task(id).await;

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::{SinkExt as _, StreamExt as _};
 use prost::Message as _;
 use smsc_common::config::{SmppUpstreamConfig, UpstreamBindMode, UpstreamTls};
+use smsc_common::store::contract::sample_message;
 use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 use smsc_common::store::{
     Clock, ManualClock, SlotClaim, Store, StoredAddress, StoredMessage, SystemClock,
@@ -287,24 +288,16 @@ fn message(payload: &[u8]) -> StoredMessage {
         ..SubmitEvent::default()
     };
     StoredMessage {
-        message_id: "0123456789abcdef0123456789abcdef".into(),
-        dest_index: 0,
-        system_id: "acme".into(),
         source: StoredAddress { ton: 5, npi: 0, addr: "Acme".into() },
         dest: StoredAddress { ton: 1, npi: 1, addr: "447700900123".into() },
-        service_type: String::new(),
         registered_delivery: 0,
         data_coding: 8,
         esm_class: EsmClass::UDHI | EsmClass::MODE_DATAGRAM,
         payload: Bytes::copy_from_slice(payload),
-        state: MessageState::ENROUTE,
-        error_code: 0,
-        attempts: 0,
         submitted_at: now,
-        schedule_at: None,
         expire_at: now + 3_600_000,
-        final_at: None,
         event: Bytes::from(event.encode_to_vec()),
+        ..sample_message("0123456789abcdef0123456789abcdef", 0, "acme")
     }
 }
 

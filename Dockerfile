@@ -8,9 +8,10 @@
 #   docker build -t smsc:0.1.0 .
 
 FROM rust:1.95-bookworm AS build
-# The bundled librdkafka build (rdkafka features cmake-build, curl, libz).
+# The bundled librdkafka build (rdkafka features cmake-build, curl, libz, ssl).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake g++ pkg-config zlib1g-dev libcurl4-openssl-dev \
+      libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -22,7 +23,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/smsc /out/smsc
 
 FROM debian:bookworm-slim
-# libcurl4 (and with it libssl3): librdkafka links the system libcurl, so the image is
+# libcurl4 (and with it libssl3): librdkafka links the system libcurl and OpenSSL, so the image is
 # Debian rather than distroless. ca-certificates: TLS to brokers and ScyllaDB (the
 # Kubernetes API is trusted through the service account's own ca.crt).
 RUN apt-get update \

@@ -482,8 +482,27 @@ pub struct BusConfig {
     /// Kafka: consumer group `session.timeout.ms`.
     #[serde(deserialize_with = "duration")]
     pub session_timeout: Duration,
-    /// Kafka: more librdkafka settings (`security.protocol`, SASL, ...).
+    /// Kafka: TLS to the brokers (their host names are checked against their
+    /// certificates); absent: plaintext. Sets `security.protocol: ssl`; for SASL over
+    /// TLS add `extra: {security.protocol: sasl_ssl, sasl.mechanism: ...}`.
+    pub tls: Option<ClientTls>,
+    /// Kafka: more librdkafka settings (`security.protocol`, SASL, ...), applied after
+    /// the others, so they win.
     pub extra: BTreeMap<String, String>,
+}
+
+/// `bus.tls`, `store.tls`: TLS to the brokers or database nodes. Their certificates
+/// must chain to `ca`; `cert` and `key`, together, are this client's certificate for
+/// servers that require one.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTls {
+    /// PEM CA certificate(s) the servers' certificates must chain to.
+    pub ca: PathBuf,
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }
 
 impl Default for BusConfig {
@@ -495,6 +514,7 @@ impl Default for BusConfig {
             brokers: "127.0.0.1:9092".into(),
             replication_factor: 3,
             session_timeout: Duration::from_secs(10),
+            tls: None,
             extra: BTreeMap::new(),
         }
     }
@@ -527,6 +547,11 @@ pub struct StoreConfig {
     /// The datacenter this process runs in (token-aware, DC-local routing).
     pub local_dc: String,
     pub replication_factor: u16,
+    /// ScyllaDB: password authentication; absent: none.
+    pub auth: Option<StoreAuth>,
+    /// ScyllaDB: TLS to the nodes (their certificates must name the node's IP address,
+    /// as the driver dials by address); absent: plaintext.
+    pub tls: Option<ClientTls>,
     /// `kind: remote`: `host:port` of the development store server (`smsc store-server`).
     pub endpoint: String,
     /// `kind: remote`: bound on each store call.
@@ -544,10 +569,21 @@ impl Default for StoreConfig {
             keyspace: "smsc".into(),
             local_dc: "datacenter1".into(),
             replication_factor: 3,
+            auth: None,
+            tls: None,
             endpoint: "127.0.0.1:50060".into(),
             request_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// `store.auth`: ScyllaDB's PasswordAuthenticator. The password is read from a file
+/// (a mounted Secret) at start-up, so it is in no config file, variable or log.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreAuth {
+    pub username: String,
+    pub password_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -1328,6 +1364,19 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             }
         }
     }
+    for (section, tls) in [("bus.tls", &c.bus.tls), ("store.tls", &c.store.tls)] {
+        if let Some(t) = tls {
+            validate_client_tls(section, t)?;
+        }
+    }
+    if let Some(auth) = &c.store.auth {
+        if auth.username.is_empty() {
+            return Err(invalid("store.auth.username", "must not be empty"));
+        }
+        if auth.password_file.as_os_str().is_empty() {
+            return Err(invalid("store.auth.password_file", "must name a file"));
+        }
+    }
     if let Some(advertise) = &e.grpc_advertise {
         let ok = advertise.rsplit_once(':').is_some_and(|(host, port)| {
             !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
@@ -1403,6 +1452,18 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
 
     crate::accounts::compile(&c.accounts, c.store.message_ttl, "")?;
     Ok(())
+}
+
+fn validate_client_tls(section: &str, t: &ClientTls) -> Result<(), ConfigError> {
+    let key = |field: &str| format!("{section}.{field}");
+    if t.ca.as_os_str().is_empty() {
+        return Err(invalid(&key("ca"), "must name a PEM file"));
+    }
+    match (&t.cert, &t.key) {
+        (Some(_), None) => Err(invalid(&key("key"), format!("is needed with {section}.cert"))),
+        (None, Some(_)) => Err(invalid(&key("cert"), format!("is needed with {section}.key"))),
+        _ => Ok(()),
+    }
 }
 
 fn validate_upstream(name: &str, u: &SmppUpstreamConfig) -> Result<(), ConfigError> {
@@ -1557,8 +1618,8 @@ accounts:
     enabled: false
     default_validity: 1h
     max_validity: 2h
-bus: {{ kind: embedded, partitions: 4, max_lag: 10 }}
-store: {{ kind: embedded, message_ttl: 24h }}
+bus: {{ kind: embedded, partitions: 4, max_lag: 10, tls: {{ ca: /k/ca.crt }} }}
+store: {{ kind: embedded, message_ttl: 24h, auth: {{ username: smsc, password_file: /s/pw }}, tls: {{ ca: /s/ca.crt }} }}
 "#
         );
         let c = parse(&text, &[]).expect("valid");
@@ -1588,6 +1649,16 @@ store: {{ kind: embedded, message_ttl: 24h }}
         assert!(!a.enabled);
         assert_eq!(a.max_validity, Duration::from_secs(7200));
         assert_eq!(c.bus.partitions, 4);
+        assert_eq!(
+            c.bus.tls,
+            Some(ClientTls { ca: PathBuf::from("/k/ca.crt"), cert: None, key: None })
+        );
+        let auth = c.store.auth.as_ref().expect("store.auth");
+        assert_eq!(
+            (auth.username.as_str(), auth.password_file.as_path()),
+            ("smsc", Path::new("/s/pw"))
+        );
+        assert_eq!(c.store.tls.as_ref().map(|t| t.ca.as_path()), Some(Path::new("/s/ca.crt")));
     }
 
     #[test]
@@ -1741,6 +1812,12 @@ store: {{ kind: embedded, message_ttl: 24h }}
             ("edge: { lockout: { duration: 0s } }", "edge.lockout.duration"),
             ("edge: { lockout: { max_entries: 0 } }", "edge.lockout.max_entries"),
             ("grpc_tls: { ca: '', cert: /c, key: /k }", "grpc_tls.ca"),
+            ("bus: { tls: { ca: '' } }", "bus.tls.ca"),
+            ("bus: { tls: { ca: /ca.crt, cert: /c.crt } }", "bus.tls.key"),
+            ("bus: { tls: { ca: /ca.crt, key: /c.key } }", "bus.tls.cert"),
+            ("store: { tls: { ca: /ca.crt, cert: /c.crt } }", "store.tls.key"),
+            ("store: { auth: { username: '', password_file: /p } }", "store.auth.username"),
+            ("store: { auth: { username: u, password_file: '' } }", "store.auth.password_file"),
             ("edge: { response_timeout: 0s }", "edge.response_timeout"),
             ("edge: { max_command_length: 15 }", "edge.max_command_length"),
             ("edge: { grpc_advertise: 'nohost' }", "edge.grpc_advertise"),

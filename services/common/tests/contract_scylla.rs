@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scylla::statement::unprepared::Statement;
+use smsc_common::config::ClientTls;
 use smsc_common::store::contract::{self, RealTime};
 use smsc_common::store::scylla::{ScyllaConfig, ScyllaStore, connect_session};
 
@@ -30,6 +31,8 @@ fn config(uri: &str) -> ScyllaConfig {
         request_timeout: Duration::from_secs(10),
         username: env("SCYLLA_USERNAME"),
         password: env("SCYLLA_PASSWORD"),
+        // SCYLLA_CA: run the tier over TLS (a PEM CA the nodes' certificates chain to).
+        tls: env("SCYLLA_CA").map(|ca| ClientTls { ca: ca.into(), cert: None, key: None }),
     }
 }
 

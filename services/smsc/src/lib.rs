@@ -191,12 +191,7 @@ pub async fn run(
         #[cfg(feature = "kafka")]
         BusKind::Kafka => {
             use smsc_common::bus::kafka::{KafkaBus, KafkaBusConfig};
-            let mut k = KafkaBusConfig::new(config.bus.brokers.clone());
-            k.client_id = config.node_id.clone();
-            k.partitions = config.bus.partitions;
-            k.replication_factor = config.bus.replication_factor;
-            k.session_timeout = config.bus.session_timeout;
-            k.extra = config.bus.extra.clone();
+            let mut k = KafkaBusConfig::from_config(&config.bus, &config.node_id);
             k.topics = topic_list(&config);
             Arc::new(KafkaBus::connect(k).await.context("bus (kafka)")?)
         }
@@ -221,7 +216,7 @@ pub async fn run(
         )),
         #[cfg(feature = "scylla")]
         StoreKind::Scylla => {
-            let c = scylla_config(&config);
+            let c = scylla_config(&config)?;
             Arc::new(
                 smsc_common::store::scylla::ScyllaStore::connect(c)
                     .await
@@ -627,7 +622,7 @@ fn topic_list(config: &Config) -> Vec<String> {
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
     #[cfg(feature = "scylla")]
     {
-        let c = scylla_config(&config);
+        let c = scylla_config(&config)?;
         let applied = smsc_common::store::scylla::migrate(&c).await.context("migrating")?;
         info!(keyspace = %c.keyspace, ?applied, "schema up to date");
         Ok(())
@@ -669,13 +664,6 @@ async fn reload_routes(
 }
 
 #[cfg(feature = "scylla")]
-fn scylla_config(config: &Config) -> smsc_common::store::scylla::ScyllaConfig {
-    smsc_common::store::scylla::ScyllaConfig {
-        uris: config.store.uris.clone(),
-        keyspace: config.store.keyspace.clone(),
-        local_dc: config.store.local_dc.clone(),
-        replication_factor: config.store.replication_factor,
-        message_ttl: config.store.message_ttl,
-        ..smsc_common::store::scylla::ScyllaConfig::default()
-    }
+fn scylla_config(config: &Config) -> anyhow::Result<smsc_common::store::scylla::ScyllaConfig> {
+    Ok(smsc_common::store::scylla::ScyllaConfig::from_config(&config.store)?)
 }

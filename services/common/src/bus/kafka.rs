@@ -69,6 +69,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 
 use super::{Bus, BusError, Consumer, Delivery, Record};
+use crate::config::{BusConfig, ClientTls};
 
 /// The header that carries [`Record::not_before`].
 pub const NOT_BEFORE_HEADER: &str = "smsc-not-before";
@@ -111,6 +112,8 @@ pub struct KafkaBusConfig {
     pub join_timeout: Duration,
     /// Topics created (when missing) at [`KafkaBus::connect`].
     pub topics: Vec<String>,
+    /// TLS to the brokers (`security.protocol: ssl` and the `ssl.*` file locations).
+    pub tls: Option<ClientTls>,
     /// More librdkafka settings (`security.protocol`, `queue.buffering.max.messages`,
     /// ...), applied to every client after ours, so they override them. A setting of the
     /// other role (a producer setting seen by a consumer) is ignored by librdkafka with
@@ -129,7 +132,21 @@ impl KafkaBusConfig {
             message_timeout: Duration::from_secs(15),
             join_timeout: Duration::from_secs(30),
             topics: Vec::new(),
+            tls: None,
             extra: BTreeMap::new(),
+        }
+    }
+
+    /// From the config file's `bus` section; `client_id` is the node id.
+    pub fn from_config(bus: &BusConfig, client_id: &str) -> Self {
+        Self {
+            client_id: client_id.to_owned(),
+            partitions: bus.partitions,
+            replication_factor: bus.replication_factor,
+            session_timeout: bus.session_timeout,
+            tls: bus.tls.clone(),
+            extra: bus.extra.clone(),
+            ..Self::new(bus.brokers.clone())
         }
     }
 
@@ -139,6 +156,20 @@ impl KafkaBusConfig {
             .set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)
             .set_log_level(RDKafkaLogLevel::Warning);
+        if let Some(tls) = &self.tls {
+            // librdkafka checks the broker's host name against its certificate by
+            // default (`ssl.endpoint.identification.algorithm: https`); said here so
+            // that no librdkafka default change can turn it off.
+            config
+                .set("security.protocol", "ssl")
+                .set("ssl.endpoint.identification.algorithm", "https")
+                .set("ssl.ca.location", tls.ca.to_string_lossy());
+            if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+                config
+                    .set("ssl.certificate.location", cert.to_string_lossy())
+                    .set("ssl.key.location", key.to_string_lossy());
+            }
+        }
         config
     }
 
@@ -1040,6 +1071,36 @@ impl Drop for KafkaConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bus_tls_becomes_ssl_settings_of_every_client_and_extra_wins() {
+        let text = "brokers: k1:9093\ntls: { ca: /t/ca.crt, cert: /t/user.crt, key: /t/user.key }\n\
+                    extra: { security.protocol: sasl_ssl, sasl.mechanism: SCRAM-SHA-512 }";
+        let bus: BusConfig = serde_yaml::from_str(text).expect("bus section");
+        let config = KafkaBusConfig::from_config(&bus, "edge-0");
+        for (role, client) in [
+            ("producer", config.producer()),
+            ("consumer", config.consumer("g")),
+            ("admin", config.admin()),
+        ] {
+            let get = |key| client.get(key).unwrap_or_else(|| panic!("{role}: no {key}"));
+            assert_eq!(get("bootstrap.servers"), "k1:9093", "{role}");
+            assert_eq!(get("client.id"), "edge-0", "{role}");
+            assert_eq!(get("ssl.ca.location"), "/t/ca.crt", "{role}");
+            assert_eq!(get("ssl.certificate.location"), "/t/user.crt", "{role}");
+            assert_eq!(get("ssl.key.location"), "/t/user.key", "{role}");
+            assert_eq!(get("ssl.endpoint.identification.algorithm"), "https", "{role}");
+            assert_eq!(get("security.protocol"), "sasl_ssl", "{role}: extra overrides");
+            assert_eq!(get("sasl.mechanism"), "SCRAM-SHA-512", "{role}");
+        }
+
+        let plain = KafkaBusConfig::from_config(&BusConfig::default(), "n").producer();
+        assert_eq!(plain.get("security.protocol"), None);
+        let ca_only: BusConfig = serde_yaml::from_str("tls: { ca: /ca.crt }").expect("bus section");
+        let ca_only = KafkaBusConfig::from_config(&ca_only, "n").consumer("g");
+        assert_eq!(ca_only.get("security.protocol"), Some("ssl"));
+        assert_eq!(ca_only.get("ssl.certificate.location"), None);
+    }
 
     #[test]
     fn not_before_round_trips_to_the_nanosecond() {

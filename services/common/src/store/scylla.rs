@@ -26,6 +26,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use openssl::ssl::{SslConnector, SslConnectorBuilder, SslFiletype, SslMethod, SslVerifyMode};
+use openssl::x509::X509;
+use openssl::x509::store::X509StoreBuilder;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -51,6 +54,7 @@ use super::{
     StoreError, StoreResult, StoredAddress, StoredMessage, UnixMillis, Update, UpstreamEntry,
     UpstreamLink,
 };
+use crate::config::{ClientTls, StoreConfig};
 
 /// Connection and schema settings.
 #[derive(Clone, PartialEq, Eq)]
@@ -69,6 +73,11 @@ pub struct ScyllaConfig {
     pub request_timeout: Duration,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// TLS to the nodes: their certificates must chain to `ca` (and nothing else: the
+    /// system's CAs are not trusted). The driver dials nodes by the addresses the
+    /// cluster reports and checks no host name, as ScyllaDB node certificates rarely
+    /// name those addresses; a CA of the database's own is what makes this safe.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ScyllaConfig {
@@ -82,6 +91,7 @@ impl Default for ScyllaConfig {
             request_timeout: Duration::from_secs(5),
             username: None,
             password: None,
+            tls: None,
         }
     }
 }
@@ -98,6 +108,7 @@ impl std::fmt::Debug for ScyllaConfig {
             .field("request_timeout", &self.request_timeout)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -106,6 +117,35 @@ impl std::fmt::Debug for ScyllaConfig {
 const MAX_TTL_SECS: i32 = 630_720_000;
 
 impl ScyllaConfig {
+    /// From the config file's `store` section; reads the password file.
+    pub fn from_config(store: &StoreConfig) -> Result<Self, ScyllaError> {
+        let (username, password) = match &store.auth {
+            Some(auth) => {
+                let password = std::fs::read_to_string(&auth.password_file).map_err(|e| {
+                    ScyllaError::Config {
+                        key: "auth.password_file",
+                        reason: format!("{}: {e}", auth.password_file.display()),
+                    }
+                })?;
+                // A Secret written with `echo` ends in a newline that is not the password's.
+                let password = password.strip_suffix('\n').unwrap_or(&password).to_owned();
+                (Some(auth.username.clone()), Some(password))
+            }
+            None => (None, None),
+        };
+        Ok(Self {
+            uris: store.uris.clone(),
+            keyspace: store.keyspace.clone(),
+            local_dc: store.local_dc.clone(),
+            replication_factor: store.replication_factor,
+            message_ttl: store.message_ttl,
+            username,
+            password,
+            tls: store.tls.clone(),
+            ..Self::default()
+        })
+    }
+
     /// Checks every key; the error names the first bad one.
     pub fn validate(&self) -> Result<(), ScyllaError> {
         let bad = |key: &'static str, reason: String| Err(ScyllaError::Config { key, reason });
@@ -153,6 +193,12 @@ pub enum ScyllaError {
     Config { key: &'static str, reason: String },
     #[error("cannot connect to ScyllaDB")]
     Connect(#[source] Box<NewSessionError>),
+    #[error("store.tls: {path}")]
+    Tls {
+        path: String,
+        #[source]
+        source: openssl::error::ErrorStack,
+    },
     #[error("cannot prepare `{statement}`")]
     Prepare {
         statement: String,
@@ -1030,7 +1076,42 @@ pub async fn connect_session(config: &ScyllaConfig) -> Result<Session, ScyllaErr
     if let (Some(user), Some(password)) = (&config.username, &config.password) {
         builder = builder.user(user, password);
     }
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_context(Some(tls_connector(tls)?));
+    }
     builder.build().await.map_err(|e| ScyllaError::Connect(Box::new(e)))
+}
+
+/// OpenSSL (the driver's TLS backend that shares librdkafka's library; its rustls one
+/// would bring a second crypto provider) trusting `ca` only, with the client
+/// certificate when one is configured.
+fn tls_connector(tls: &ClientTls) -> Result<SslConnectorBuilder, ScyllaError> {
+    let at = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| ScyllaError::Tls { path, source }
+    };
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(at(&tls.ca))?;
+    let pem = std::fs::read(&tls.ca).map_err(|e| ScyllaError::Config {
+        key: "tls.ca",
+        reason: format!("{}: {e}", tls.ca.display()),
+    })?;
+    let certs = X509::stack_from_pem(&pem).map_err(at(&tls.ca))?;
+    if certs.is_empty() {
+        let reason = format!("{} holds no PEM certificate", tls.ca.display());
+        return Err(ScyllaError::Config { key: "tls.ca", reason });
+    }
+    let mut store = X509StoreBuilder::new().map_err(at(&tls.ca))?;
+    for cert in certs {
+        store.add_cert(cert).map_err(at(&tls.ca))?;
+    }
+    builder.set_cert_store(store.build());
+    builder.set_verify(SslVerifyMode::PEER);
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        builder.set_certificate_chain_file(cert).map_err(at(cert))?;
+        builder.set_private_key_file(key, SslFiletype::PEM).map_err(at(key))?;
+        builder.check_private_key().map_err(at(key))?;
+    }
+    Ok(builder)
 }
 
 /// Applies the schema (for `smsc migrate`): connects, migrates, disconnects.
@@ -1531,6 +1612,61 @@ mod tests {
             local_dc: "dc-east".to_owned(),
             ..ScyllaConfig::default()
         }
+    }
+
+    #[test]
+    fn from_config_reads_the_password_file_and_debug_hides_the_password() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("password");
+        std::fs::write(&file, "s3cret \n").expect("write");
+        let yaml = format!(
+            "{{ kind: scylla, uris: ['10.0.0.1:9042'], keyspace: ks, local_dc: eu, \
+               auth: {{ username: smsc, password_file: {} }}, tls: {{ ca: /s/ca.crt }} }}",
+            file.display()
+        );
+        let store: StoreConfig = serde_yaml::from_str(&yaml).expect("store section");
+        let c = ScyllaConfig::from_config(&store).expect("config");
+        assert_eq!(c.username.as_deref(), Some("smsc"));
+        assert_eq!(c.password.as_deref(), Some("s3cret "), "only the final newline goes");
+        assert_eq!(c.tls.as_ref().map(|t| t.ca.as_path()), Some(std::path::Path::new("/s/ca.crt")));
+        assert_eq!(
+            (c.uris.as_slice(), c.keyspace.as_str(), c.local_dc.as_str()),
+            (&["10.0.0.1:9042".to_owned()][..], "ks", "eu")
+        );
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cret") && debug.contains("<redacted>"), "{debug}");
+
+        std::fs::remove_file(&file).expect("remove");
+        let e = ScyllaConfig::from_config(&store).expect_err("missing password file");
+        assert!(matches!(e, ScyllaError::Config { key: "auth.password_file", .. }), "{e:?}");
+        let none = ScyllaConfig::from_config(&StoreConfig::default()).expect("config");
+        assert_eq!((none.username, none.password, none.tls), (None, None, None));
+    }
+
+    #[test]
+    fn a_bad_tls_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let not_pem = dir.path().join("garbage.pem");
+        std::fs::write(&not_pem, "not a certificate").expect("write");
+        let ca = dir.path().join("ca.crt");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["ca".to_owned()]).expect("params");
+        std::fs::write(&ca, cert.self_signed(&key).expect("cert").pem()).expect("write");
+        let tls = |ca: &std::path::Path, cert: Option<&std::path::Path>| ClientTls {
+            ca: ca.to_owned(),
+            cert: cert.map(ToOwned::to_owned),
+            key: cert.map(ToOwned::to_owned),
+        };
+        for bad_ca in [not_pem.clone(), dir.path().join("missing.crt")] {
+            let e = tls_connector(&tls(&bad_ca, None)).err().expect("a bad CA is an error");
+            assert!(matches!(e, ScyllaError::Config { key: "tls.ca", .. }), "{e:?}");
+        }
+        assert!(tls_connector(&tls(&ca, None)).is_ok(), "a CA alone is enough");
+        let e = tls_connector(&tls(&ca, Some(&not_pem))).err().expect("a bad client certificate");
+        assert!(
+            matches!(&e, ScyllaError::Tls { path, .. } if path.ends_with("garbage.pem")),
+            "{e:?}"
+        );
     }
 
     /// Every statement of every migration file, rendered for `config()`.

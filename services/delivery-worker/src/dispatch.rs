@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt as _;
+use futures::stream::{FuturesOrdered, FuturesUnordered};
 use prost::Message as _;
 use smsc_common::accounts::AccountDirectory;
 use smsc_common::bus::{Bus, BusError, Delivery, topics};
@@ -25,8 +27,15 @@ pub const GROUP: &str = "smsc-dispatcher";
 /// entry only costs one failed call before the lookup is refreshed.
 const DIRECTORY_TTL: Duration = Duration::from_secs(1);
 
-/// Pending notifications delivered per account per sweep page.
+/// Pending notifications read per account per sweep page.
 const PAGE: usize = 256;
+
+/// Pending notifications of one account in flight at once during a sweep: a receiver's
+/// window and queue hold more, and live receipts from `smsc.notify` share them.
+const SWEEP_IN_FLIGHT: usize = 32;
+
+/// Accounts swept at once.
+const SWEEP_ACCOUNTS: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
@@ -175,47 +184,80 @@ impl Dispatcher {
         pushed
     }
 
-    /// Delivers what is pending for every account that has a receiver now.
+    /// Delivers what is pending for every account that has a receiver now: a few
+    /// accounts at once, and within an account up to [`SWEEP_IN_FLIGHT`] notifications
+    /// in flight (issued in queue order), so that a backlog left by a long unbound
+    /// period drains at the receiver's pace rather than one round trip at a time.
     pub async fn sweep(&self) {
-        'accounts: for system_id in self.accounts.system_ids() {
-            let mut after: Option<String> = None;
-            loop {
-                let page = match self.store.pending(&system_id, after.as_deref(), PAGE).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        warn!(error = %e, "pending queue unavailable");
-                        return;
-                    }
-                };
-                if page.items.is_empty() || self.edges(&system_id, false).await.is_empty() {
-                    break;
-                }
-                for p in &page.items {
-                    let kind = match p.kind {
-                        StoredKind::Mo => NotificationKind::Mo,
-                        _ => NotificationKind::Receipt,
-                    };
-                    match self.send(&system_id, kind, &p.message_id, &p.pdu).await {
-                        // This account cannot take it now; the others still can.
-                        Sent::NotNow => continue 'accounts,
-                        sent => {
-                            let outcome =
-                                if sent == Sent::Delivered { "delivered" } else { "refused" };
-                            self.metrics
-                                .worker
-                                .notifications_total
-                                .with_label_values(&[kind_label(kind), outcome])
-                                .inc();
-                            let _ = self.store.delete_pending(&system_id, &p.id).await;
-                        }
-                    }
-                }
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
+        let mut accounts = self.accounts.system_ids().into_iter();
+        let mut sweeping = FuturesUnordered::new();
+        loop {
+            while sweeping.len() < SWEEP_ACCOUNTS {
+                let Some(system_id) = accounts.next() else { break };
+                sweeping.push(self.sweep_account(system_id));
+            }
+            if sweeping.next().await.is_none() {
+                return;
             }
         }
+    }
+
+    async fn sweep_account(&self, system_id: String) {
+        let mut after: Option<String> = None;
+        loop {
+            let page = match self.store.pending(&system_id, after.as_deref(), PAGE).await {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(error = %e, "pending queue unavailable");
+                    return;
+                }
+            };
+            if page.items.is_empty() || self.edges(&system_id, false).await.is_empty() {
+                return;
+            }
+            // Once a notification finds no room, none more is issued (those in flight
+            // finish); the account is tried again at the next sweep.
+            let mut busy = false;
+            let mut items = page.items.iter();
+            let mut in_flight = FuturesOrdered::new();
+            loop {
+                while !busy && in_flight.len() < SWEEP_IN_FLIGHT {
+                    let Some(p) = items.next() else { break };
+                    in_flight.push_back(self.send_pending(&system_id, p));
+                }
+                let Some((p, kind, sent)) = in_flight.next().await else { break };
+                let outcome = match sent {
+                    Sent::NotNow => {
+                        busy = true;
+                        continue;
+                    }
+                    Sent::Delivered => "delivered",
+                    Sent::Refused => "refused",
+                };
+                self.metrics
+                    .worker
+                    .notifications_total
+                    .with_label_values(&[kind_label(kind), outcome])
+                    .inc();
+                let _ = self.store.delete_pending(&system_id, &p.id).await;
+            }
+            match page.next {
+                Some(n) if !busy => after = Some(n),
+                _ => return,
+            }
+        }
+    }
+
+    async fn send_pending<'a>(
+        &self,
+        system_id: &str,
+        p: &'a PendingNotification,
+    ) -> (&'a PendingNotification, NotificationKind, Sent) {
+        let kind = match p.kind {
+            StoredKind::Mo => NotificationKind::Mo,
+            _ => NotificationKind::Receipt,
+        };
+        (p, kind, self.send(system_id, kind, &p.message_id, &p.pdu).await)
     }
 }
 
@@ -256,4 +298,142 @@ pub async fn run(
     .await;
     let _ = sweeper.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::future::BoxFuture;
+    use smsc_common::accounts::Account;
+    use smsc_common::pipeline::EdgeLink;
+    use smsc_common::store::SystemClock;
+    use smsc_common::store::contract::sample_lease;
+    use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
+    use smsc_proto::DeliverResponse;
+
+    use super::*;
+
+    /// An edge whose receivers take `capacity` notifications of an account (absent:
+    /// any number) and then answer busy, each call taking a moment; it counts the calls
+    /// in flight at once.
+    #[derive(Debug, Default)]
+    struct Edge {
+        capacity: Mutex<HashMap<String, usize>>,
+        delivered: Mutex<HashMap<String, Vec<String>>>,
+        calls: AtomicUsize,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+    }
+
+    impl Edge {
+        fn delivered(&self, system_id: &str) -> Vec<String> {
+            self.delivered.lock().expect("lock").get(system_id).cloned().unwrap_or_default()
+        }
+    }
+
+    impl EdgeLink for Edge {
+        fn deliver(
+            &self,
+            _endpoint: &str,
+            req: DeliverRequest,
+        ) -> BoxFuture<'_, Result<DeliverResponse, tonic::Status>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                let capacity = self.capacity.lock().expect("lock").get(&req.system_id).copied();
+                let mut delivered = self.delivered.lock().expect("lock");
+                let taken = delivered.entry(req.system_id).or_default();
+                let outcome = if capacity.is_some_and(|c| taken.len() >= c) {
+                    DeliverOutcome::Temporary
+                } else {
+                    taken.push(req.message_id);
+                    DeliverOutcome::Delivered
+                };
+                Ok(DeliverResponse { outcome: outcome as i32, ..DeliverResponse::default() })
+            })
+        }
+    }
+
+    /// A dispatcher for accounts `a` and `b`, both with a receiver bound, and `backlog`
+    /// pending notifications each.
+    async fn setup(backlog: &[(&str, usize)]) -> (Dispatcher, Arc<Edge>, Arc<EmbeddedStore>) {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store =
+            Arc::new(EmbeddedStore::with_clock(EmbeddedStoreConfig::default(), clock.clone()));
+        let mut accounts = Vec::new();
+        for (system_id, count) in backlog {
+            let mut account = Account::demo();
+            account.system_id = (*system_id).to_owned();
+            accounts.push(account);
+            let lease = sample_lease(system_id, "s1");
+            store.put_session(lease, Duration::from_secs(600)).await.expect("lease");
+            for i in 0..*count {
+                let p = PendingNotification {
+                    id: format!("{i:08}"),
+                    kind: StoredKind::Receipt,
+                    message_id: format!("{system_id}-{i}"),
+                    pdu: Bytes::from_static(b"deliver_sm"),
+                    created_at: 0,
+                };
+                store.push_pending(system_id, p).await.expect("pending");
+            }
+        }
+        let edge = Arc::new(Edge::default());
+        let d = Dispatcher::new(
+            store.clone(),
+            edge.clone(),
+            Arc::new(AccountDirectory::new(accounts)),
+            clock,
+            Metrics::new(),
+            CancellationToken::new(),
+        );
+        (d, edge, store)
+    }
+
+    async fn pending(store: &EmbeddedStore, system_id: &str) -> usize {
+        store.pending(system_id, None, 10_000).await.expect("pending").items.len()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_drains_in_one_sweep_several_at_a_time() {
+        let (d, edge, store) = setup(&[("a", 600), ("b", 10)]).await;
+        d.sweep().await;
+        let mut want: Vec<String> = (0..600).map(|i| format!("a-{i}")).collect();
+        let mut got = edge.delivered("a");
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "every pending notification once");
+        assert_eq!(edge.delivered("b").len(), 10);
+        assert_eq!((pending(&store, "a").await, pending(&store, "b").await), (0, 0));
+        let max = edge.max_in_flight.load(Ordering::SeqCst);
+        assert!(max > SWEEP_IN_FLIGHT, "accounts and notifications in parallel: {max}");
+        assert!(max <= SWEEP_IN_FLIGHT * 2, "bounded per account: {max}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_account_stops_issuing_keeps_the_rest_pending_and_others_drain() {
+        let (d, edge, store) = setup(&[("a", 600), ("b", 10)]).await;
+        edge.capacity.lock().expect("lock").insert("a".to_owned(), 40);
+        d.sweep().await;
+        assert_eq!(edge.delivered("a").len(), 40);
+        assert_eq!(pending(&store, "a").await, 560, "what found no room stays pending");
+        let a_calls = edge.calls.load(Ordering::SeqCst) - 10;
+        // A notification that finds no room asks the edge twice (again after refreshing
+        // the directory): at most the ones in flight when the first answer came.
+        assert!(a_calls <= 40 + 2 * SWEEP_IN_FLIGHT, "no more issued once busy: {a_calls} calls");
+        assert_eq!(edge.delivered("b").len(), 10, "another account is not held back");
+
+        edge.capacity.lock().expect("lock").clear();
+        d.sweep().await;
+        let mut got = edge.delivered("a");
+        got.sort();
+        got.dedup();
+        assert_eq!(got.len(), 600, "the rest at the next sweep, none twice");
+        assert_eq!(edge.delivered("a").len(), 600);
+        assert_eq!(pending(&store, "a").await, 0);
+    }
 }

@@ -198,6 +198,12 @@ pub struct EdgeConfig {
     /// TTL of a session's entry in the session directory, refreshed while it lives.
     #[serde(deserialize_with = "duration")]
     pub session_lease_ttl: Duration,
+    /// How long a receipt or MO for an ESME whose receiver sessions all have a full
+    /// queue waits for room before the edge answers "busy" (and the worker makes it
+    /// pending). Longer holds a slow ESME's receipts on the bus; it also holds back the
+    /// other accounts that share the worker's dispatcher lane for up to this long.
+    #[serde(deserialize_with = "duration")]
+    pub deliver_queue_wait: Duration,
 }
 
 impl Default for EdgeConfig {
@@ -220,6 +226,7 @@ impl Default for EdgeConfig {
             peers: None,
             rebalance: RebalanceConfig::default(),
             session_lease_ttl: Duration::from_secs(30),
+            deliver_queue_wait: Duration::from_secs(2),
         }
     }
 }
@@ -1317,6 +1324,15 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         }
     }
     // The idle probe must get its answer before the session counts as dead.
+    if e.deliver_queue_wait + e.response_timeout >= crate::pipeline::EDGE_DELIVER_DEADLINE {
+        return Err(invalid(
+            "edge.deliver_queue_wait",
+            format!(
+                "plus edge.response_timeout must stay under the workers' {} Edge.Deliver deadline",
+                humantime::format_duration(crate::pipeline::EDGE_DELIVER_DEADLINE)
+            ),
+        ));
+    }
     if e.inactivity_timeout <= e.enquire_link_interval + e.response_timeout {
         return Err(invalid(
             "edge.inactivity_timeout",
@@ -1605,6 +1621,7 @@ edge:
   pdu_read_timeout: 3s
   lockout: {{ max_failures: 3, window: 1m, duration: 1h, max_entries: 1000 }}
   session_lease_ttl: 15s
+  deliver_queue_wait: 500ms
 grpc_tls: {{ ca: /tls/ca.crt, cert: /tls/tls.crt, key: /tls/tls.key, server_name: smsc.internal }}
 accounts:
   - system_id: bank
@@ -1628,6 +1645,7 @@ store: {{ kind: embedded, message_ttl: 24h, auth: {{ username: smsc, password_fi
         assert_eq!(c.edge.advertised_grpc_addr(), "edge-1.edge:50051");
         assert_eq!(c.edge.max_connections_per_ip, 20);
         assert_eq!(c.edge.pdu_read_timeout, Duration::from_secs(3));
+        assert_eq!(c.edge.deliver_queue_wait, Duration::from_millis(500));
         assert_eq!(
             c.edge.lockout,
             LockoutConfig {
@@ -1819,6 +1837,7 @@ store: {{ kind: embedded, message_ttl: 24h, auth: {{ username: smsc, password_fi
             ("store: { auth: { username: '', password_file: /p } }", "store.auth.username"),
             ("store: { auth: { username: u, password_file: '' } }", "store.auth.password_file"),
             ("edge: { response_timeout: 0s }", "edge.response_timeout"),
+            ("edge: { deliver_queue_wait: 25s }", "edge.deliver_queue_wait"),
             ("edge: { max_command_length: 15 }", "edge.max_command_length"),
             ("edge: { grpc_advertise: 'nohost' }", "edge.grpc_advertise"),
             ("edge: { grpc_listen: '127.0.0.1:2775' }", "edge.grpc_listen"),

@@ -178,6 +178,11 @@ pub trait EdgeLink: Send + Sync + std::fmt::Debug + 'static {
     ) -> BoxFuture<'_, Result<DeliverResponse, tonic::Status>>;
 }
 
+/// The deadline of one `Edge.Deliver` call: the edge's wait for queue room
+/// (`edge.deliver_queue_wait`) plus its wait for the deliver_sm_resp
+/// (`edge.response_timeout`) must fit in it, which config validation checks.
+pub const EDGE_DELIVER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `Edge.Deliver` over gRPC, one lazily connected channel per endpoint.
 #[derive(Debug, Default)]
 pub struct GrpcEdgeLink {
@@ -207,7 +212,7 @@ impl GrpcEdgeLink {
         let channel = crate::grpc_tls::endpoint(endpoint, self.tls.as_ref())
             .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
             .connect_timeout(std::time::Duration::from_secs(2))
-            .timeout(std::time::Duration::from_secs(30))
+            .timeout(EDGE_DELIVER_DEADLINE)
             .connect_lazy();
         let c = smsc_proto::edge_client::EdgeClient::new(channel);
         m.insert(endpoint.to_owned(), c.clone());

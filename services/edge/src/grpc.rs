@@ -57,7 +57,8 @@ impl EdgeService for EdgeGrpc {
             // burst); answering "busy" at once would spill the notification into the
             // pending queue, which is swept far more slowly.
             let room = receivers.iter().map(|s| Box::pin(s.tx.reserve()));
-            match tokio::time::timeout(QUEUE_WAIT, futures::future::select_ok(room)).await {
+            let wait = self.0.settings.deliver_queue_wait;
+            match tokio::time::timeout(wait, futures::future::select_ok(room)).await {
                 Ok(Ok((permit, _))) => permit.send(msg),
                 Ok(Err(_)) => {
                     return Ok(Response::new(temporary(CommandStatus::ESME_ROK, "session closed")));
@@ -78,10 +79,6 @@ impl EdgeService for EdgeGrpc {
         Ok(Response::new(resp))
     }
 }
-
-/// How long `Edge.Deliver` waits for room in a receiver's queue when all are full,
-/// before answering "busy" (the dispatcher then makes the notification pending).
-pub const QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 fn temporary(status: CommandStatus, detail: &str) -> DeliverResponse {
     outcome(DeliverOutcome::Temporary, status, detail)

@@ -65,6 +65,9 @@ pub struct Settings {
     pub drain_timeout: Duration,
     pub max_connections: usize,
     pub session_lease_ttl: Duration,
+    /// How long `Edge.Deliver` waits for room when every receiver's queue is full,
+    /// before answering "busy".
+    pub deliver_queue_wait: Duration,
 }
 
 impl Default for Settings {
@@ -81,6 +84,7 @@ impl Default for Settings {
             drain_timeout: Duration::from_secs(20),
             max_connections: 10_000,
             session_lease_ttl: Duration::from_secs(30),
+            deliver_queue_wait: Duration::from_secs(2),
         }
     }
 }

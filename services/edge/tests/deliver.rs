@@ -165,7 +165,7 @@ async fn a_receiver_that_stays_full_is_reported_busy_after_the_wait() {
     let edge = TestEdge::start(Setup::default()).await;
     let _c = edge.bind(BindKind::Receiver, ESME).await;
     let calls = overfill(&edge).await;
-    // Nothing is answered: the ones without room give up after QUEUE_WAIT, well before
+    // Nothing is answered: the ones without room give up after deliver_queue_wait, well before
     // the window's deliver_sm time out (response_timeout) and make room.
     let (first, _, _) = tokio::time::timeout(READ_TIMEOUT, futures::future::select_all(calls))
         .await

@@ -164,6 +164,7 @@ fn edge_settings(config: &Config, grpc_endpoint: String) -> Settings {
         drain_timeout: e.drain_timeout,
         max_connections: e.max_connections as usize,
         session_lease_ttl: e.session_lease_ttl,
+        deliver_queue_wait: e.deliver_queue_wait,
     }
 }
 

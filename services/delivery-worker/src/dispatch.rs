@@ -14,7 +14,9 @@ use prost::Message as _;
 use smsc_common::accounts::AccountDirectory;
 use smsc_common::bus::{Bus, BusError, Delivery, topics};
 use smsc_common::pipeline::{DynEdgeLink, join, run_lanes, store_until_ok};
-use smsc_common::store::{Clock, NotificationKind as StoredKind, PendingNotification, Store};
+use smsc_common::store::{
+    Clock, NotificationKind as StoredKind, PendingNotification, SlotClaim, Store,
+};
 use smsc_common::telemetry::Metrics;
 use smsc_proto::{DeliverOutcome, DeliverRequest, Notification, NotificationKind};
 use tokio::time::Instant;
@@ -37,6 +39,11 @@ const SWEEP_IN_FLIGHT: usize = 32;
 /// Accounts swept at once.
 const SWEEP_ACCOUNTS: usize = 8;
 
+/// The store lease (`claim_slot`, pool `sweep:<system_id>`) a worker holds while it
+/// sweeps an account, refreshed per page: two workers never send the same pending
+/// notification. A worker that dies holding it delays that account's sweep this long.
+const SWEEP_LEASE: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
     Delivered,
@@ -56,6 +63,8 @@ pub struct Dispatcher {
     pub shutdown: CancellationToken,
     edges: Mutex<HashMap<String, (Instant, Vec<String>)>>,
     ids: smsc_common::ids::IdGenerator,
+    /// This worker's name in sweep leases.
+    node_id: String,
 }
 
 impl Dispatcher {
@@ -66,6 +75,7 @@ impl Dispatcher {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
+        node_id: &str,
     ) -> Self {
         Self {
             store,
@@ -76,6 +86,7 @@ impl Dispatcher {
             shutdown,
             edges: Mutex::new(HashMap::new()),
             ids: smsc_common::ids::IdGenerator::new(),
+            node_id: node_id.to_owned(),
         }
     }
 
@@ -187,7 +198,8 @@ impl Dispatcher {
     /// Delivers what is pending for every account that has a receiver now: a few
     /// accounts at once, and within an account up to [`SWEEP_IN_FLIGHT`] notifications
     /// in flight (issued in queue order), so that a backlog left by a long unbound
-    /// period drains at the receiver's pace rather than one round trip at a time.
+    /// period drains at the receiver's pace rather than one round trip at a time. One
+    /// worker at a time sweeps an account ([`SWEEP_LEASE`]).
     pub async fn sweep(&self) {
         let mut accounts = self.accounts.system_ids().into_iter();
         let mut sweeping = FuturesUnordered::new();
@@ -203,48 +215,76 @@ impl Dispatcher {
     }
 
     async fn sweep_account(&self, system_id: String) {
+        // A cheap look first: most accounts have nothing pending, and a lease is an LWT.
+        match self.store.pending(&system_id, None, 1).await {
+            Ok(page) if !page.items.is_empty() => {}
+            Ok(_) => return,
+            Err(e) => {
+                warn!(error = %e, "pending queue unavailable");
+                return;
+            }
+        }
+        if self.edges(&system_id, false).await.is_empty() {
+            return;
+        }
+        let pool = format!("sweep:{system_id}");
         let mut after: Option<String> = None;
         loop {
+            // Taken (or refreshed) before the page is read, so that the page never
+            // predates another worker's deletes.
+            match self.store.claim_slot(&pool, 0, &self.node_id, SWEEP_LEASE).await {
+                Ok(SlotClaim::Held) => {}
+                Ok(SlotClaim::Busy { holder }) => {
+                    debug!(system_id, holder, "another worker sweeps this account");
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "sweep lease unavailable");
+                    return;
+                }
+            }
             let page = match self.store.pending(&system_id, after.as_deref(), PAGE).await {
                 Ok(p) => p,
                 Err(e) => {
                     warn!(error = %e, "pending queue unavailable");
-                    return;
+                    break;
                 }
             };
-            if page.items.is_empty() || self.edges(&system_id, false).await.is_empty() {
-                return;
-            }
-            // Once a notification finds no room, none more is issued (those in flight
-            // finish); the account is tried again at the next sweep.
-            let mut busy = false;
-            let mut items = page.items.iter();
-            let mut in_flight = FuturesOrdered::new();
-            loop {
-                while !busy && in_flight.len() < SWEEP_IN_FLIGHT {
-                    let Some(p) = items.next() else { break };
-                    in_flight.push_back(self.send_pending(&system_id, p));
-                }
-                let Some((p, kind, sent)) = in_flight.next().await else { break };
-                let outcome = match sent {
-                    Sent::NotNow => {
-                        busy = true;
-                        continue;
-                    }
-                    Sent::Delivered => "delivered",
-                    Sent::Refused => "refused",
-                };
-                self.metrics
-                    .worker
-                    .notifications_total
-                    .with_label_values(&[kind_label(kind), outcome])
-                    .inc();
-                let _ = self.store.delete_pending(&system_id, &p.id).await;
-            }
+            let busy = self.deliver_page(&system_id, &page.items).await;
             match page.next {
                 Some(n) if !busy => after = Some(n),
-                _ => return,
+                _ => break,
             }
+        }
+        let _ = self.store.release_slot(&pool, 0, &self.node_id).await;
+    }
+
+    /// Delivers `items` in order, up to [`SWEEP_IN_FLIGHT`] at once; once one finds no
+    /// room none more is issued (those in flight finish). Whether one found no room.
+    async fn deliver_page(&self, system_id: &str, items: &[PendingNotification]) -> bool {
+        let mut busy = false;
+        let mut items = items.iter();
+        let mut in_flight = FuturesOrdered::new();
+        loop {
+            while !busy && in_flight.len() < SWEEP_IN_FLIGHT {
+                let Some(p) = items.next() else { break };
+                in_flight.push_back(self.send_pending(system_id, p));
+            }
+            let Some((p, kind, sent)) = in_flight.next().await else { return busy };
+            let outcome = match sent {
+                Sent::NotNow => {
+                    busy = true;
+                    continue;
+                }
+                Sent::Delivered => "delivered",
+                Sent::Refused => "refused",
+            };
+            self.metrics
+                .worker
+                .notifications_total
+                .with_label_values(&[kind_label(kind), outcome])
+                .inc();
+            let _ = self.store.delete_pending(system_id, &p.id).await;
         }
     }
 
@@ -307,12 +347,12 @@ mod tests {
     use futures::future::BoxFuture;
     use smsc_common::accounts::Account;
     use smsc_common::pipeline::EdgeLink;
-    use smsc_common::store::SystemClock;
     use smsc_common::store::contract::sample_lease;
     use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
     use smsc_proto::DeliverResponse;
 
     use super::*;
+    use crate::tests::TokioClock;
 
     /// An edge whose receivers take `capacity` notifications of an account (absent:
     /// any number) and then answer busy, each call taking a moment; it counts the calls
@@ -358,40 +398,53 @@ mod tests {
         }
     }
 
-    /// A dispatcher for accounts `a` and `b`, both with a receiver bound, and `backlog`
-    /// pending notifications each.
-    async fn setup(backlog: &[(&str, usize)]) -> (Dispatcher, Arc<Edge>, Arc<EmbeddedStore>) {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store =
-            Arc::new(EmbeddedStore::with_clock(EmbeddedStoreConfig::default(), clock.clone()));
-        let mut accounts = Vec::new();
-        for (system_id, count) in backlog {
-            let mut account = Account::demo();
-            account.system_id = (*system_id).to_owned();
-            accounts.push(account);
-            let lease = sample_lease(system_id, "s1");
-            store.put_session(lease, Duration::from_secs(600)).await.expect("lease");
-            for i in 0..*count {
-                let p = PendingNotification {
-                    id: format!("{i:08}"),
-                    kind: StoredKind::Receipt,
-                    message_id: format!("{system_id}-{i}"),
-                    pdu: Bytes::from_static(b"deliver_sm"),
-                    created_at: 0,
-                };
-                store.push_pending(system_id, p).await.expect("pending");
+    /// Accounts with a receiver bound and `backlog` pending notifications each, in an
+    /// embedded store on tokio's clock.
+    struct Setup {
+        store: Arc<EmbeddedStore>,
+        edge: Arc<Edge>,
+        accounts: Arc<AccountDirectory>,
+        clock: Arc<dyn Clock>,
+    }
+
+    impl Setup {
+        async fn new(backlog: &[(&str, usize)]) -> Self {
+            let clock: Arc<dyn Clock> = Arc::new(TokioClock(tokio::time::Instant::now()));
+            let config = EmbeddedStoreConfig::default();
+            let store = Arc::new(EmbeddedStore::with_clock(config, clock.clone()));
+            let mut accounts = Vec::new();
+            for (system_id, count) in backlog {
+                let mut account = Account::demo();
+                account.system_id = (*system_id).to_owned();
+                accounts.push(account);
+                let lease = sample_lease(system_id, "s1");
+                store.put_session(lease, Duration::from_secs(3600)).await.expect("lease");
+                for i in 0..*count {
+                    let p = PendingNotification {
+                        id: format!("{i:08}"),
+                        kind: StoredKind::Receipt,
+                        message_id: format!("{system_id}-{i}"),
+                        pdu: Bytes::from_static(b"deliver_sm"),
+                        created_at: 0,
+                    };
+                    store.push_pending(system_id, p).await.expect("pending");
+                }
             }
+            let accounts = Arc::new(AccountDirectory::new(accounts));
+            Self { store, edge: Arc::new(Edge::default()), accounts, clock }
         }
-        let edge = Arc::new(Edge::default());
-        let d = Dispatcher::new(
-            store.clone(),
-            edge.clone(),
-            Arc::new(AccountDirectory::new(accounts)),
-            clock,
-            Metrics::new(),
-            CancellationToken::new(),
-        );
-        (d, edge, store)
+
+        fn dispatcher(&self, node_id: &str) -> Dispatcher {
+            Dispatcher::new(
+                self.store.clone(),
+                self.edge.clone(),
+                self.accounts.clone(),
+                self.clock.clone(),
+                Metrics::new(),
+                CancellationToken::new(),
+                node_id,
+            )
+        }
     }
 
     async fn pending(store: &EmbeddedStore, system_id: &str) -> usize {
@@ -400,15 +453,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_backlog_drains_in_one_sweep_several_at_a_time() {
-        let (d, edge, store) = setup(&[("a", 600), ("b", 10)]).await;
-        d.sweep().await;
+        let s = Setup::new(&[("a", 600), ("b", 10)]).await;
+        let (edge, store) = (&s.edge, &s.store);
+        s.dispatcher("worker-0").sweep().await;
         let mut want: Vec<String> = (0..600).map(|i| format!("a-{i}")).collect();
         let mut got = edge.delivered("a");
         got.sort();
         want.sort();
         assert_eq!(got, want, "every pending notification once");
         assert_eq!(edge.delivered("b").len(), 10);
-        assert_eq!((pending(&store, "a").await, pending(&store, "b").await), (0, 0));
+        assert_eq!((pending(store, "a").await, pending(store, "b").await), (0, 0));
         let max = edge.max_in_flight.load(Ordering::SeqCst);
         assert!(max > SWEEP_IN_FLIGHT, "accounts and notifications in parallel: {max}");
         assert!(max <= SWEEP_IN_FLIGHT * 2, "bounded per account: {max}");
@@ -416,11 +470,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_busy_account_stops_issuing_keeps_the_rest_pending_and_others_drain() {
-        let (d, edge, store) = setup(&[("a", 600), ("b", 10)]).await;
+        let s = Setup::new(&[("a", 600), ("b", 10)]).await;
+        let (d, edge, store) = (s.dispatcher("worker-0"), &s.edge, &s.store);
         edge.capacity.lock().expect("lock").insert("a".to_owned(), 40);
         d.sweep().await;
         assert_eq!(edge.delivered("a").len(), 40);
-        assert_eq!(pending(&store, "a").await, 560, "what found no room stays pending");
+        assert_eq!(pending(store, "a").await, 560, "what found no room stays pending");
         let a_calls = edge.calls.load(Ordering::SeqCst) - 10;
         // A notification that finds no room asks the edge twice (again after refreshing
         // the directory): at most the ones in flight when the first answer came.
@@ -434,6 +489,39 @@ mod tests {
         got.dedup();
         assert_eq!(got.len(), 600, "the rest at the next sweep, none twice");
         assert_eq!(edge.delivered("a").len(), 600);
-        assert_eq!(pending(&store, "a").await, 0);
+        assert_eq!(pending(store, "a").await, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_workers_sweeping_at_once_send_each_notification_once() {
+        let s = Setup::new(&[("a", 600), ("b", 300)]).await;
+        let (w0, w1) = (s.dispatcher("worker-0"), s.dispatcher("worker-1"));
+        tokio::join!(w0.sweep(), w1.sweep());
+        tokio::join!(w0.sweep(), w1.sweep());
+        for (system_id, count) in [("a", 600), ("b", 300)] {
+            let mut got = s.edge.delivered(system_id);
+            assert_eq!(got.len(), count, "{system_id}: each once");
+            got.sort();
+            got.dedup();
+            assert_eq!(got.len(), count, "{system_id}: none twice");
+            assert_eq!(pending(&s.store, system_id).await, 0);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sweep_lease_left_by_a_dead_worker_holds_the_account_until_it_expires() {
+        let s = Setup::new(&[("a", 5)]).await;
+        let ttl = SWEEP_LEASE;
+        let dead = s.store.claim_slot("sweep:a", 0, "dead-worker", ttl).await.expect("claim");
+        assert_eq!(dead, SlotClaim::Held);
+        let d = s.dispatcher("worker-0");
+        d.sweep().await;
+        assert!(s.edge.delivered("a").is_empty(), "the holder sweeps, not this worker");
+        tokio::time::advance(SWEEP_LEASE + Duration::from_secs(1)).await;
+        d.sweep().await;
+        assert_eq!(s.edge.delivered("a").len(), 5);
+        // Released after the sweep: the next worker does not wait out a lease.
+        let next = s.store.claim_slot("sweep:a", 0, "worker-1", ttl).await.expect("claim");
+        assert_eq!(next, SlotClaim::Held);
     }
 }

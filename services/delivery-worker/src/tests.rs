@@ -21,8 +21,9 @@ const START_MS: UnixMillis = 1_700_000_000_000;
 const TIERS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
 const WAIT: Duration = Duration::from_secs(120);
 
+/// Store time that follows tokio's (paused) clock.
 #[derive(Debug)]
-struct TokioClock(tokio::time::Instant);
+pub(crate) struct TokioClock(pub(crate) tokio::time::Instant);
 
 impl Clock for TokioClock {
     fn now_ms(&self) -> UnixMillis {

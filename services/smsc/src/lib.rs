@@ -389,6 +389,7 @@ pub async fn run(
             clock.clone(),
             metrics.clone(),
             token.clone(),
+            &config.node_id,
         ));
         let (dbus, interval) = (bus.clone(), config.worker.pending_interval);
         tasks.spawn(async move {

@@ -298,6 +298,7 @@ impl Pipeline {
             dyn_clock.clone(),
             metrics.clone(),
             shutdown.clone(),
+            "worker-0",
         ));
 
         let mut tasks = JoinSet::new();

@@ -2,8 +2,10 @@
 //! a receiver bind of the account, over `Edge.Deliver`. Success is recorded only on
 //! deliver_sm_resp OK; with no receiver bound (or every edge failing) the notification
 //! goes to the store's pending queue, which a sweeper retries until a receiver binds.
+//! A copy of a notification the ESME acknowledged lately is dropped ([`Recent`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +53,65 @@ pub enum Sent {
     Refused,
     /// No receiver took it now.
     NotNow,
+    /// A copy of one the ESME acknowledged lately: dropped.
+    Repeat,
+}
+
+impl Sent {
+    /// The `outcome` label of `smsc_worker_notifications_total`; `None`: not done yet.
+    fn outcome(self) -> Option<&'static str> {
+        match self {
+            Sent::Delivered => Some("delivered"),
+            Sent::Refused => Some("refused"),
+            Sent::Repeat => Some("repeat"),
+            Sent::NotNow => None,
+        }
+    }
+}
+
+/// Notifications lately acknowledged, as hashes of (system_id, message_id, deliver_sm).
+///
+/// A final receipt goes to `smsc.notify` again when its delivery task is seen again
+/// (redelivered to a worker after the receipt went out, or a duplicate submit record):
+/// the copy is byte for byte the same, keyed by the same message_id, so it reaches the
+/// same dispatcher lane after the first, which finds it here. Two generations of
+/// [`RECENT_GENERATION`] hashes each bound the memory (a few MB); a copy is caught if
+/// fewer than that many notifications went out on this worker in between. A copy that
+/// reaches another worker (the partition moved) or this one after a restart still goes
+/// out: receipts stay at least once.
+#[derive(Debug)]
+struct Recent {
+    hasher: foldhash::quality::RandomState,
+    current: HashSet<u64>,
+    previous: HashSet<u64>,
+}
+
+/// Hashes per generation of [`Recent`].
+const RECENT_GENERATION: usize = 100_000;
+
+impl Recent {
+    fn new() -> Self {
+        Self {
+            hasher: foldhash::quality::RandomState::default(),
+            current: HashSet::new(),
+            previous: HashSet::new(),
+        }
+    }
+
+    fn key(&self, system_id: &str, message_id: &str, pdu: &[u8]) -> u64 {
+        self.hasher.hash_one((system_id, message_id, pdu))
+    }
+
+    fn contains(&self, key: u64) -> bool {
+        self.current.contains(&key) || self.previous.contains(&key)
+    }
+
+    fn insert(&mut self, key: u64) {
+        if self.current.len() >= RECENT_GENERATION {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key);
+    }
 }
 
 #[derive(Debug)]
@@ -62,6 +123,7 @@ pub struct Dispatcher {
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
     edges: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+    recent: Mutex<Recent>,
     ids: smsc_common::ids::IdGenerator,
     /// This worker's name in sweep leases.
     node_id: String,
@@ -85,6 +147,7 @@ impl Dispatcher {
             metrics,
             shutdown,
             edges: Mutex::new(HashMap::new()),
+            recent: Mutex::new(Recent::new()),
             ids: smsc_common::ids::IdGenerator::new(),
             node_id: node_id.to_owned(),
         }
@@ -116,8 +179,32 @@ impl Dispatcher {
         v
     }
 
-    /// Tries each edge of the account once.
+    /// Tries each edge of the account once, unless the ESME acknowledged this very
+    /// notification lately.
     pub async fn send(
+        &self,
+        system_id: &str,
+        kind: NotificationKind,
+        message_id: &str,
+        pdu: &Bytes,
+    ) -> Sent {
+        let key = {
+            let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            let key = recent.key(system_id, message_id, pdu);
+            if recent.contains(key) {
+                debug!(system_id, message_id, "copy of an acknowledged notification dropped");
+                return Sent::Repeat;
+            }
+            key
+        };
+        let sent = self.send_to_edges(system_id, kind, message_id, pdu).await;
+        if sent == Sent::Delivered {
+            self.recent.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+        }
+        sent
+    }
+
+    async fn send_to_edges(
         &self,
         system_id: &str,
         kind: NotificationKind,
@@ -172,8 +259,7 @@ impl Dispatcher {
         let pdu = Bytes::from(n.deliver_sm);
         let sent = self.send(&n.system_id, kind, &n.message_id, &pdu).await;
         let label = kind_label(kind);
-        if sent != Sent::NotNow {
-            let outcome = if sent == Sent::Delivered { "delivered" } else { "refused" };
+        if let Some(outcome) = sent.outcome() {
             self.metrics.worker.notifications_total.with_label_values(&[label, outcome]).inc();
             return true;
         }
@@ -271,13 +357,9 @@ impl Dispatcher {
                 in_flight.push_back(self.send_pending(system_id, p));
             }
             let Some((p, kind, sent)) = in_flight.next().await else { return busy };
-            let outcome = match sent {
-                Sent::NotNow => {
-                    busy = true;
-                    continue;
-                }
-                Sent::Delivered => "delivered",
-                Sent::Refused => "refused",
+            let Some(outcome) = sent.outcome() else {
+                busy = true;
+                continue;
             };
             self.metrics
                 .worker
@@ -523,5 +605,59 @@ mod tests {
         // Released after the sweep: the next worker does not wait out a lease.
         let next = s.store.claim_slot("sweep:a", 0, "worker-1", ttl).await.expect("claim");
         assert_eq!(next, SlotClaim::Held);
+    }
+
+    fn notification(message_id: &str, pdu: &'static [u8]) -> Bytes {
+        let n = Notification {
+            system_id: "a".to_owned(),
+            kind: NotificationKind::Receipt as i32,
+            message_id: message_id.to_owned(),
+            deliver_sm: pdu.to_vec(),
+            created_at_ms: 0,
+        };
+        Bytes::from(n.encode_to_vec())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_of_an_acknowledged_notification_is_dropped_and_nothing_else_is() {
+        let s = Setup::new(&[("a", 0)]).await;
+        let d = s.dispatcher("worker-0");
+        let receipt = notification("m1", b"stat:DELIVRD");
+        assert!(d.notification(&receipt).await);
+        assert!(d.notification(&receipt).await, "the copy is done with");
+        assert_eq!(s.edge.delivered("a"), ["m1"], "one receipt");
+        // Same message, other bytes (an intermediate receipt, then the final one): both.
+        assert!(d.notification(&notification("m2", b"stat:ENROUTE")).await);
+        assert!(d.notification(&notification("m2", b"stat:DELIVRD")).await);
+        assert_eq!(s.edge.delivered("a"), ["m1", "m2", "m2"]);
+
+        // Not acknowledged (no room): pending, and a copy that comes later still goes.
+        s.edge.capacity.lock().expect("lock").insert("a".to_owned(), 3);
+        let later = notification("m3", b"stat:DELIVRD");
+        assert!(d.notification(&later).await);
+        assert_eq!(pending(&s.store, "a").await, 1);
+        s.edge.capacity.lock().expect("lock").clear();
+        assert!(d.notification(&later).await);
+        assert_eq!(s.edge.delivered("a"), ["m1", "m2", "m2", "m3"]);
+        // The pending one is now a copy: the sweep drops it.
+        d.sweep().await;
+        assert_eq!(pending(&s.store, "a").await, 0);
+        assert_eq!(s.edge.delivered("a").len(), 4);
+    }
+
+    #[test]
+    fn recent_remembers_between_one_and_two_generations() {
+        let mut recent = Recent::new();
+        let first = recent.key("a", "m0", b"pdu");
+        recent.insert(first);
+        for i in 1..=RECENT_GENERATION as u64 {
+            recent.insert(recent.key("a", &format!("m{i}"), b"pdu"));
+        }
+        assert!(recent.contains(first), "kept for a generation");
+        for i in 0..RECENT_GENERATION as u64 {
+            recent.insert(recent.key("b", &format!("m{i}"), b"pdu"));
+        }
+        assert!(!recent.contains(first), "forgotten after two");
+        assert!(recent.current.len() + recent.previous.len() <= 2 * RECENT_GENERATION);
     }
 }

@@ -69,6 +69,15 @@ NAMESPACE = "smsc"
 
 # Where the chart mounts the gRPC mTLS Secret (config grpc_tls).
 GRPC_TLS_DIR = "/etc/smsc/grpc"
+# Where the chart mounts the Kafka CA and client certificate Secrets (config bus.tls), and
+# the fixed file names it gives their keys.
+KAFKA_CA_DIR = "/etc/smsc/kafka-ca"
+KAFKA_CLIENT_DIR = "/etc/smsc/kafka-client"
+# Where the chart mounts the ScyllaDB password, CA and client certificate Secrets (config
+# store.auth, store.tls), under fixed file names.
+SCYLLA_AUTH_DIR = "/etc/smsc/scylla-auth"
+SCYLLA_CA_DIR = "/etc/smsc/scylla-ca"
+SCYLLA_CLIENT_DIR = "/etc/smsc/scylla-client"
 
 
 def fail(msg: str) -> None:
@@ -129,7 +138,7 @@ def cmd_dockerfile(dockerfile: str, cargo_toml: str) -> None:
     if froms[1].value[0] not in ("debian:bookworm-slim", "gcr.io/distroless/cc-debian12"):
         fail(f"Dockerfile: runtime is {froms[1].value[0]}")
     runs = " ".join(" ".join(c.value) for c in cmds if c.cmd.upper() == "RUN")
-    for pkg in ("cmake", "g++", "pkg-config", "zlib1g-dev", "libcurl4-openssl-dev", "ca-certificates"):
+    for pkg in ("cmake", "g++", "pkg-config", "zlib1g-dev", "libcurl4-openssl-dev", "libssl-dev", "ca-certificates"):
         if pkg not in runs.split():
             fail(f"Dockerfile: package {pkg} is not installed")
     build = re.search(r"cargo build [^&]*", runs)
@@ -285,6 +294,39 @@ def cmd_invariants(rendered: str, *values_files: str) -> None:
     elif "grpc_tls" in config:
         fail("grpcTls.enabled is false but config has grpc_tls")
 
+    k = v["kafkaTls"]
+    if k["enabled"]:
+        want_bus_tls = {"ca": f"{KAFKA_CA_DIR}/ca.crt"}
+        if k.get("clientSecret"):
+            want_bus_tls |= {"cert": f"{KAFKA_CLIENT_DIR}/user.crt", "key": f"{KAFKA_CLIENT_DIR}/user.key"}
+        if config["bus"].get("tls") != want_bus_tls:
+            fail(f"config bus.tls {config['bus'].get('tls')}, want {want_bus_tls}")
+        proto = str(config["bus"].get("extra", {}).get("security.protocol", "ssl")).lower()
+        if proto not in ("ssl", "sasl_ssl"):
+            fail(f"kafkaTls.enabled but config bus.extra security.protocol is {proto}: TLS would be off")
+        ok(f"Kafka TLS: bus.tls {want_bus_tls}" + (f", security.protocol {proto} (bus.extra)"
+                                                   if "security.protocol" in config["bus"].get("extra", {}) else ""))
+    elif "tls" in config["bus"]:
+        fail("kafkaTls.enabled is false but config has bus.tls")
+
+    sa, st = v["scyllaAuth"], v["scyllaTls"]
+    if sa["enabled"]:
+        want_auth = {"username": sa["username"], "password_file": f"{SCYLLA_AUTH_DIR}/password"}
+        if config["store"].get("auth") != want_auth:
+            fail(f"config store.auth {config['store'].get('auth')}, want {want_auth}")
+        ok(f"ScyllaDB auth: store.auth {want_auth}")
+    elif "auth" in config["store"]:
+        fail("scyllaAuth.enabled is false but config has store.auth")
+    if st["enabled"]:
+        want_store_tls = {"ca": f"{SCYLLA_CA_DIR}/ca.crt"}
+        if st.get("clientSecret"):
+            want_store_tls |= {"cert": f"{SCYLLA_CLIENT_DIR}/tls.crt", "key": f"{SCYLLA_CLIENT_DIR}/tls.key"}
+        if config["store"].get("tls") != want_store_tls:
+            fail(f"config store.tls {config['store'].get('tls')}, want {want_store_tls}")
+        ok(f"ScyllaDB TLS: store.tls {want_store_tls}")
+    elif "tls" in config["store"]:
+        fail("scyllaTls.enabled is false but config has store.tls")
+
     # Every file the config names is mounted, from the right Secret and key, read-only,
     # in every role that reads it; and no role mounts a Secret it does not read.
     rendered_secrets = {o["metadata"]["name"] for o in by_kind.get("Secret", [])}
@@ -297,6 +339,22 @@ def cmd_invariants(rendered: str, *values_files: str) -> None:
         for r in needs:
             for field, key in (("ca", "ca.crt"), ("cert", "tls.crt"), ("key", "tls.key")):
                 needs[r][config["grpc_tls"][field]] = (g["existingSecret"], key)
+    bus_tls = config["bus"].get("tls")
+    if bus_tls:
+        for r in needs:  # every role uses the bus: the edge publishes, router and worker consume
+            needs[r][bus_tls["ca"]] = (k["caSecret"], k["caKey"])
+            if bus_tls.get("cert"):
+                needs[r][bus_tls["cert"]] = (k["clientSecret"], k["certKey"])
+                needs[r][bus_tls["key"]] = (k["clientSecret"], k["keyKey"])
+    store_auth, store_tls = config["store"].get("auth"), config["store"].get("tls")
+    for r in needs:  # every role uses the store: the edge's session directory, router and worker messages
+        if store_auth:
+            needs[r][store_auth["password_file"]] = (sa["existingSecret"], sa["passwordKey"])
+        if store_tls:
+            needs[r][store_tls["ca"]] = (st["caSecret"], st["caKey"])
+            if store_tls.get("cert"):
+                needs[r][store_tls["cert"]] = (st["clientSecret"], st["certKey"])
+                needs[r][store_tls["key"]] = (st["clientSecret"], st["keyKey"])
     if config["edge"].get("tls"):
         src = v["edge"]["tls"]["existingSecret"] or f"{fullname}-tls"
         needs["edge"][config["edge"]["tls"]["cert"]] = (src, "tls.crt")
@@ -313,8 +371,11 @@ def cmd_invariants(rendered: str, *values_files: str) -> None:
                      f" want Secret {secret} key {key}")
             if secret not in rendered_secrets and secret not in (v["accounts"]["existingSecret"],
                                                                  v["edge"]["tls"]["existingSecret"],
-                                                                 g["existingSecret"]):
-                fail(f"Secret {secret} is neither rendered nor an existingSecret value")
+                                                                 g["existingSecret"],
+                                                                 k["caSecret"], k["clientSecret"],
+                                                                 sa["existingSecret"], st["caSecret"],
+                                                                 st["clientSecret"]):
+                fail(f"Secret {secret} is neither rendered nor a Secret named in the values")
         extra = {p for p, (kind, _, _) in mounted.items() if kind == "secret"} - set(files)
         if extra:
             fail(f"Deployment {d['metadata']['name']} mounts Secret files its config does not use: {sorted(extra)}")
@@ -327,8 +388,8 @@ def cmd_invariants(rendered: str, *values_files: str) -> None:
             if accounts_dir not in {m["mountPath"] for m in c["volumeMounts"] if "subPath" not in m}:
                 fail(f"Deployment {d['metadata']['name']}: the accounts Secret must be a directory mount"
                      f" at {accounts_dir} (no subPath), so that updates reach the pod")
-    ok("every file the config names (accounts, SMPP TLS, gRPC mTLS) is mounted read-only from its Secret"
-       " in each role that reads it, and nothing else")
+    ok("every file the config names (accounts, SMPP TLS, gRPC mTLS, Kafka TLS, ScyllaDB password and TLS) is"
+       " mounted read-only from its Secret in each role that reads it, and nothing else")
 
     # RBAC: a Role and RoleBinding exactly when a pod calls the API, granting exactly that.
     if by_kind.get("ClusterRole") or by_kind.get("ClusterRoleBinding"):
@@ -526,7 +587,8 @@ def cmd_extract_config(rendered: str, outdir: str, fixtures: str) -> None:
 def cmd_embedded_config(config: str, out: str, admin: str, smpp: str, grpc: str) -> None:
     """The pod's config with what needs a cluster swapped for local stand-ins: embedded bus
     and store instead of Kafka and ScyllaDB, listeners on loopback ports, and accounts
-    status written every second. Accounts, peers, gRPC mTLS and the rest stay as rendered."""
+    status written every second. Accounts, peers, gRPC mTLS, bus.tls, store.auth and
+    store.tls (unused by the embedded bus and store) and the rest stay as rendered."""
     c = yaml.safe_load(Path(config).read_text())
     c["bus"]["kind"] = "embedded"
     c["store"]["kind"] = "embedded"

@@ -81,6 +81,11 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "smsc.accountsPath" -}}/etc/smsc/accounts/accounts.yaml{{- end }}
 {{- define "smsc.tlsDir" -}}/etc/smsc/tls{{- end }}
 {{- define "smsc.grpcTlsDir" -}}/etc/smsc/grpc{{- end }}
+{{- define "smsc.kafkaCaDir" -}}/etc/smsc/kafka-ca{{- end }}
+{{- define "smsc.kafkaClientDir" -}}/etc/smsc/kafka-client{{- end }}
+{{- define "smsc.scyllaAuthDir" -}}/etc/smsc/scylla-auth{{- end }}
+{{- define "smsc.scyllaCaDir" -}}/etc/smsc/scylla-ca{{- end }}
+{{- define "smsc.scyllaClientDir" -}}/etc/smsc/scylla-client{{- end }}
 
 {{/*
 Switches computed from the values. Each prints "true" or nothing, so that
@@ -146,8 +151,8 @@ the edge's termination grace period: preStop sleep + drain + margin, so that SIG
 {{/*
 The smsc config file (services/common/src/config.rs), from .Values.config plus what the
 chart owns: every listener on 0.0.0.0 with the chart's ports, TLS paths, the accounts
-file or accounts_crd, edge.peers, grpc_tls. node_id stays unset: the binary takes
-$POD_NAME.
+file or accounts_crd, edge.peers, grpc_tls, bus.tls, store.auth, store.tls. node_id
+stays unset: the binary takes $POD_NAME.
 */}}
 {{- define "smsc.config" -}}
 {{- $c := deepCopy .Values.config }}
@@ -190,6 +195,31 @@ $POD_NAME.
 {{- end }}
 {{- $_ := set $c "grpc_tls" $g }}
 {{- end }}
+{{- if .Values.kafkaTls.enabled }}
+{{- /* Every role uses the bus (edge publishes, router and worker consume): one config for all. */}}
+{{- $bus := $c.bus | default dict }}
+{{- $t := dict "ca" (printf "%s/ca.crt" (include "smsc.kafkaCaDir" .)) }}
+{{- if .Values.kafkaTls.clientSecret }}
+{{- $_ := set $t "cert" (printf "%s/user.crt" (include "smsc.kafkaClientDir" .)) }}
+{{- $_ := set $t "key" (printf "%s/user.key" (include "smsc.kafkaClientDir" .)) }}
+{{- end }}
+{{- $_ := set $bus "tls" $t }}
+{{- $_ := set $c "bus" $bus }}
+{{- end }}
+{{- /* Every role uses the store too (the edge's session directory, router and worker messages). */}}
+{{- $store := $c.store | default dict }}
+{{- if .Values.scyllaAuth.enabled }}
+{{- $_ := set $store "auth" (dict "username" .Values.scyllaAuth.username "password_file" (printf "%s/password" (include "smsc.scyllaAuthDir" .))) }}
+{{- end }}
+{{- if .Values.scyllaTls.enabled }}
+{{- $t := dict "ca" (printf "%s/ca.crt" (include "smsc.scyllaCaDir" .)) }}
+{{- if .Values.scyllaTls.clientSecret }}
+{{- $_ := set $t "cert" (printf "%s/tls.crt" (include "smsc.scyllaClientDir" .)) }}
+{{- $_ := set $t "key" (printf "%s/tls.key" (include "smsc.scyllaClientDir" .)) }}
+{{- end }}
+{{- $_ := set $store "tls" $t }}
+{{- end }}
+{{- $_ := set $c "store" $store }}
 {{- toYaml $c }}
 {{- end }}
 
@@ -252,6 +282,11 @@ The role-specific parts (ports, env, volumes) are selected inside by role.
 {{- $tls := and $edge $.Values.edge.tls.enabled }}
 {{- $accountsFile := not (include "smsc.accountsCrd" $) }}
 {{- $grpcTls := $.Values.grpcTls.enabled }}
+{{- $kafkaTls := $.Values.kafkaTls.enabled }}
+{{- $kafkaClient := and $kafkaTls $.Values.kafkaTls.clientSecret }}
+{{- $scyllaAuth := $.Values.scyllaAuth.enabled }}
+{{- $scyllaTls := $.Values.scyllaTls.enabled }}
+{{- $scyllaClient := and $scyllaTls $.Values.scyllaTls.clientSecret }}
 {{- $kubeApi := include "smsc.kubeApi" (list $ $role) }}
 metadata:
   labels:
@@ -422,6 +457,31 @@ spec:
           mountPath: {{ include "smsc.grpcTlsDir" $ }}
           readOnly: true
         {{- end }}
+        {{- if $kafkaTls }}
+        - name: kafka-ca
+          mountPath: {{ include "smsc.kafkaCaDir" $ }}
+          readOnly: true
+        {{- end }}
+        {{- if $kafkaClient }}
+        - name: kafka-client
+          mountPath: {{ include "smsc.kafkaClientDir" $ }}
+          readOnly: true
+        {{- end }}
+        {{- if $scyllaAuth }}
+        - name: scylla-auth
+          mountPath: {{ include "smsc.scyllaAuthDir" $ }}
+          readOnly: true
+        {{- end }}
+        {{- if $scyllaTls }}
+        - name: scylla-ca
+          mountPath: {{ include "smsc.scyllaCaDir" $ }}
+          readOnly: true
+        {{- end }}
+        {{- if $scyllaClient }}
+        - name: scylla-client
+          mountPath: {{ include "smsc.scyllaClientDir" $ }}
+          readOnly: true
+        {{- end }}
         - name: tmp
           mountPath: /tmp
   volumes:
@@ -456,6 +516,55 @@ spec:
           - key: tls.crt
             path: tls.crt
           - key: tls.key
+            path: tls.key
+    {{- end }}
+    {{- if $kafkaTls }}
+    # bus.tls: the CA the brokers' certificates chain to (Strimzi: <cluster>-cluster-ca-cert).
+    - name: kafka-ca
+      secret:
+        secretName: {{ $.Values.kafkaTls.caSecret }}
+        items:
+          - key: {{ $.Values.kafkaTls.caKey }}
+            path: ca.crt
+    {{- end }}
+    {{- if $kafkaClient }}
+    # bus.tls: the client certificate for brokers that require one (Strimzi: a KafkaUser's Secret).
+    - name: kafka-client
+      secret:
+        secretName: {{ $.Values.kafkaTls.clientSecret }}
+        items:
+          - key: {{ $.Values.kafkaTls.certKey }}
+            path: user.crt
+          - key: {{ $.Values.kafkaTls.keyKey }}
+            path: user.key
+    {{- end }}
+    {{- if $scyllaAuth }}
+    # store.auth: the password of the ScyllaDB role scyllaAuth.username, read at start-up.
+    - name: scylla-auth
+      secret:
+        secretName: {{ $.Values.scyllaAuth.existingSecret }}
+        items:
+          - key: {{ $.Values.scyllaAuth.passwordKey }}
+            path: password
+    {{- end }}
+    {{- if $scyllaTls }}
+    # store.tls: the CA the ScyllaDB nodes' certificates chain to.
+    - name: scylla-ca
+      secret:
+        secretName: {{ $.Values.scyllaTls.caSecret }}
+        items:
+          - key: {{ $.Values.scyllaTls.caKey }}
+            path: ca.crt
+    {{- end }}
+    {{- if $scyllaClient }}
+    # store.tls: the client certificate for nodes that require one (require_client_auth).
+    - name: scylla-client
+      secret:
+        secretName: {{ $.Values.scyllaTls.clientSecret }}
+        items:
+          - key: {{ $.Values.scyllaTls.certKey }}
+            path: tls.crt
+          - key: {{ $.Values.scyllaTls.keyKey }}
             path: tls.key
     {{- end }}
     - name: tmp

@@ -315,20 +315,9 @@ impl Dispatcher {
         }
         let pool = format!("sweep:{system_id}");
         let mut after: Option<String> = None;
-        loop {
-            // Taken (or refreshed) before the page is read, so that the page never
-            // predates another worker's deletes.
-            match self.store.claim_slot(&pool, 0, &self.node_id, SWEEP_LEASE).await {
-                Ok(SlotClaim::Held) => {}
-                Ok(SlotClaim::Busy { holder }) => {
-                    debug!(system_id, holder, "another worker sweeps this account");
-                    return;
-                }
-                Err(e) => {
-                    warn!(error = %e, "sweep lease unavailable");
-                    return;
-                }
-            }
+        // Taken (or refreshed) before each page is read, so that a page never predates
+        // another worker's deletes, and refreshed while a slow page is delivered.
+        while self.claim_sweep(&pool).await {
             let page = match self.store.pending(&system_id, after.as_deref(), PAGE).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -336,29 +325,56 @@ impl Dispatcher {
                     break;
                 }
             };
-            let busy = self.deliver_page(&system_id, &page.items).await;
+            let stopped = self.deliver_page(&system_id, &pool, &page.items).await;
             match page.next {
-                Some(n) if !busy => after = Some(n),
+                Some(n) if !stopped => after = Some(n),
                 _ => break,
             }
         }
+        // Conditional on holding it: harmless when the lease was lost.
         let _ = self.store.release_slot(&pool, 0, &self.node_id).await;
     }
 
-    /// Delivers `items` in order, up to [`SWEEP_IN_FLIGHT`] at once; once one finds no
-    /// room none more is issued (those in flight finish). Whether one found no room.
-    async fn deliver_page(&self, system_id: &str, items: &[PendingNotification]) -> bool {
-        let mut busy = false;
+    /// Takes or refreshes this worker's sweep lease on `pool`; whether it holds it.
+    async fn claim_sweep(&self, pool: &str) -> bool {
+        match self.store.claim_slot(pool, 0, &self.node_id, SWEEP_LEASE).await {
+            Ok(SlotClaim::Held) => true,
+            Ok(SlotClaim::Busy { holder }) => {
+                debug!(pool, holder, "another worker sweeps this account");
+                false
+            }
+            Err(e) => {
+                warn!(error = %e, "sweep lease unavailable");
+                false
+            }
+        }
+    }
+
+    /// Delivers `items` in order, up to [`SWEEP_IN_FLIGHT`] at once, refreshing the
+    /// lease on `pool` every third of [`SWEEP_LEASE`]. Once one finds no room, or the
+    /// lease is lost, none more is issued (those in flight finish); whether that happened.
+    async fn deliver_page(
+        &self,
+        system_id: &str,
+        pool: &str,
+        items: &[PendingNotification],
+    ) -> bool {
+        let mut stopped = false;
+        let mut claimed = Instant::now();
         let mut items = items.iter();
         let mut in_flight = FuturesOrdered::new();
         loop {
-            while !busy && in_flight.len() < SWEEP_IN_FLIGHT {
+            if !stopped && claimed.elapsed() >= SWEEP_LEASE / 3 {
+                stopped = !self.claim_sweep(pool).await;
+                claimed = Instant::now();
+            }
+            while !stopped && in_flight.len() < SWEEP_IN_FLIGHT {
                 let Some(p) = items.next() else { break };
                 in_flight.push_back(self.send_pending(system_id, p));
             }
-            let Some((p, kind, sent)) = in_flight.next().await else { return busy };
+            let Some((p, kind, sent)) = in_flight.next().await else { return stopped };
             let Some(outcome) = sent.outcome() else {
-                busy = true;
+                stopped = true;
                 continue;
             };
             self.metrics
@@ -442,6 +458,8 @@ mod tests {
     #[derive(Debug, Default)]
     struct Edge {
         capacity: Mutex<HashMap<String, usize>>,
+        /// How long a call takes beyond 5 ms.
+        delay: Mutex<Duration>,
         delivered: Mutex<HashMap<String, Vec<String>>>,
         calls: AtomicUsize,
         in_flight: AtomicUsize,
@@ -464,7 +482,8 @@ mod tests {
                 self.calls.fetch_add(1, Ordering::SeqCst);
                 let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                let delay = *self.delay.lock().expect("lock");
+                tokio::time::sleep(Duration::from_millis(5) + delay).await;
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
                 let capacity = self.capacity.lock().expect("lock").get(&req.system_id).copied();
                 let mut delivered = self.delivered.lock().expect("lock");
@@ -659,5 +678,23 @@ mod tests {
         }
         assert!(!recent.contains(first), "forgotten after two");
         assert!(recent.current.len() + recent.previous.len() <= 2 * RECENT_GENERATION);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sweep_slower_than_its_lease_keeps_it() {
+        let s = Setup::new(&[("a", 100)]).await;
+        // 32 at a time, 30 s each: the page takes two minutes, twice the lease.
+        *s.edge.delay.lock().expect("lock") = Duration::from_secs(30);
+        let (w0, w1) = (s.dispatcher("worker-0"), s.dispatcher("worker-1"));
+        let late = async {
+            tokio::time::sleep(SWEEP_LEASE + Duration::from_secs(10)).await;
+            w1.sweep().await;
+        };
+        tokio::join!(w0.sweep(), late);
+        let mut got = s.edge.delivered("a");
+        assert_eq!(got.len(), 100, "each once");
+        got.sort();
+        got.dedup();
+        assert_eq!(got.len(), 100);
     }
 }

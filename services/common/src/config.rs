@@ -556,8 +556,9 @@ pub struct StoreConfig {
     pub replication_factor: u16,
     /// ScyllaDB: password authentication; absent: none.
     pub auth: Option<StoreAuth>,
-    /// ScyllaDB: TLS to the nodes (their certificates must name the node's IP address,
-    /// as the driver dials by address); absent: plaintext.
+    /// ScyllaDB: TLS to the nodes (their certificates must chain to `ca`; no host name
+    /// is checked, as the driver dials the addresses the cluster reports); absent:
+    /// plaintext.
     pub tls: Option<ClientTls>,
     /// `kind: remote`: `host:port` of the development store server (`smsc store-server`).
     pub endpoint: String,
@@ -1323,7 +1324,6 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             return Err(invalid(key, "must be longer than 0s"));
         }
     }
-    // The idle probe must get its answer before the session counts as dead.
     if e.deliver_queue_wait + e.response_timeout >= crate::pipeline::EDGE_DELIVER_DEADLINE {
         return Err(invalid(
             "edge.deliver_queue_wait",
@@ -1333,6 +1333,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             ),
         ));
     }
+    // The idle probe must get its answer before the session counts as dead.
     if e.inactivity_timeout <= e.enquire_link_interval + e.response_timeout {
         return Err(invalid(
             "edge.inactivity_timeout",

@@ -630,6 +630,42 @@ pub(crate) mod fixtures {
         "$argon2id$v=19$m=8,t=1,p=1$Zml4dHVyZS1zYWx0$WJEFL8NndZsdrq5NkUV09qPFpNjBbMQcMNAkey5WW+o";
 }
 
+/// Account fixtures for tests of any role.
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod testing {
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    use crate::config::AccountConfig;
+    use crate::store::BindKind;
+
+    /// The password of every [`account`].
+    pub const PASSWORD: &str = "secret";
+
+    /// argon2id of [`PASSWORD`], once per test process (hashing is slow on purpose).
+    pub fn password_hash() -> String {
+        static HASH: OnceLock<String> = OnceLock::new();
+        HASH.get_or_init(|| super::hash_password(PASSWORD).expect("argon2 hashes")).clone()
+    }
+
+    /// An account that may do anything, from anywhere; tests narrow what they check.
+    pub fn account(system_id: &str) -> AccountConfig {
+        AccountConfig {
+            system_id: system_id.to_owned(),
+            password_hash: password_hash(),
+            bind_types: vec![BindKind::Transmitter, BindKind::Receiver, BindKind::Transceiver],
+            max_binds: 4,
+            window: 16,
+            max_submit_rate: 0,
+            source_addresses: vec!["*".to_owned()],
+            allowed_cidrs: vec!["0.0.0.0/0".parse().expect("net"), "::/0".parse().expect("net")],
+            enabled: true,
+            default_validity: Duration::from_secs(3600),
+            max_validity: Duration::from_secs(48 * 3600),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

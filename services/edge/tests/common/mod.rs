@@ -8,14 +8,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use prost::Message as _;
-use smsc_common::accounts::{Account, AccountDirectory, hash_password};
+use smsc_common::accounts::{Account, AccountDirectory};
 use smsc_common::bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
 use smsc_common::bus::{Bus, BusError, Consumer, Record, topics};
 use smsc_common::config::AccountConfig;
@@ -43,8 +43,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-/// The password of every test account.
-pub const PASSWORD: &str = "secret";
+pub use smsc_common::accounts::testing::{PASSWORD, account};
+
 /// The account [`Setup::default`] has.
 pub const ESME: &str = "esme";
 /// How long a read waits before the test fails (real time; virtual under paused time).
@@ -54,29 +54,6 @@ pub const WALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// A number the default accounts may send from and to.
 pub const SOURCE: &str = "15550001";
 pub const DEST: &str = "15559999";
-
-/// argon2id of [`PASSWORD`], computed once per test process: hashing is slow on purpose.
-pub fn password_hash() -> String {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| hash_password(PASSWORD).expect("argon2 hashes")).clone()
-}
-
-/// An account that may do anything, from anywhere; tests narrow what they check.
-pub fn account(system_id: &str) -> AccountConfig {
-    AccountConfig {
-        system_id: system_id.to_owned(),
-        password_hash: password_hash(),
-        bind_types: vec![BindKind::Transmitter, BindKind::Receiver, BindKind::Transceiver],
-        max_binds: 4,
-        window: 16,
-        max_submit_rate: 0,
-        source_addresses: vec!["*".to_owned()],
-        allowed_cidrs: vec!["0.0.0.0/0".parse().expect("net"), "::/0".parse().expect("net")],
-        enabled: true,
-        default_validity: Duration::from_secs(3600),
-        max_validity: Duration::from_secs(48 * 3600),
-    }
-}
 
 /// What [`TestEdge::start`] builds.
 pub struct Setup {

@@ -16,16 +16,16 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use prost::Message as _;
-use smsc_common::accounts::{Account, AccountDirectory, hash_password};
+use smsc_common::accounts::{Account, AccountDirectory};
 use smsc_common::bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
 use smsc_common::bus::{Bus, Record, topics};
-use smsc_common::config::{AccountConfig, MoRoute, RoutingConfig, SimProfile};
+use smsc_common::config::{MoRoute, RoutingConfig, SimProfile};
 use smsc_common::pipeline::{EdgeLink, Tiers};
 use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 use smsc_common::store::{BindKind, Clock, SessionLease, Store, StoredMessage, UnixMillis};
@@ -42,6 +42,8 @@ use smsc_smpp::receipt::{Receipt, ReceiptStat};
 use smsc_smpp::{Body, CommandStatus, EsmClass, MessageState};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+pub use smsc_common::accounts::testing::account;
 
 /// Where [`TokioClock`] starts (2023-11-14): any fixed instant will do, and one far from
 /// the wall clock makes a component that reads the wall clock instead fail loudly.
@@ -184,32 +186,6 @@ impl EdgeLink for FakeEdge {
             detail: detail.to_owned(),
         };
         Box::pin(async move { Ok(response) })
-    }
-}
-
-/// The password of every test account.
-pub const PASSWORD: &str = "secret";
-
-/// argon2id of [`PASSWORD`], once per test process (hashing is slow on purpose).
-pub fn password_hash() -> String {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| hash_password(PASSWORD).expect("argon2 hashes")).clone()
-}
-
-/// An account that may do anything from anywhere.
-pub fn account(system_id: &str) -> AccountConfig {
-    AccountConfig {
-        system_id: system_id.to_owned(),
-        password_hash: password_hash(),
-        bind_types: vec![BindKind::Transmitter, BindKind::Receiver, BindKind::Transceiver],
-        max_binds: 4,
-        window: 16,
-        max_submit_rate: 0,
-        source_addresses: vec!["*".to_owned()],
-        allowed_cidrs: vec!["0.0.0.0/0".parse().expect("net"), "::/0".parse().expect("net")],
-        enabled: true,
-        default_validity: Duration::from_secs(3600),
-        max_validity: Duration::from_secs(48 * 3600),
     }
 }
 

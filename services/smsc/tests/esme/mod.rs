@@ -20,10 +20,10 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
+pub(crate) use smsc_common::accounts::testing::PASSWORD;
+
 /// How long any one step may take before the test fails.
 pub(crate) const STEP: Duration = Duration::from_secs(30);
-/// The password of every test account.
-pub(crate) const PASSWORD: &str = "secret";
 
 pub(crate) async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
 where

@@ -10,8 +10,8 @@ use smsc_common::config::Config;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::common::password_hash;
 use crate::esme::{STEP, metric};
+use smsc_common::accounts::testing::password_hash;
 
 /// A port nothing listens on now (for listeners whose address the test must know).
 pub(crate) fn free_port() -> SocketAddr {

@@ -294,20 +294,29 @@ def cmd_invariants(rendered: str, *values_files: str) -> None:
     elif "grpc_tls" in config:
         fail("grpcTls.enabled is false but config has grpc_tls")
 
+    def client_tls(section: str, value: str, ca_dir: str, client_dir: str, cert: str, key: str):
+        """config <section>.tls is exactly what values.<value> asks for; returns it."""
+        t = v[value]
+        got = config[section].get("tls")
+        if not t["enabled"]:
+            if got is not None:
+                fail(f"{value}.enabled is false but config has {section}.tls")
+            return None
+        want = {"ca": f"{ca_dir}/ca.crt"}
+        if t.get("clientSecret"):
+            want |= {"cert": f"{client_dir}/{cert}", "key": f"{client_dir}/{key}"}
+        if got != want:
+            fail(f"config {section}.tls {got}, want {want}")
+        return want
+
     k = v["kafkaTls"]
-    if k["enabled"]:
-        want_bus_tls = {"ca": f"{KAFKA_CA_DIR}/ca.crt"}
-        if k.get("clientSecret"):
-            want_bus_tls |= {"cert": f"{KAFKA_CLIENT_DIR}/user.crt", "key": f"{KAFKA_CLIENT_DIR}/user.key"}
-        if config["bus"].get("tls") != want_bus_tls:
-            fail(f"config bus.tls {config['bus'].get('tls')}, want {want_bus_tls}")
+    want_bus_tls = client_tls("bus", "kafkaTls", KAFKA_CA_DIR, KAFKA_CLIENT_DIR, "user.crt", "user.key")
+    if want_bus_tls:
         proto = str(config["bus"].get("extra", {}).get("security.protocol", "ssl")).lower()
         if proto not in ("ssl", "sasl_ssl"):
             fail(f"kafkaTls.enabled but config bus.extra security.protocol is {proto}: TLS would be off")
         ok(f"Kafka TLS: bus.tls {want_bus_tls}" + (f", security.protocol {proto} (bus.extra)"
                                                    if "security.protocol" in config["bus"].get("extra", {}) else ""))
-    elif "tls" in config["bus"]:
-        fail("kafkaTls.enabled is false but config has bus.tls")
 
     sa, st = v["scyllaAuth"], v["scyllaTls"]
     if sa["enabled"]:
@@ -317,15 +326,9 @@ def cmd_invariants(rendered: str, *values_files: str) -> None:
         ok(f"ScyllaDB auth: store.auth {want_auth}")
     elif "auth" in config["store"]:
         fail("scyllaAuth.enabled is false but config has store.auth")
-    if st["enabled"]:
-        want_store_tls = {"ca": f"{SCYLLA_CA_DIR}/ca.crt"}
-        if st.get("clientSecret"):
-            want_store_tls |= {"cert": f"{SCYLLA_CLIENT_DIR}/tls.crt", "key": f"{SCYLLA_CLIENT_DIR}/tls.key"}
-        if config["store"].get("tls") != want_store_tls:
-            fail(f"config store.tls {config['store'].get('tls')}, want {want_store_tls}")
+    want_store_tls = client_tls("store", "scyllaTls", SCYLLA_CA_DIR, SCYLLA_CLIENT_DIR, "tls.crt", "tls.key")
+    if want_store_tls:
         ok(f"ScyllaDB TLS: store.tls {want_store_tls}")
-    elif "tls" in config["store"]:
-        fail("scyllaTls.enabled is false but config has store.tls")
 
     # Every file the config names is mounted, from the right Secret and key, read-only,
     # in every role that reads it; and no role mounts a Secret it does not read.

@@ -446,7 +446,15 @@ impl Worker {
             return CommandStatus::ESME_ROK;
         }
         if !r.state.is_final() {
-            // ENROUTE, ACCEPTED: the message is still on its way.
+            // ENROUTE, ACCEPTED: the message is still on its way, which an ESME that
+            // asked for intermediate notifications hears (as it does of our retries).
+            let stat = ReceiptStat::from_message_state(r.state);
+            if let Some(stat) = stat
+                && RegisteredDelivery(m.registered_delivery).wants_intermediate()
+                && !self.notify_receipt(&m, stat, r.error_code, now).await
+            {
+                return LATER;
+            }
             return CommandStatus::ESME_ROK;
         }
         loop {

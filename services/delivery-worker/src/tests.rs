@@ -97,8 +97,19 @@ impl Setup {
 
     /// Stores a message valid for `valid` and publishes its delivery task.
     async fn submit(&self, id: &str, valid: Duration) -> StoredMessage {
+        self.submit_asking(id, valid, sample_message(id, 0, "acme").registered_delivery).await
+    }
+
+    /// [`Setup::submit`] with this `registered_delivery`.
+    async fn submit_asking(
+        &self,
+        id: &str,
+        valid: Duration,
+        registered_delivery: u8,
+    ) -> StoredMessage {
         let now = self.clock.now_ms();
         let m = StoredMessage {
+            registered_delivery,
             source: StoredAddress { ton: 5, npi: 0, addr: "Acme".into() },
             dest: StoredAddress { ton: 1, npi: 1, addr: "447700900123".into() },
             submitted_at: now,
@@ -225,6 +236,40 @@ async fn an_accepted_message_waits_at_the_upstream_and_its_receipt_ends_it() {
     assert!(s.receipts_within(Duration::from_secs(1)).await.is_empty());
     assert_eq!(s.row(id).await.state, MessageState::DELIVERED);
     assert_eq!(s.connector.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_intermediate_upstream_receipt_reaches_an_esme_that_asked_for_one() {
+    let asking = smsc_smpp::RegisteredDelivery::INTERMEDIATE | 0x01;
+    let script = vec![
+        Outcome::Accepted { upstream_id: "U7".into() },
+        Outcome::Accepted { upstream_id: "U8".into() },
+    ];
+    let mut s = Setup::start(script).await;
+    s.submit_asking("m7", Duration::from_secs(60), asking).await;
+    s.wait_state("m7", AT_UPSTREAM).await;
+    s.submit_asking("m8", Duration::from_secs(60), 0x01).await;
+    s.wait_state("m8", AT_UPSTREAM).await;
+
+    for id in ["U7", "U8"] {
+        let status = s.worker.upstream_receipt("up", receipt(id, MessageState::ENROUTE, 0)).await;
+        assert_eq!(status, CommandStatus::ESME_ROK);
+    }
+    let got = s.receipts_within(Duration::from_secs(1)).await;
+    assert_eq!(
+        got.iter().map(|r| (r.id.as_str(), r.stat)).collect::<Vec<_>>(),
+        [("m7", ReceiptStat::Enroute)],
+        "only the message that asked for intermediate notifications"
+    );
+    assert_eq!(s.row("m7").await.state, AT_UPSTREAM, "still on its way");
+
+    let status = s.worker.upstream_receipt("up", receipt("U7", MessageState::DELIVERED, 0)).await;
+    assert_eq!(status, CommandStatus::ESME_ROK);
+    let got = s.receipts_within(Duration::from_secs(1)).await;
+    assert_eq!(
+        got.iter().map(|r| (r.id.as_str(), r.stat)).collect::<Vec<_>>(),
+        [("m7", ReceiptStat::Delivered)]
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -468,6 +468,20 @@ pub async fn run(
     {
         warn!(error = %e, "edge task ended abnormally");
     }
+    // Every task watches `token`, and the consumers finish the records in hand (for up
+    // to pipeline::DRAIN). Aborting them at once would cut a worker off between its
+    // claim and its final write, which ends that message UNKNOWN.
+    let grace = smsc_common::pipeline::DRAIN + std::time::Duration::from_secs(2);
+    let finished = tokio::time::timeout(grace, async {
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = done {
+                warn!(error = %e, "task ended abnormally");
+            }
+        }
+    });
+    if finished.await.is_err() {
+        warn!(?grace, "tasks still running after the drain; stopping them");
+    }
     tasks.shutdown().await;
     info!("stopped");
     Ok(())

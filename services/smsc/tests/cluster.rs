@@ -27,6 +27,9 @@ use esme::{Esme, PASSWORD, assert_delivered_receipt, eventually, metric};
 
 /// Destinations the simulator fails once (absent subscriber), then delivers.
 const FLAKY_PREFIX: &str = "1555";
+/// Destinations the simulator takes 2 s to deliver to: still in a worker's hands when
+/// it is told to stop.
+const SLOW_PREFIX: &str = "1666";
 /// Destinations routed to connector `up`: an SMPP upstream (an `smsc all` in this
 /// process) that both workers bind to, through bind slots leased in the shared store.
 const UPSTREAM_PREFIX: &str = "3361";
@@ -63,6 +66,7 @@ struct Run {
     bank: String,
     delta: String,
     echo: String,
+    golf: String,
     acme_code: String,
     bank_code: String,
 }
@@ -82,6 +86,7 @@ impl Run {
             bank: id("bank"),
             delta: id("delta"),
             echo: id("echo"),
+            golf: id("golf"),
             acme_code: format!("5{:05}", n % 100_000),
             bank_code: format!("6{:05}", n % 100_000),
         }
@@ -96,6 +101,7 @@ impl Run {
             ClusterAccount::new(&self.bank, PASSWORD, &[&self.bank_code]),
             plain(&self.delta),
             plain(&self.echo),
+            plain(&self.golf),
         ]
     }
 }
@@ -272,6 +278,31 @@ async fn upstream_interconnect(cluster: &Cluster, run: &Run, upstream: &Upstream
 }
 
 /// A SIGKILLed edge is not reported as a crash, and comes back on its ports.
+/// A worker stopped with SIGTERM, as a rolling update does, finishes the deliveries it
+/// holds before it exits: every message ends DELIVRD, none UNKNOWN (what a worker cut
+/// off between its claim and its final write leaves).
+async fn a_terminated_worker_finishes_what_it_holds(cluster: &mut Cluster, run: &Run) {
+    let mut esme = Esme::bind(smpp(cluster, 0), &run.golf, BindKind::Transceiver).await;
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..20 {
+        ids.insert(esme.submit(&format!("{SLOW_PREFIX}{i:07}"), "slow").await);
+    }
+    // Both workers are inside the simulator's 2 s with their share by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let exited = cluster.terminate(ClusterRole::Worker, 0).await.expect("SIGTERM worker 0");
+    assert!(exited.status.success() && !exited.forced, "not a clean shutdown: {exited}");
+    cluster.restart(ClusterRole::Worker, 0).await.expect("worker 0 restarts");
+    while !ids.is_empty() {
+        let d = esme.deliver_sm().await;
+        let id = d.tlvs.receipted_message_id().map(|t| t.value().to_vec()).unwrap_or_default();
+        let id = String::from_utf8(id).expect("ASCII");
+        if ids.remove(&id) {
+            assert_delivered_receipt(&d, &id);
+        }
+    }
+    esme.unbind().await;
+}
+
 async fn a_killed_edge_restarts(cluster: &mut Cluster, run: &Run) {
     cluster.kill(ClusterRole::Edge, 1).await.expect("kill edge 1");
     assert!(!cluster.is_running(ClusterRole::Edge, 1));
@@ -292,11 +323,18 @@ async fn cluster_end_to_end() {
         mt_routes: vec![(UPSTREAM_PREFIX.into(), "up".into())],
         accounts: run.accounts(),
         retry_tiers: vec![TIER],
-        sim_profiles: vec![SimProfile {
-            prefix: FLAKY_PREFIX.into(),
-            temporary_failures: 1,
-            ..SimProfile::default()
-        }],
+        sim_profiles: vec![
+            SimProfile {
+                prefix: FLAKY_PREFIX.into(),
+                temporary_failures: 1,
+                ..SimProfile::default()
+            },
+            SimProfile {
+                prefix: SLOW_PREFIX.into(),
+                latency: Duration::from_secs(2),
+                ..SimProfile::default()
+            },
+        ],
         ready_timeout: Duration::from_secs(120),
         ..ClusterOptions::new(env!("CARGO_BIN_EXE_smsc"))
     };
@@ -308,6 +346,7 @@ async fn cluster_end_to_end() {
     mo_reaches_only_its_account(&cluster, &run).await;
     retried_then_delivered(&cluster, &run).await;
     upstream_interconnect(&cluster, &run, &upstream).await;
+    a_terminated_worker_finishes_what_it_holds(&mut cluster, &run).await;
     a_killed_edge_restarts(&mut cluster, &run).await;
 
     let crashed = cluster.exited();

@@ -397,6 +397,9 @@ fn decoy_hash() -> &'static str {
 /// The accounts a bind is checked against. Cheap to read from many sessions at once.
 pub struct AccountDirectory {
     accounts: ArcSwap<HashMap<String, Arc<Account>>>,
+    /// Bumped by every [`AccountDirectory::replace`], for whoever holds what an earlier
+    /// set admitted (the edge's bound sessions).
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for AccountDirectory {
@@ -410,7 +413,10 @@ impl std::fmt::Debug for AccountDirectory {
 
 impl AccountDirectory {
     pub fn new(accounts: Vec<Account>) -> Self {
-        Self { accounts: ArcSwap::from_pointee(index(accounts)) }
+        Self {
+            accounts: ArcSwap::from_pointee(index(accounts)),
+            generation: tokio::sync::watch::Sender::new(0),
+        }
     }
 
     /// The config's accounts.
@@ -425,6 +431,19 @@ impl AccountDirectory {
     /// Swaps in a new set at once. A system_id given twice keeps the later entry.
     pub fn replace(&self, accounts: Vec<Account>) {
         self.accounts.store(Arc::new(index(accounts)));
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Changes whenever the set is replaced.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Whether the current set still admits a session bound as `kind` from `ip` under
+    /// `system_id`: the account exists, is enabled, and allows that bind and address.
+    pub fn admits(&self, system_id: &str, kind: BindKind, ip: IpAddr) -> bool {
+        self.get(system_id)
+            .is_some_and(|a| a.enabled && a.allows_bind(kind) && a.client_allowed(ip))
     }
 
     /// The system_ids of every account.

@@ -239,6 +239,9 @@ pub struct EdgeMetrics {
     /// Connections closed because a PDU started and did not complete within
     /// `edge.pdu_read_timeout` (slow-read clients).
     pub pdu_read_timeouts_total: IntCounter,
+    /// Bound sessions unbound because a changed account set no longer admits them
+    /// (account removed or disabled, bind type or client address no longer allowed).
+    pub sessions_revoked: IntCounter,
 }
 
 impl fmt::Debug for Metrics {
@@ -450,6 +453,14 @@ impl EdgeMetrics {
                 IntCounter::new(
                     "smsc_edge_pdu_read_timeouts_total",
                     "Connections closed because a started PDU did not complete in time.",
+                )
+                .expect("metric name is valid"),
+            ),
+            sessions_revoked: register(
+                registry,
+                IntCounter::new(
+                    "smsc_edge_sessions_revoked_total",
+                    "Bound sessions unbound because the account set no longer admits them.",
                 )
                 .expect("metric name is valid"),
             ),

@@ -234,6 +234,49 @@ impl Edge {
     }
 }
 
+impl Edge {
+    /// Unbinds the sessions the account set no longer admits: their account was
+    /// removed or disabled, or no longer allows their bind type or client address. A
+    /// bind is checked once, so without this a customer cut off would keep sending over
+    /// the sessions it holds for as long as it keeps them open.
+    pub fn unbind_revoked(&self) {
+        for h in self.registry.all() {
+            if self.accounts.admits(&h.system_id, h.bind, h.peer) {
+                continue;
+            }
+            warn!(
+                system_id = %h.system_id,
+                session = %h.session_id,
+                peer = %h.peer,
+                "the account no longer admits this session; unbinding it"
+            );
+            self.metrics.edge.sessions_revoked.inc();
+            // Behind queued deliver_sm if need be; a session already closing is gone.
+            let tx = h.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(registry::Outbound::Unbind).await;
+            });
+        }
+    }
+}
+
+/// Calls [`Edge::unbind_revoked`] after every change of the account set, until
+/// `shutdown`.
+async fn watch_accounts(edge: Arc<Edge>, shutdown: CancellationToken) {
+    let mut changes = edge.accounts.changes();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                edge.unbind_revoked();
+            }
+        }
+    }
+}
+
 /// A connection's place in the pod and per-address counts, given back on drop.
 #[derive(Debug)]
 struct ConnectionSlot {
@@ -291,6 +334,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
+    tokio::spawn(watch_accounts(edge.clone(), shutdown.clone()));
     let (tls_listener, acceptor) = match tls {
         Some((l, a)) => (Some(l), Some(a)),
         None => (None, None),

@@ -25,7 +25,7 @@ pub enum DeliverResult {
 pub enum Outbound {
     /// Send this encoded deliver_sm (its sequence_number is replaced) and report.
     Deliver { pdu: Bytes, reply: oneshot::Sender<DeliverResult> },
-    /// Unbind gracefully (shutdown, rebalancing).
+    /// Unbind gracefully (shutdown, rebalancing, an account that no longer admits it).
     Unbind,
 }
 
@@ -36,6 +36,8 @@ pub struct SessionHandle {
     pub session_id: String,
     pub system_id: String,
     pub bind: BindKind,
+    /// The client's address, which the account's `allowed_cidrs` must keep admitting.
+    pub peer: std::net::IpAddr,
     pub tx: mpsc::Sender<Outbound>,
     /// ESME requests admitted so far: rebalancing tells idle sessions from busy ones.
     pub requests: AtomicU64,

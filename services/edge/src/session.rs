@@ -455,6 +455,7 @@ impl Session {
             session_id: session_id.clone(),
             system_id: account.system_id.clone(),
             bind: kind,
+            peer: self.peer.ip(),
             tx,
             requests: Default::default(),
         });

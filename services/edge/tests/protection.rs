@@ -381,3 +381,48 @@ fn an_unbound_connection_trickling_a_bind_is_closed_too() {
         edge.bind(BindKind::Transceiver, ESME).await;
     });
 }
+
+/// A bind is checked once; an account set that changes under bound sessions unbinds
+/// those it no longer admits (removed, disabled, bind type or client address no longer
+/// allowed), and leaves the others alone.
+#[tokio::test]
+async fn sessions_the_changed_accounts_no_longer_admit_are_unbound() {
+    use smsc_common::accounts::Account;
+    use smsc_common::config::AccountConfig;
+    let names = ["removed", "disabled", "no_rx", "elsewhere", "kept"];
+    let setup = Setup::accounts(names.iter().map(|n| account(n)).collect());
+    let edge = TestEdge::start(setup).await;
+    let mut clients = Vec::new();
+    for name in names {
+        clients.push((name, edge.bind(BindKind::Transceiver, name).await));
+    }
+
+    let changed = |c: AccountConfig| Account::from_config(&c).expect("valid account");
+    edge.edge.accounts.replace(vec![
+        changed(AccountConfig { enabled: false, ..account("disabled") }),
+        changed(AccountConfig { bind_types: vec![BindKind::Transmitter], ..account("no_rx") }),
+        changed(AccountConfig {
+            allowed_cidrs: vec!["10.0.0.0/8".parse().expect("net")],
+            ..account("elsewhere")
+        }),
+        changed(account("kept")),
+    ]);
+
+    for (name, c) in &mut clients {
+        if *name == "kept" {
+            c.expect_silence(Duration::from_millis(300)).await;
+            continue;
+        }
+        let pdu = c.recv().await;
+        assert_eq!(pdu.command_id(), CommandId::Unbind, "{name}: {pdu:?}");
+        c.send(&[Pdu::new(pdu.sequence_number, Body::UnbindResp)]).await;
+        c.expect_closed().await;
+    }
+    let (_, kept) = clients.iter_mut().find(|(n, _)| *n == "kept").expect("kept");
+    assert_status(&kept.submit(submit_sm("still here")).await, CommandStatus::ESME_ROK);
+    assert!(has_metric(&edge, "smsc_edge_sessions_revoked_total 4"));
+    // And they cannot come back.
+    let mut again = edge.connect().await;
+    let resp = again.bind_as(BindKind::Transceiver, "disabled", PASSWORD, 0x34).await;
+    assert_ne!(resp.status, CommandStatus::ESME_ROK);
+}

@@ -232,16 +232,16 @@ impl Edge {
             warn!(%peer, reason, limit, suppressed, "connection refused at accept");
         }
     }
-}
 
-impl Edge {
     /// Unbinds the sessions the account set no longer admits: their account was
     /// removed or disabled, or no longer allows their bind type or client address. A
     /// bind is checked once, so without this a customer cut off would keep sending over
     /// the sessions it holds for as long as it keeps them open.
     pub fn unbind_revoked(&self) {
         for h in self.registry.all() {
-            if self.accounts.admits(&h.system_id, h.bind, h.peer) {
+            if self.accounts.admits(&h.system_id, h.bind, h.peer)
+                || h.revoked.swap(true, Ordering::Relaxed)
+            {
                 continue;
             }
             warn!(

@@ -1,7 +1,7 @@
 //! The sessions this pod holds, by account, and their leases in the session directory.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -41,6 +41,8 @@ pub struct SessionHandle {
     pub tx: mpsc::Sender<Outbound>,
     /// ESME requests admitted so far: rebalancing tells idle sessions from busy ones.
     pub requests: AtomicU64,
+    /// Told to unbind because its account no longer admits it (once).
+    pub revoked: AtomicBool,
 }
 
 impl SessionHandle {

@@ -458,6 +458,7 @@ impl Session {
             peer: self.peer.ip(),
             tx,
             requests: Default::default(),
+            revoked: Default::default(),
         });
         self.edge.registry.add(handle.clone());
         self.span.record("system_id", account.system_id.as_str());

@@ -206,6 +206,7 @@ impl Session {
     {
         debug!("connected");
         let mut draining = false;
+        let mut accounts = self.edge.accounts.changes();
         loop {
             let deadline = self.next_deadline();
             let outbound_ready = self.outbound_capacity();
@@ -241,6 +242,7 @@ impl Session {
                     }
                 }
                 _ = sleep_until(deadline) => self.on_timer(),
+                Ok(()) = accounts.changed() => self.refresh_account(),
             }
             // Both unbind directions wait for the submits in flight to be answered (an
             // answer the ESME never reads would make it resubmit); a peer unbind also
@@ -280,6 +282,19 @@ impl Session {
             }
         }
         self.teardown().await;
+    }
+
+    /// A bound session follows its account's changes (window, max_submit_rate, source
+    /// addresses) from the next request on. One the new set no longer admits is told
+    /// to unbind by [`crate::Edge::unbind_revoked`] and keeps what it had meanwhile.
+    fn refresh_account(&mut self) {
+        let State::Bound(b) = &mut self.state else { return };
+        let Some(account) = self.edge.accounts.get(&b.account.system_id) else { return };
+        if Arc::ptr_eq(&account, &b.account) || !account.enabled {
+            return;
+        }
+        b.limiter = self.edge.limiter(&account.system_id, account.max_submit_rate);
+        b.account = account;
     }
 
     fn outbound(&mut self, cmd: Outbound) {

@@ -426,3 +426,24 @@ async fn sessions_the_changed_accounts_no_longer_admit_are_unbound() {
     let resp = again.bind_as(BindKind::Transceiver, "disabled", PASSWORD, 0x34).await;
     assert_ne!(resp.status, CommandStatus::ESME_ROK);
 }
+
+/// A bound session follows its account's changes from its next requests: a lower
+/// max_submit_rate throttles it without a rebind.
+#[tokio::test]
+async fn a_bound_session_follows_its_accounts_new_limits() {
+    use smsc_common::accounts::Account;
+    use smsc_common::config::AccountConfig;
+    let edge = TestEdge::start(Setup::accounts(vec![account(ESME)])).await;
+    let mut c = edge.bind(BindKind::Transceiver, ESME).await;
+    for _ in 0..5 {
+        assert_status(&c.submit(submit_sm("unlimited")).await, CommandStatus::ESME_ROK);
+    }
+    let slower = AccountConfig { max_submit_rate: 1, ..account(ESME) };
+    edge.edge.accounts.replace(vec![Account::from_config(&slower).expect("valid account")]);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(c.submit(submit_sm("one a second")).await.status);
+    }
+    assert!(statuses.contains(&CommandStatus::ESME_RTHROTTLED), "{statuses:?}");
+    assert!(has_metric(&edge, "smsc_edge_sessions_revoked_total 0"), "still admitted");
+}

@@ -166,11 +166,14 @@ struct Session {
     /// The peer answered our unbind: close once in-flight work is answered.
     unbound: bool,
     close: bool,
+    /// Changes of the account set, checked at each read ([`Session::refresh_account`]).
+    accounts: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Session {
     fn new(edge: Arc<Edge>, peer: SocketAddr, id: u64, span: tracing::Span) -> Self {
         let now = Instant::now();
+        let accounts = edge.accounts.changes();
         let ok = ["submit_sm", "data_sm", "submit_multi"]
             .map(|c| edge.metrics.edge.submit_total.with_label_values(&[c, "ESME_ROK"]));
         Self {
@@ -197,6 +200,7 @@ impl Session {
             unbind_from_peer: None,
             unbound: false,
             close: false,
+            accounts,
         }
     }
 
@@ -206,7 +210,6 @@ impl Session {
     {
         debug!("connected");
         let mut draining = false;
-        let mut accounts = self.edge.accounts.changes();
         loop {
             let deadline = self.next_deadline();
             let outbound_ready = self.outbound_capacity();
@@ -242,7 +245,6 @@ impl Session {
                     }
                 }
                 _ = sleep_until(deadline) => self.on_timer(),
-                Ok(()) = accounts.changed() => self.refresh_account(),
             }
             // Both unbind directions wait for the submits in flight to be answered (an
             // answer the ESME never reads would make it resubmit); a peer unbind also
@@ -285,7 +287,7 @@ impl Session {
     }
 
     /// A bound session follows its account's changes (window, max_submit_rate, source
-    /// addresses) from the next request on. One the new set no longer admits is told
+    /// addresses) from the next read on. One the new set no longer admits is told
     /// to unbind by [`crate::Edge::unbind_revoked`] and keeps what it had meanwhile.
     fn refresh_account(&mut self) {
         let State::Bound(b) = &mut self.state else { return };
@@ -339,6 +341,12 @@ impl Session {
     // ---- reading -------------------------------------------------------------------
 
     fn on_read(&mut self) {
+        // An atomic load per read: waiting on the channel in the select would register
+        // every session's waker on one shared notifier at every turn of its loop.
+        if self.accounts.has_changed().unwrap_or(false) {
+            self.accounts.mark_unchanged();
+            self.refresh_account();
+        }
         let now = Instant::now();
         self.last_rx = now;
         self.batch_started = now;

@@ -217,7 +217,7 @@ pub async fn run(
         )),
         #[cfg(feature = "scylla")]
         StoreKind::Scylla => {
-            let c = scylla_config(&config)?;
+            let c = smsc_common::store::scylla::ScyllaConfig::from_config(&config.store)?;
             Arc::new(
                 smsc_common::store::scylla::ScyllaStore::connect(c)
                     .await
@@ -638,7 +638,7 @@ fn topic_list(config: &Config) -> Vec<String> {
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
     #[cfg(feature = "scylla")]
     {
-        let c = scylla_config(&config)?;
+        let c = smsc_common::store::scylla::ScyllaConfig::from_config(&config.store)?;
         let applied = smsc_common::store::scylla::migrate(&c).await.context("migrating")?;
         info!(keyspace = %c.keyspace, ?applied, "schema up to date");
         Ok(())
@@ -677,9 +677,4 @@ async fn reload_routes(
             Err(e) => warn!(error = %e, "routes not reloaded; keeping the ones in use"),
         }
     }
-}
-
-#[cfg(feature = "scylla")]
-fn scylla_config(config: &Config) -> anyhow::Result<smsc_common::store::scylla::ScyllaConfig> {
-    Ok(smsc_common::store::scylla::ScyllaConfig::from_config(&config.store)?)
 }

@@ -10,12 +10,16 @@
 //! - [`telemetry`]: tracing setup and the process's Prometheus metrics.
 //! - [`admin`]: the `/metrics`, `/live`, `/ready` HTTP server and [`admin::Readiness`].
 //! - [`shutdown`]: SIGTERM/SIGINT and SIGHUP.
+//! - `engines` (feature `contract-tests`): private Apache Kafka and Cassandra for tests
+//!   that break them.
 #![forbid(unsafe_code)]
 
 pub mod accounts;
 pub mod admin;
 pub mod bus;
 pub mod config;
+#[cfg(feature = "contract-tests")]
+pub mod engines;
 pub mod grpc_tls;
 pub mod ids;
 pub mod pipeline;

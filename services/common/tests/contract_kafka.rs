@@ -1,6 +1,10 @@
-//! The Bus contract, and what is Kafka's own, against real Kafka-protocol brokers: tansu
-//! (`SMSC_TEST_TANSU`) and noida-db (`SMSC_TEST_NOIDA`), one test per broker per
-//! property. `tests/run` starts both brokers and sets the variables (`tests/brokers`).
+//! The Bus contract, and what is Kafka's own, against real brokers, one test per broker per
+//! property: Apache Kafka (`SMSC_TEST_KAFKA`, three KRaft brokers from `tests/engines`, topics
+//! replicated 3 times with `min.insync.replicas` 2: the reference), and the two Kafka-protocol
+//! re-implementations tansu (`SMSC_TEST_TANSU`) and noida-db (`SMSC_TEST_NOIDA`), kept because
+//! they catch what Apache Kafka forgives (tansu's slow group joins and wrong high watermarks,
+//! noida-db's snapshot restart) and start in milliseconds for `smsc cluster` on a laptop.
+//! `tests/run` starts all three and sets the variables.
 //!
 //! A missing variable fails the test, so that CI cannot pass without the brokers; set
 //! `SMSC_SKIP_KAFKA=1` to skip this tier on purpose (it says so, loudly).
@@ -14,14 +18,17 @@ use smsc_common::bus::kafka::{KafkaBus, KafkaBusConfig, PARENT_SPAN_HEADER};
 use smsc_common::bus::{Bus, BusError, Consumer, Delivery, Record};
 use tokio::time::timeout;
 
+const KAFKA: &str = "SMSC_TEST_KAFKA";
 const TANSU: &str = "SMSC_TEST_TANSU";
 const NOIDA: &str = "SMSC_TEST_NOIDA";
 
 fn config(brokers: String) -> KafkaBusConfig {
+    // Replicated as in production where there are brokers enough (3 of 3 for Apache Kafka).
+    let replicas = brokers.split(',').count().min(3);
     let mut config = KafkaBusConfig::new(brokers);
     config.client_id = "smsc-contract-kafka".to_owned();
     config.partitions = 4;
-    config.replication_factor = 1;
+    config.replication_factor = u16::try_from(replicas).expect("at most 3");
     // tansu hands a new group its partitions after half of it (shared/INFRA.md).
     config.session_timeout = Duration::from_secs(6);
     config.message_timeout = Duration::from_secs(10);
@@ -39,7 +46,8 @@ fn brokers(env: &str) -> Option<String> {
         }
         _ => panic!(
             "{env} is not set: run the suite through tests/run, which starts the Kafka \
-             brokers (tests/brokers start tansu|noida); SMSC_SKIP_KAFKA=1 skips this tier"
+             brokers (tests/engines start kafka, tests/brokers start tansu|noida); \
+             SMSC_SKIP_KAFKA=1 skips this tier"
         ),
     }
 }
@@ -322,5 +330,6 @@ macro_rules! per_broker {
     };
 }
 
+per_broker!(apache_kafka, KAFKA, leave: []);
 per_broker!(tansu, TANSU, leave: []);
 per_broker!(noida, NOIDA, leave: []);

@@ -2,10 +2,11 @@
 //! the end-to-end and chaos tests that drive [`Cluster`] from `services/smsc/tests/`.
 //!
 //! Every member is a child process of the same `smsc` binary with a generated config
-//! in the cluster's directory: one `smsc store-server` (the shared in-memory store),
-//! the edges, the routers and the workers, all on a Kafka-protocol broker (given, or a
-//! tansu started with `tests/brokers`). Each member gets its own free loopback ports;
-//! its stdout and stderr go to `<dir>/logs/<name>.log`.
+//! in the cluster's directory: the edges, the routers and the workers, on the production
+//! engines: Apache Kafka and a CQL store (Apache Cassandra here, ScyllaDB in production),
+//! either given or started with `tests/engines` and stopped with the cluster. The store is
+//! a keyspace of the cluster's own, so clusters can share one CQL server. Each member gets
+//! its own free loopback ports; its stdout and stderr go to `<dir>/logs/<name>.log`.
 //!
 //! Members stay in this process's process group on purpose: whatever kills the group
 //! (Ctrl-C in a terminal, a test runner timing a test out) reaches them too, so a
@@ -28,7 +29,6 @@ use tokio::time::Instant;
 /// What a member process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ClusterRole {
-    StoreServer,
     Edge,
     Router,
     Worker,
@@ -38,7 +38,6 @@ impl ClusterRole {
     /// The subcommand, also the member's name prefix.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::StoreServer => "store-server",
             Self::Edge => "edge",
             Self::Router => "router",
             Self::Worker => "worker",
@@ -79,14 +78,22 @@ impl ClusterAccount {
 /// How to start a [`Cluster`].
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
-    /// The `smsc` binary every member runs (built with the `kafka` feature).
+    /// The `smsc` binary every member runs (built with the `cluster` feature).
     pub binary: PathBuf,
-    /// `host:port` of a running Kafka-protocol broker; `None`: start a tansu with
-    /// [`ClusterOptions::brokers_script`] and stop it with the cluster.
+    /// `bootstrap.servers` of a running Kafka; `None`: start [`ClusterOptions::kafka_brokers`]
+    /// Apache Kafka brokers with `tests/engines` and stop them with the cluster.
     pub brokers: Option<String>,
-    /// `tests/brokers`; `None`: looked for from the working directory and from the
+    /// How many brokers to start when none are given. Topics are replicated
+    /// `min(3, brokers)` times either way.
+    pub kafka_brokers: usize,
+    /// CQL contact points (`host:port,…`) of a running Cassandra or ScyllaDB; `None`: start
+    /// a Cassandra node with `tests/engines` and stop it with the cluster.
+    pub cql: Option<String>,
+    /// The cluster's keyspace (migrated by the members as they start); `None`: a new one.
+    pub keyspace: Option<String>,
+    /// `tests/engines`; `None`: looked for from the working directory and from the
     /// binary's directory upwards.
-    pub brokers_script: Option<PathBuf>,
+    pub engines_script: Option<PathBuf>,
     pub edges: usize,
     pub routers: usize,
     pub workers: usize,
@@ -107,7 +114,7 @@ pub struct ClusterOptions {
     /// route to `sim`.
     pub mt_routes: Vec<(String, String)>,
     pub partitions: u32,
-    /// `bus.session_timeout`: tansu needs 6 s (see shared/INFRA.md).
+    /// `bus.session_timeout`.
     pub session_timeout: Duration,
     /// Configs and logs; `None`: a new directory under the system's temp dir. Kept
     /// after the cluster stops, for the logs.
@@ -124,7 +131,10 @@ impl ClusterOptions {
         Self {
             binary: binary.into(),
             brokers: None,
-            brokers_script: None,
+            kafka_brokers: 1,
+            cql: None,
+            keyspace: None,
+            engines_script: None,
             edges: 2,
             routers: 1,
             workers: 2,
@@ -156,7 +166,7 @@ pub struct Member {
     /// `edge-0`, also its node_id.
     pub name: String,
     pub admin: SocketAddr,
-    /// The store server's `StoreService`, or the role's gRPC (`Edge`, `SessionDirectory`).
+    /// The role's gRPC (`Edge`, `SessionDirectory`).
     pub grpc: SocketAddr,
     /// Edges only.
     pub smpp: Option<SocketAddr>,
@@ -169,11 +179,15 @@ pub struct Member {
 /// Where everything of a running cluster is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoints {
-    /// `bootstrap.servers` of the broker.
+    /// `bootstrap.servers` of Kafka.
     pub brokers: String,
-    /// Configs, `logs/`, and the broker's run directory when the cluster started it.
+    /// CQL contact points of the store.
+    pub cql: String,
+    /// The store's keyspace.
+    pub keyspace: String,
+    /// Configs, `logs/`, and the engines' run directory when the cluster started them.
     pub dir: PathBuf,
-    /// The store server first, then edges, routers, workers, each by index.
+    /// Edges, routers, workers, each by index.
     pub members: Vec<Member>,
 }
 
@@ -202,20 +216,21 @@ impl Endpoints {
         self.member(ClusterRole::Worker, index)?.simulator
     }
 
-    /// The store server's gRPC address.
-    pub fn store(&self) -> Option<SocketAddr> {
-        Some(self.member(ClusterRole::StoreServer, 0)?.grpc)
+    /// Topics are replicated this many times: `min(3, brokers)`.
+    pub fn replication_factor(&self) -> u16 {
+        let brokers = self.brokers.split(',').filter(|b| !b.trim().is_empty()).count();
+        u16::try_from(brokers.clamp(1, 3)).unwrap_or(1)
     }
 }
 
 impl fmt::Display for Endpoints {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "smsc cluster")?;
-        writeln!(f, "  broker (kafka)     {}", self.brokers)?;
+        writeln!(f, "  kafka              {}", self.brokers)?;
+        writeln!(f, "  store (CQL)        {} keyspace {}", self.cql, self.keyspace)?;
         for m in &self.members {
             let mut line = format!("  {:<18} admin http://{}", m.name, m.admin);
             match m.role {
-                ClusterRole::StoreServer => line.push_str(&format!("  store gRPC {}", m.grpc)),
                 ClusterRole::Edge => {
                     if let Some(smpp) = m.smpp {
                         line.push_str(&format!("  SMPP {smpp}"));
@@ -257,24 +272,51 @@ impl fmt::Display for Exited {
     }
 }
 
-/// A broker this cluster started and must stop.
+/// Engines this cluster started with `tests/engines` (in its own run directory) and stops.
 #[derive(Debug)]
-struct OwnBroker {
+struct OwnEngines {
     script: PathBuf,
     run_dir: PathBuf,
+    kafka: bool,
+    cassandra: bool,
 }
 
-impl OwnBroker {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.script);
-        c.args(args).env("SMSC_TEST_RUN", &self.run_dir).stdin(Stdio::null());
-        c
+impl OwnEngines {
+    /// Runs `tests/engines args…` on a blocking thread; returns its stdout.
+    async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut command = Command::new(&self.script);
+        command.args(args).env("SMSC_TEST_RUN", &self.run_dir).stdin(Stdio::null());
+        let what = format!("tests/engines {}", args.join(" "));
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .context("engines task")?
+            .with_context(|| format!("running {what}"))?;
+        if !output.status.success() {
+            bail!(
+                "{what} failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// `KEY=value` from the output of `tests/engines start …`.
+    async fn start(&self, args: &[&str], key: &str) -> anyhow::Result<String> {
+        let stdout = self.run(args).await?;
+        let value = stdout.lines().find_map(|l| l.strip_prefix(key));
+        Ok(value.with_context(|| format!("tests/engines printed no {key}"))?.trim().to_owned())
     }
 
     fn stop(&self) {
-        let stopped = self.command(&["stop", "tansu"]).stdout(Stdio::null()).status();
+        let stopped = Command::new(&self.script)
+            .arg("stop")
+            .env("SMSC_TEST_RUN", &self.run_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status();
         if let Err(e) = stopped {
-            tracing::warn!(error = %e, "could not stop the broker");
+            tracing::warn!(error = %e, "could not stop the engines");
         }
     }
 }
@@ -286,13 +328,13 @@ pub struct Cluster {
     endpoints: Endpoints,
     /// By the index of `endpoints.members`; `None` while not running.
     children: Vec<Option<Child>>,
-    broker: Option<OwnBroker>,
+    engines: Option<OwnEngines>,
 }
 
 impl Cluster {
-    /// Starts the broker (unless given), the store server, then every other member,
-    /// and returns once every member's `/ready` answers 200. On failure, whatever was
-    /// started is stopped again and the error carries the failed member's log tail.
+    /// Starts the engines (unless given), then every member, and returns once every
+    /// member's `/ready` answers 200. On failure, whatever was started is stopped again and
+    /// the error carries the failed member's log tail.
     pub async fn start(options: ClusterOptions) -> anyhow::Result<Cluster> {
         if !options.binary.is_file() {
             bail!("no smsc binary at {}", options.binary.display());
@@ -304,22 +346,31 @@ impl Cluster {
         fs::create_dir_all(dir.join("logs"))
             .with_context(|| format!("creating {}", dir.join("logs").display()))?;
 
+        let keyspace = match &options.keyspace {
+            Some(k) => k.clone(),
+            None => format!("smsc_cluster_{:08x}", rand_u32()),
+        };
         let mut cluster = Cluster {
-            endpoints: Endpoints { brokers: String::new(), dir: dir.clone(), members: Vec::new() },
+            endpoints: Endpoints {
+                brokers: options.brokers.clone().unwrap_or_default(),
+                cql: options.cql.clone().unwrap_or_default(),
+                keyspace,
+                dir: dir.clone(),
+                members: Vec::new(),
+            },
             children: Vec::new(),
-            broker: None,
+            engines: None,
             options,
         };
-        // From here on, an early return drops `cluster`, which kills what was started.
-        cluster.endpoints.brokers = match cluster.options.brokers.clone() {
-            Some(b) => b,
-            None => cluster.start_broker().await?,
-        };
+        // From here on, an early return drops `cluster`, which stops what was started.
+        cluster.start_engines().await?;
         cluster.endpoints.members = cluster.plan()?;
         cluster.children = cluster.endpoints.members.iter().map(|_| None).collect();
         cluster.write_configs()?;
 
-        // The store server first: the others connect to it as they start.
+        // One member first: it creates the keyspace and applies the migrations, which the
+        // others then find recorded (concurrent schema changes are what Cassandra handles
+        // worst).
         cluster.spawn(0)?;
         cluster.wait_ready(&[0]).await?;
         let rest: Vec<usize> = (1..cluster.endpoints.members.len()).collect();
@@ -328,6 +379,31 @@ impl Cluster {
         }
         cluster.wait_ready(&rest).await?;
         Ok(cluster)
+    }
+
+    /// SIGKILLs Kafka broker `n` (1-based) of the brokers this cluster started.
+    pub async fn kill_broker(&self, n: usize) -> anyhow::Result<()> {
+        self.own_engine(true)?.run(&["kill", "kafka", &n.to_string()]).await.map(drop)
+    }
+
+    /// Starts Kafka broker `n` again with its data and waits until it serves.
+    pub async fn revive_broker(&self, n: usize) -> anyhow::Result<()> {
+        self.own_engine(true)?.run(&["revive", "kafka", &n.to_string()]).await.map(drop)
+    }
+
+    /// Stops the CQL node this cluster started (SIGTERM) and starts it again with its data.
+    pub async fn restart_cql(&self) -> anyhow::Result<()> {
+        self.own_engine(false)?.run(&["restart", "cassandra"]).await.map(drop)
+    }
+
+    fn own_engine(&self, kafka: bool) -> anyhow::Result<&OwnEngines> {
+        match &self.engines {
+            Some(e) if (kafka && e.kafka) || (!kafka && e.cassandra) => Ok(e),
+            _ => bail!(
+                "the cluster did not start its own {}",
+                if kafka { "Kafka" } else { "CQL server" }
+            ),
+        }
     }
 
     pub fn endpoints(&self) -> &Endpoints {
@@ -398,22 +474,18 @@ impl Cluster {
         out
     }
 
-    /// Stops every member: SIGTERM to the edges, routers and workers, then to the
-    /// store server (so the others can finish their writes), each group SIGKILLed
-    /// after the stop timeout; then the broker if the cluster started it. Returns how
-    /// each running member exited.
+    /// Stops every member at once (SIGTERM, SIGKILL after the stop timeout), then the
+    /// engines if the cluster started them. Returns how each running member exited.
     pub async fn stop(mut self) -> Vec<Exited> {
-        let mut exited = Vec::new();
-        let roles: Vec<usize> = (1..self.children.len()).collect();
-        for group in [roles, vec![0]] {
-            let children: Vec<(usize, Child)> = group
-                .into_iter()
-                .filter_map(|i| self.children.get_mut(i)?.take().map(|c| (i, c)))
-                .collect();
-            exited.extend(self.stop_children(children).await);
-        }
-        if let Some(broker) = self.broker.take() {
-            tokio::task::spawn_blocking(move || broker.stop()).await.ok();
+        let children: Vec<(usize, Child)> = self
+            .children
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, c)| c.take().map(|c| (i, c)))
+            .collect();
+        let exited = self.stop_children(children).await;
+        if let Some(engines) = self.engines.take() {
+            tokio::task::spawn_blocking(move || engines.stop()).await.ok();
         }
         exited
     }
@@ -434,37 +506,38 @@ impl Cluster {
             .with_context(|| format!("the cluster has no {role} {index}"))
     }
 
-    async fn start_broker(&mut self) -> anyhow::Result<String> {
-        let script = match &self.options.brokers_script {
+    /// Starts with `tests/engines` whichever of Kafka and the CQL server was not given.
+    async fn start_engines(&mut self) -> anyhow::Result<()> {
+        let (kafka, cassandra) = (self.options.brokers.is_none(), self.options.cql.is_none());
+        if !kafka && !cassandra {
+            return Ok(());
+        }
+        let script = match &self.options.engines_script {
             Some(s) => s.clone(),
-            None => find_brokers_script(&self.options.binary).context(
-                "no --brokers given and tests/brokers not found (run from the repository, or pass --brokers-script)",
+            None => find_engines_script(&self.options.binary).context(
+                "tests/engines not found to start Kafka and Cassandra (run from the repository, \
+                 pass --engines-script, or give --brokers and --cql)",
             )?,
         };
-        let broker = OwnBroker { script, run_dir: self.endpoints.dir.join("brokers") };
-        let mut command = broker.command(&["start", "tansu"]);
-        self.broker = Some(broker);
-        let output = tokio::task::spawn_blocking(move || command.output())
-            .await
-            .context("broker start task")?
-            .context("running tests/brokers start tansu")?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let brokers = stdout.lines().find_map(|l| l.strip_prefix("KAFKA_BROKERS="));
-        match brokers {
-            Some(b) if output.status.success() => Ok(b.trim().to_owned()),
-            _ => bail!(
-                "tests/brokers start tansu failed ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
+        let run_dir = self.endpoints.dir.join("engines");
+        self.engines = Some(OwnEngines { script, run_dir, kafka, cassandra });
+        let engines = self.engines.as_ref().context("engines")?;
+        if kafka {
+            let n = self.options.kafka_brokers.to_string();
+            self.endpoints.brokers =
+                engines.start(&["start", "kafka", "--brokers", &n], "KAFKA_BROKERS=").await?;
         }
+        if cassandra {
+            self.endpoints.cql = engines.start(&["start", "cassandra"], "SCYLLA_URI=").await?;
+        }
+        Ok(())
     }
 
     /// Every member with free loopback ports.
     fn plan(&self) -> anyhow::Result<Vec<Member>> {
         let o = &self.options;
-        let mut roles = vec![(ClusterRole::StoreServer, 0)];
-        roles.extend((0..o.edges).map(|i| (ClusterRole::Edge, i)));
+        let mut roles: Vec<(ClusterRole, usize)> =
+            (0..o.edges).map(|i| (ClusterRole::Edge, i)).collect();
         roles.extend((0..o.routers).map(|i| (ClusterRole::Router, i)));
         roles.extend((0..o.workers).map(|i| (ClusterRole::Worker, i)));
         let needed = roles.len() * 2 + o.edges + o.workers;
@@ -472,11 +545,7 @@ impl Cluster {
         let mut next = || ports.next().context("ran out of free ports");
         let mut members = Vec::new();
         for (role, index) in roles {
-            let name = if role == ClusterRole::StoreServer {
-                role.as_str().to_owned()
-            } else {
-                format!("{role}-{index}")
-            };
+            let name = format!("{role}-{index}");
             members.push(Member {
                 role,
                 index,
@@ -537,7 +606,7 @@ impl Cluster {
             }
             mt_routes.push_str("    - connector: sim\n");
         }
-        let store = self.endpoints.store().context("no store server planned")?;
+        let cql: Vec<String> = self.endpoints.cql.split(',').map(|u| quote(u.trim())).collect();
         for m in &self.endpoints.members {
             let any = "127.0.0.1:0";
             let smpp = m.smpp.map_or(any.to_owned(), |a| a.to_string());
@@ -548,8 +617,8 @@ impl Cluster {
                  admin_listen: \"{admin}\"\n\
                  edge:\n  smpp_listen: \"{smpp}\"\n  grpc_listen: \"{grpc}\"\n  grpc_advertise: \"{grpc}\"\n  drain_timeout: 5s\n\
                  accounts:\n{accounts}\
-                 bus:\n  kind: kafka\n  brokers: {brokers}\n  partitions: {partitions}\n  replication_factor: 1\n  session_timeout: {session_timeout}\n\
-                 store:\n  kind: remote\n  endpoint: \"{store}\"\n\
+                 bus:\n  kind: kafka\n  brokers: {brokers}\n  partitions: {partitions}\n  replication_factor: {bus_rf}\n  session_timeout: {session_timeout}\n\
+                 store:\n  kind: scylla\n  uris: [{cql}]\n  keyspace: {keyspace}\n  replication_factor: 1\n\
                  routing:\n{mt_routes}  mo:\n{mo_routes}\
                  connectors:\n  sim:\n    kind: simulator\n{journal}    profiles:\n{profiles}{extra_connectors}\
                  retry:\n  tiers: [{tiers}]\n\
@@ -559,6 +628,9 @@ impl Cluster {
                 grpc = m.grpc,
                 accounts = if accounts.is_empty() { "  []\n" } else { &accounts },
                 brokers = quote(&self.endpoints.brokers),
+                bus_rf = self.endpoints.replication_factor(),
+                cql = cql.join(", "),
+                keyspace = quote(&self.endpoints.keyspace),
                 partitions = o.partitions,
                 session_timeout = millis(o.session_timeout),
                 mo_routes = if mo_routes.is_empty() { "    []\n" } else { &mo_routes },
@@ -589,9 +661,6 @@ impl Cluster {
         let _ = writeln!(log, "==== smsc cluster: starting {} ====", m.name);
         let mut command = Command::new(&self.options.binary);
         command.arg(m.role.as_str()).arg("--config").arg(&m.config);
-        if m.role == ClusterRole::StoreServer {
-            command.arg("--listen").arg(m.grpc.to_string());
-        }
         // The generated config is the whole truth: no override from our environment.
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with(smsc_common::config::ENV_PREFIX) {
@@ -708,8 +777,8 @@ impl Drop for Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if let Some(broker) = self.broker.take() {
-            broker.stop();
+        if let Some(engines) = self.engines.take() {
+            engines.stop();
         }
     }
 }
@@ -780,12 +849,21 @@ fn new_temp_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// `tests/brokers` from the working directory or the binary's directory upwards
+/// `tests/engines` from the working directory or the binary's directory upwards
 /// (`target/debug/smsc` sits two levels under the repository).
-fn find_brokers_script(binary: &Path) -> Option<PathBuf> {
+fn find_engines_script(binary: &Path) -> Option<PathBuf> {
     let cwd = std::env::current_dir().ok();
     let starts = cwd.iter().map(PathBuf::as_path).chain(binary.parent());
-    starts.flat_map(Path::ancestors).map(|d| d.join("tests").join("brokers")).find(|p| p.is_file())
+    starts.flat_map(Path::ancestors).map(|d| d.join("tests").join("engines")).find(|p| p.is_file())
+}
+
+/// A random keyspace suffix without a dependency: the clock's nanoseconds and the pid.
+fn rand_u32() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
 }
 
 /// A YAML double-quoted scalar (JSON string syntax is valid YAML).
@@ -818,13 +896,24 @@ fn tail(path: &Path, lines: usize) -> String {
 /// `smsc cluster` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClusterArgs {
-    /// A running Kafka-protocol broker (host:port); default: start tansu with
-    /// tests/brokers and stop it with the cluster.
+    /// A running Kafka (host:port,...); default: start Apache Kafka with tests/engines and
+    /// stop it with the cluster.
     #[arg(long)]
     pub brokers: Option<String>,
-    /// The broker script (default: tests/brokers, found from the working directory).
+    /// How many Kafka brokers to start when --brokers is not given (topics are replicated
+    /// min(3, N) times).
+    #[arg(long, default_value_t = 1)]
+    pub kafka_brokers: usize,
+    /// A running CQL store, Cassandra or ScyllaDB (host:port,...); default: start Apache
+    /// Cassandra with tests/engines and stop it with the cluster.
     #[arg(long)]
-    pub brokers_script: Option<PathBuf>,
+    pub cql: Option<String>,
+    /// The keyspace (default: a new smsc_cluster_XXXXXXXX).
+    #[arg(long)]
+    pub keyspace: Option<String>,
+    /// The engines script (default: tests/engines, found from the working directory).
+    #[arg(long)]
+    pub engines_script: Option<PathBuf>,
     /// Configs and logs go here (default: a new directory under $TMPDIR).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -853,15 +942,18 @@ pub async fn run(
     args: ClusterArgs,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    if !cfg!(feature = "kafka") {
+    if !cfg!(all(feature = "kafka", feature = "scylla")) {
         bail!(
-            "this smsc was built without the `kafka` feature: cargo build -p smsc --features kafka"
+            "this smsc was built without Kafka and ScyllaDB: cargo build -p smsc --features cluster"
         );
     }
     let binary = std::env::current_exe().context("locating the smsc binary")?;
     let options = ClusterOptions {
         brokers: args.brokers,
-        brokers_script: args.brokers_script,
+        kafka_brokers: args.kafka_brokers,
+        cql: args.cql,
+        keyspace: args.keyspace,
+        engines_script: args.engines_script,
         dir: args.dir,
         edges: args.edges,
         routers: args.routers,
@@ -943,26 +1035,33 @@ mod tests {
         };
         let mut cluster = Cluster {
             endpoints: Endpoints {
-                brokers: "127.0.0.1:9092".into(),
+                brokers: "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094,127.0.0.1:9095".into(),
+                cql: "127.0.0.1:9042, 127.0.0.2:9042".into(),
+                keyspace: "smsc_cluster_test".into(),
                 dir: dir.clone(),
                 members: Vec::new(),
             },
             children: Vec::new(),
-            broker: None,
+            engines: None,
             options,
         };
         fs::create_dir_all(dir.join("logs")).expect("logs dir");
         cluster.endpoints.members = cluster.plan().expect("plan");
-        assert_eq!(cluster.endpoints.members.len(), 6);
+        assert_eq!(cluster.endpoints.members.len(), 5);
         cluster.write_configs().expect("configs");
         for m in &cluster.endpoints.members {
             let c = smsc_common::config::Config::load_with_env(Some(&m.config), Vec::new())
                 .unwrap_or_else(|e| panic!("{}: {e}", m.config.display()));
             assert_eq!(c.admin_listen, m.admin);
             assert_eq!(c.node_id, m.name);
-            assert_eq!(c.store.kind, smsc_common::config::StoreKind::Remote);
+            assert_eq!(c.store.kind, smsc_common::config::StoreKind::Scylla);
+            assert_eq!(c.store.uris, ["127.0.0.1:9042", "127.0.0.2:9042"]);
+            assert_eq!(
+                (c.store.keyspace.as_str(), c.store.replication_factor),
+                ("smsc_cluster_test", 1)
+            );
             assert_eq!(c.bus.kind, smsc_common::config::BusKind::Kafka);
-            assert_eq!((c.bus.replication_factor, c.bus.session_timeout.as_secs()), (1, 6));
+            assert_eq!((c.bus.replication_factor, c.bus.session_timeout.as_secs()), (3, 6));
             assert_eq!(c.accounts.len(), 2);
             assert_eq!(c.accounts[1].system_id, "b\"ank");
             assert_eq!(c.routing.mo.len(), 2);

@@ -12,12 +12,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use smsc_common::accounts::{Account, AccountDirectory};
 use smsc_common::admin::{self, Readiness};
-use smsc_common::bus::Bus;
-use smsc_common::bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
-use smsc_common::config::{BusKind, Config, ConfigError, StoreKind};
+use smsc_common::config::{Config, ConfigError};
 use smsc_common::pipeline::{EdgeLink, GrpcEdgeLink, Tiers};
-use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
-use smsc_common::store::{Clock, Store, SystemClock};
+use smsc_common::store::{Clock, SystemClock};
 use smsc_common::telemetry::Metrics;
 use smsc_edge::grpc::{DirectoryGrpc, EdgeGrpc};
 use smsc_edge::{Edge, Settings};
@@ -28,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub mod cluster;
+mod engines;
 #[cfg(feature = "k8s")]
 mod k8s;
 
@@ -181,25 +179,6 @@ pub async fn run(
     let token = CancellationToken::new();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
-    let bus: Arc<dyn Bus> = match config.bus.kind {
-        BusKind::Embedded => Arc::new(EmbeddedBus::with_clock(
-            EmbeddedBusConfig {
-                partitions: config.bus.partitions,
-                max_lag: usize::try_from(config.bus.max_lag).unwrap_or(usize::MAX),
-            },
-            clock.clone(),
-        )),
-        #[cfg(feature = "kafka")]
-        BusKind::Kafka => {
-            use smsc_common::bus::kafka::{KafkaBus, KafkaBusConfig};
-            let mut k = KafkaBusConfig::from_config(&config.bus, &config.node_id);
-            k.topics = topic_list(&config);
-            Arc::new(KafkaBus::connect(k).await.context("bus (kafka)")?)
-        }
-        other => {
-            anyhow::bail!("bus.kind {other:?} is not supported by this build (features: kafka)")
-        }
-    };
     // Mutual TLS for the gRPC this process dials (edges, the store server).
     let client_tls = config
         .grpc_tls
@@ -207,39 +186,35 @@ pub async fn run(
         .map(smsc_common::grpc_tls::client_tls_config)
         .transpose()
         .context("grpc_tls")?;
-    let store: Arc<dyn Store> = match config.store.kind {
-        StoreKind::Embedded => Arc::new(EmbeddedStore::with_clock(
-            EmbeddedStoreConfig {
-                message_ttl: config.store.message_ttl,
-                final_ttl: config.store.final_ttl,
-            },
-            clock.clone(),
-        )),
-        #[cfg(feature = "scylla")]
-        StoreKind::Scylla => {
-            let c = smsc_common::store::scylla::ScyllaConfig::from_config(&config.store)?;
-            Arc::new(
-                smsc_common::store::scylla::ScyllaStore::connect(c)
-                    .await
-                    .context("store (scylla)")?,
-            )
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+
+    // The admin port opens before the engines are reached: /live answers and /ready says
+    // what is awaited, instead of an exit that Kubernetes would turn into CrashLoopBackOff.
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding admin_listen {}", config.admin_listen))?;
+    let admin_token = token.clone();
+    tasks.spawn({
+        let (metrics, ready) = (metrics.clone(), ready.clone());
+        async move {
+            if let Err(e) =
+                admin::serve(admin_listener, metrics, ready, admin_token.cancelled_owned()).await
+            {
+                warn!(error = %e, "admin server stopped");
+            }
         }
-        StoreKind::Remote => {
-            use smsc_common::store::remote::{RemoteStore, RemoteStoreConfig};
-            let c = RemoteStoreConfig {
-                request_timeout: config.store.request_timeout,
-                tls: client_tls.clone(),
-                ..RemoteStoreConfig::new(config.store.endpoint.clone())
-            };
-            let store = RemoteStore::connect(c)
-                .await
-                .with_context(|| format!("store (remote {})", config.store.endpoint))?;
-            Arc::new(store)
-        }
-        other => {
-            anyhow::bail!("store.kind {other:?} is not supported by this build (features: scylla)")
-        }
+    });
+    let store_ready = ready.condition("store");
+    let bus = engines::bus(&config, &clock)?;
+    let Some(bus) = engines::connect("bus", &mut shutdown, bus).await else {
+        return stop(tasks, token).await;
     };
+    let store = engines::store(&config, &clock, client_tls.clone())?;
+    let Some(store) = engines::connect("store", &mut shutdown, store).await else {
+        return stop(tasks, token).await;
+    };
+    store_ready.set(true);
 
     let accounts = Arc::new(AccountDirectory::from_config(&config)?);
     if role == Role::All && accounts.is_empty() && config.accounts_crd.is_none() {
@@ -260,9 +235,6 @@ pub async fn run(
         tasks.spawn(watch);
     }
 
-    let admin_listener = TcpListener::bind(config.admin_listen)
-        .await
-        .with_context(|| format!("binding admin_listen {}", config.admin_listen))?;
     let grpc_listener = TcpListener::bind(config.edge.grpc_listen)
         .await
         .with_context(|| format!("binding edge.grpc_listen {}", config.edge.grpc_listen))?;
@@ -424,17 +396,6 @@ pub async fn run(
     }
     info!(grpc = %grpc_addr, admin = %config.admin_listen, node = %config.node_id, "smsc {role:?} started");
 
-    let admin_token = token.clone();
-    tasks.spawn({
-        let (metrics, ready) = (metrics.clone(), ready.clone());
-        async move {
-            if let Err(e) =
-                admin::serve(admin_listener, metrics, ready, admin_token.cancelled_owned()).await
-            {
-                warn!(error = %e, "admin server stopped");
-            }
-        }
-    });
     let grpc_token = token.clone();
     tasks.spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
@@ -487,6 +448,14 @@ pub async fn run(
     Ok(())
 }
 
+/// Stopped while still waiting for an engine: nothing was accepted yet, nothing to drain.
+async fn stop(mut tasks: tokio::task::JoinSet<()>, token: CancellationToken) -> anyhow::Result<()> {
+    token.cancel();
+    tasks.shutdown().await;
+    info!("stopped before the engines were reached");
+    Ok(())
+}
+
 /// `smsc store-server` flags; each overrides its config key.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct StoreServerArgs {
@@ -533,6 +502,8 @@ pub async fn run_store_server(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    use smsc_common::store::Store;
+    use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
     use smsc_common::store::remote::StoreServer;
 
     let metrics = Metrics::new();
@@ -620,18 +591,6 @@ pub fn inject_mo(simulator: &str, from: String, to: String, text: String) -> Exi
             ExitCode::from(69)
         }
     }
-}
-
-/// Every topic the pipeline uses (created when missing).
-#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-fn topic_list(config: &Config) -> Vec<String> {
-    use smsc_common::bus::topics;
-    let mut t: Vec<String> = [topics::SUBMIT, topics::DELIVER, topics::NOTIFY, topics::MO]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    t.extend(Tiers::new(&config.retry.tiers).topics());
-    t
 }
 
 /// `smsc migrate`: applies the ScyllaDB schema of `store.*`.

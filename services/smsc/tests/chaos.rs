@@ -1,7 +1,9 @@
 //! Chaos: 50,000 messages with registered_delivery through the multi-process cluster
-//! (store server, 2 edges, 1 router, 2 workers) on its own noida-db broker, while at
-//! random moments edge-1, the router and worker-0 are each SIGKILLed and restarted, and
-//! the broker is restarted once with its data kept.
+//! (2 edges, 1 router, 2 workers) on engines of its own: Apache Kafka with three brokers
+//! (topics replicated 3 times, `min.insync.replicas` 2) and the ScyllaDB store on an Apache
+//! Cassandra node. At random moments edge-1, the router and worker-0 are each SIGKILLed and
+//! restarted, one Kafka broker is SIGKILLed and started again, and the CQL node is
+//! restarted with its data.
 //!
 //! Afterwards, and printed as a table:
 //! - every submit answered ESME_ROK reached a final state in the store and at least one
@@ -10,16 +12,14 @@
 //!   duplicated), and every DELIVERED one was handed exactly once;
 //! - submits not answered OK (connection killed first, or refused) are counted apart.
 //!
-//! The broker is private (its own `tests/brokers` run directory) because restarting the
-//! shared one would disturb the tests running beside this one. The seed of the random
-//! schedule is printed; `SMSC_CHAOS_SEED=<n>` replays it.
+//! The engines are private (the cluster starts them with `tests/engines` in its own run
+//! directory) because breaking the shared ones would disturb the tests running beside this
+//! one. The seed of the random schedule is printed; `SMSC_CHAOS_SEED=<n>` replays it.
 
 mod esme;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +28,7 @@ use bytes::Bytes;
 use futures::{SinkExt as _, StreamExt as _};
 use smsc::cluster::{Cluster, ClusterAccount, ClusterOptions, ClusterRole};
 use smsc_common::store::Store;
-use smsc_common::store::remote::{RemoteStore, RemoteStoreConfig};
+use smsc_common::store::scylla::{ScyllaConfig, ScyllaStore};
 use smsc_smpp::codec::SmppCodec;
 use smsc_smpp::pdu::{Bind, MessageIdResp, ShortMessage, SubmitSm};
 use smsc_smpp::{Address, Body, COctetString, CommandStatus, Npi, Pdu, RegisteredDelivery, Ton};
@@ -45,55 +45,6 @@ const SESSIONS: usize = 4;
 const WINDOW: usize = 64;
 /// How long receipts may take to catch up once the load has ended.
 const RECEIPT_DEADLINE: Duration = Duration::from_secs(240);
-
-/// A private noida-db, stopped when dropped.
-struct Broker {
-    script: PathBuf,
-    run: PathBuf,
-    address: String,
-}
-
-impl Broker {
-    fn script(&self, args: &[&str]) -> std::process::Output {
-        let out = Command::new(&self.script)
-            .args(args)
-            .env("SMSC_TEST_RUN", &self.run)
-            .output()
-            .expect("tests/brokers runs");
-        assert!(
-            out.status.success(),
-            "tests/brokers {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn start() -> Self {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/brokers");
-        let run = std::env::temp_dir().join(format!("smsc-chaos-broker-{}", std::process::id()));
-        let mut b = Self { script, run, address: String::new() };
-        let out = b.script(&["start", "noida"]);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        b.address = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("KAFKA_BROKERS="))
-            .expect("tests/brokers prints KAFKA_BROKERS")
-            .trim()
-            .to_owned();
-        b
-    }
-
-    fn restart(&self) {
-        self.script(&["restart", "noida"]);
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.script).arg("stop").env("SMSC_TEST_RUN", &self.run).output();
-        let _ = std::fs::remove_dir_all(&self.run);
-    }
-}
 
 /// What the ESMEs saw.
 #[derive(Default)]
@@ -260,10 +211,9 @@ async fn chaos_loses_and_duplicates_nothing() {
     eprintln!("chaos seed {seed} (SMSC_CHAOS_SEED={seed} replays this schedule)");
     let mut rng = Rng(seed);
 
-    let broker = Broker::start();
     let system_id = format!("chaos{:06x}", seed & 0xff_ffff);
     let options = ClusterOptions {
-        brokers: Some(broker.address.clone()),
+        kafka_brokers: 3,
         accounts: vec![ClusterAccount::new(&system_id, PASSWORD, &[])],
         retry_tiers: vec![Duration::from_secs(1), Duration::from_secs(2)],
         sim_journal: true,
@@ -304,9 +254,25 @@ async fn chaos_loses_and_duplicates_nothing() {
             started.elapsed() - down
         ));
     }
+    // Broker 1 may also be the active KRaft controller.
+    let broker = 1 + usize::try_from(rng.0 % 3).unwrap_or(0);
     sleep(rng.between(1_000, 3_000)).await;
-    broker.restart();
-    faults.push(format!("broker restarted (data kept) at {:?}", started.elapsed()));
+    cluster.kill_broker(broker).await.expect("SIGKILL a broker");
+    let down = rng.between(1_000, 4_000);
+    sleep(down).await;
+    cluster.revive_broker(broker).await.expect("the broker comes back");
+    faults.push(format!(
+        "kafka broker {broker} of 3 SIGKILL at {:?}, down {down:?} (and its start)",
+        started.elapsed() - down
+    ));
+    sleep(rng.between(1_000, 3_000)).await;
+    let cql_down = Instant::now();
+    cluster.restart_cql().await.expect("the CQL node restarts");
+    faults.push(format!(
+        "CQL node restarted with its data at {:?}, down {:?}",
+        started.elapsed(),
+        cql_down.elapsed()
+    ));
     for f in &faults {
         eprintln!("fault: {f}");
     }
@@ -330,11 +296,17 @@ async fn chaos_loses_and_duplicates_nothing() {
     }
 
     // The store's view of every accepted message.
-    let store = RemoteStore::connect(RemoteStoreConfig::new(
-        cluster.endpoints().store().expect("store server").to_string(),
-    ))
+    let e = cluster.endpoints();
+    let store = ScyllaStore::connect(ScyllaConfig {
+        uris: e.cql.split(',').map(|u| u.trim().to_owned()).collect(),
+        keyspace: e.keyspace.clone(),
+        replication_factor: 1,
+        request_timeout: Duration::from_secs(10),
+        ..ScyllaConfig::default()
+    })
     .await
-    .expect("store server reachable");
+    .map(Arc::new)
+    .expect("the store is reachable");
     let ids: Vec<String> = load.lock().accepted.iter().cloned().collect();
     let states: Vec<_> = futures::stream::iter(ids.iter().cloned())
         .map(|id| {
@@ -424,5 +396,4 @@ async fn chaos_loses_and_duplicates_nothing() {
     let crashed = cluster.exited();
     assert!(crashed.is_empty(), "members exited on their own: {crashed:?}");
     cluster.stop().await;
-    drop(broker);
 }

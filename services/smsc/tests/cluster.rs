@@ -1,7 +1,8 @@
-//! The multi-process cluster end to end: a store server, 2 edges, 1 router and 2
-//! workers as separate `smsc` processes on a real Kafka-protocol broker
-//! (`SMSC_TEST_NOIDA`, else `SMSC_TEST_TANSU`: run through tests/run), driven through
-//! [`Cluster`], with ESMEs speaking SMPP over TCP.
+//! The multi-process cluster end to end: 2 edges, 1 router and 2 workers as separate
+//! `smsc` processes on the production engines tests/run starts: Apache Kafka with three
+//! brokers (`SMSC_TEST_KAFKA`, topics replicated 3 times) and the ScyllaDB store on Apache
+//! Cassandra (`SCYLLA_URI`, a keyspace of this run's own), driven through [`Cluster`], with
+//! ESMEs speaking SMPP over TCP.
 //!
 //! Starting the cluster costs seconds, so one test starts it once and runs the
 //! scenarios in order, each under its own accounts (with a per-run suffix, so records a
@@ -39,22 +40,20 @@ const UPSTREAM_BINDS: u32 = 2;
 /// The only retry tier.
 const TIER: Duration = Duration::from_secs(1);
 
-/// The broker tests/run started, or `None` (test skipped) under `SMSC_SKIP_KAFKA=1`.
-fn broker() -> Option<String> {
-    for var in ["SMSC_TEST_NOIDA", "SMSC_TEST_TANSU"] {
-        if let Ok(b) = std::env::var(var)
-            && !b.trim().is_empty()
-        {
-            return Some(b.trim().to_owned());
-        }
+/// Kafka's brokers and the CQL server tests/run started, or `None` (test skipped) under
+/// `SMSC_SKIP_KAFKA=1`.
+fn engines() -> Option<(String, String)> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if let (Some(kafka), Some(cql)) = (var("SMSC_TEST_KAFKA"), var("SCYLLA_URI")) {
+        return Some((kafka, cql));
     }
-    if std::env::var("SMSC_SKIP_KAFKA").as_deref() == Ok("1") {
-        eprintln!("\n*** SKIPPED: cluster end-to-end test (SMSC_SKIP_KAFKA=1, no broker) ***\n");
+    if var("SMSC_SKIP_KAFKA").as_deref() == Some("1") {
+        eprintln!("\n*** SKIPPED: cluster end-to-end test (SMSC_SKIP_KAFKA=1, no engines) ***\n");
         return None;
     }
     panic!(
-        "no Kafka-protocol broker: run this test through tests/run (it exports \
-         SMSC_TEST_NOIDA and SMSC_TEST_TANSU), or set SMSC_SKIP_KAFKA=1 to skip it"
+        "no engines: run this test through tests/run (it exports SMSC_TEST_KAFKA and \
+         SCYLLA_URI from tests/engines), or set SMSC_SKIP_KAFKA=1 to skip it"
     );
 }
 
@@ -314,11 +313,12 @@ async fn a_killed_edge_restarts(cluster: &mut Cluster, run: &Run) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_end_to_end() {
-    let Some(brokers) = broker() else { return };
+    let Some((brokers, cql)) = engines() else { return };
     let run = Run::new();
     let upstream = Upstream::start().await;
     let options = ClusterOptions {
         brokers: Some(brokers),
+        cql: Some(cql),
         extra_connectors: upstream.connector_yaml(),
         mt_routes: vec![(UPSTREAM_PREFIX.into(), "up".into())],
         accounts: run.accounts(),
@@ -352,7 +352,7 @@ async fn cluster_end_to_end() {
     let crashed = cluster.exited();
     assert!(crashed.is_empty(), "members exited on their own: {crashed:?}");
     let stopped = cluster.stop().await;
-    assert_eq!(stopped.len(), 6, "every member was running: {stopped:?}");
+    assert_eq!(stopped.len(), 5, "every member was running: {stopped:?}");
     for e in &stopped {
         assert!(e.status.success() && !e.forced, "not a clean SIGTERM shutdown: {e}");
     }

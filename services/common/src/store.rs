@@ -155,6 +155,24 @@ impl Applied {
     pub fn applied(&self) -> bool {
         matches!(self, Self::Yes)
     }
+
+    /// Applied now, or by an earlier attempt of the same final write whose answer was
+    /// lost: a conditional write that times out on the client (an LWT under load, a CQL
+    /// node restarting) may still apply, and its retry then finds the row already holding
+    /// it. For writes of a final state, whose `final_at` (the writer's clock, to the
+    /// millisecond) tells that write from another writer's.
+    pub fn applied_or_already(&self, update: &Update) -> bool {
+        match self {
+            Self::Yes => true,
+            Self::No(Some(row)) => {
+                update.final_at.is_some()
+                    && row.final_at == update.final_at
+                    && Some(row.state) == update.state
+                    && update.error_code.is_none_or(|e| e == row.error_code)
+            }
+            Self::No(None) => false,
+        }
+    }
 }
 
 /// The bind a session holds.

@@ -472,7 +472,8 @@ impl Worker {
                 return LATER;
             };
             match applied {
-                Applied::Yes => {
+                // Ours, also when an attempt that timed out applied it.
+                ref a if a.applied_or_already(&update) => {
                     if !self.finished(&m, r.state, r.error_code, now).await {
                         return LATER;
                     }
@@ -482,7 +483,7 @@ impl Worker {
                 Applied::No(Some(row)) if !row.state.is_final() => m = row,
                 // Ended by someone else (its expiry, or this receipt handled twice at
                 // once), who sent the receipt.
-                Applied::No(_) => return CommandStatus::ESME_ROK,
+                _ => return CommandStatus::ESME_ROK,
             }
         }
     }
@@ -517,12 +518,12 @@ impl Worker {
             })
             .await
             {
-                Some(Applied::Yes) => {
+                Some(a) if a.applied_or_already(&update) => {
                     warn!(message_id = %m.message_id, "holder died mid-delivery; message state UNKNOWN");
                     self.metrics.worker.final_total.with_label_values(&["UNKNOWN"]).inc();
                     self.receipt(m, MessageState::UNKNOWN, 0, now).await
                 }
-                Some(Applied::No(_)) => true,
+                Some(_) => true,
                 None => false,
             };
         }
@@ -577,7 +578,10 @@ impl Worker {
         else {
             return false;
         };
-        if !applied.applied() {
+        // Not applied: someone else ended it and sent its receipt; unless the row holds
+        // this very write, applied by an attempt whose answer was lost: then the receipt
+        // is ours to send.
+        if !applied.applied_or_already(&update) {
             return true;
         }
         self.finished(m, state, error_code, now).await

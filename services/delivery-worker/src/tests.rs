@@ -6,11 +6,15 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use futures::future::BoxFuture;
 use smsc_common::bus::Consumer;
 use smsc_common::bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
 use smsc_common::store::contract::sample_message;
 use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
-use smsc_common::store::{StoredAddress, UnixMillis};
+use smsc_common::store::{
+    Page, PendingNotification, SessionLease, SlotClaim, StoreError, StoreResult, StoredAddress,
+    UnixMillis,
+};
 use smsc_proto::{Address, Notification};
 use smsc_smpp::receipt::Receipt;
 use smsc_smpp::{Body, Pdu};
@@ -52,6 +56,111 @@ impl Connector for Scripted {
     }
 }
 
+/// The embedded store, but the answer to the first `lose` final writes is lost after the
+/// write applied: what a CQL client sees when an LWT times out on its side and applies
+/// on the server all the same.
+#[derive(Debug)]
+struct LostAnswers {
+    inner: Arc<EmbeddedStore>,
+    lose: AtomicU32,
+}
+
+impl Store for LostAnswers {
+    fn insert_message(&self, m: StoredMessage) -> BoxFuture<'_, StoreResult<Applied>> {
+        self.inner.insert_message(m)
+    }
+    fn get_message(&self, id: &str) -> BoxFuture<'_, StoreResult<Vec<StoredMessage>>> {
+        self.inner.get_message(id)
+    }
+    fn transition(
+        &self,
+        id: &str,
+        dest_index: u32,
+        from: MessageState,
+        update: Update,
+    ) -> BoxFuture<'_, StoreResult<Applied>> {
+        let lost = update.final_at.is_some()
+            && self
+                .lose
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        let write = self.inner.transition(id, dest_index, from, update);
+        Box::pin(async move {
+            let applied = write.await?;
+            if lost { Err(StoreError::Timeout) } else { Ok(applied) }
+        })
+    }
+    fn put_session(&self, l: SessionLease, ttl: Duration) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.put_session(l, ttl)
+    }
+    fn remove_session(&self, system_id: &str, id: &str) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.remove_session(system_id, id)
+    }
+    fn sessions(&self, system_id: &str) -> BoxFuture<'_, StoreResult<Vec<SessionLease>>> {
+        self.inner.sessions(system_id)
+    }
+    fn push_pending(
+        &self,
+        system_id: &str,
+        n: PendingNotification,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.push_pending(system_id, n)
+    }
+    fn pending(
+        &self,
+        system_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Page>> {
+        self.inner.pending(system_id, after, limit)
+    }
+    fn delete_pending(&self, system_id: &str, id: &str) -> BoxFuture<'_, StoreResult<bool>> {
+        self.inner.delete_pending(system_id, id)
+    }
+    fn put_upstream_link(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+        link: UpstreamLink,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.put_upstream_link(connector, upstream_id, link, ttl)
+    }
+    fn park_upstream_receipt(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+        deliver_sm: Bytes,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.park_upstream_receipt(connector, upstream_id, deliver_sm, ttl)
+    }
+    fn upstream_entry(
+        &self,
+        connector: &str,
+        upstream_id: &str,
+    ) -> BoxFuture<'_, StoreResult<Option<UpstreamEntry>>> {
+        self.inner.upstream_entry(connector, upstream_id)
+    }
+    fn claim_slot(
+        &self,
+        pool: &str,
+        slot: u32,
+        holder: &str,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<SlotClaim>> {
+        self.inner.claim_slot(pool, slot, holder, ttl)
+    }
+    fn release_slot(
+        &self,
+        pool: &str,
+        slot: u32,
+        holder: &str,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        self.inner.release_slot(pool, slot, holder)
+    }
+}
+
 struct Setup {
     worker: Arc<Worker>,
     store: Arc<EmbeddedStore>,
@@ -70,6 +179,11 @@ impl Drop for Setup {
 
 impl Setup {
     async fn start(script: Vec<Outcome>) -> Self {
+        Self::start_losing(script, 0).await
+    }
+
+    /// [`Setup::start`], the answers to the first `lose` final writes lost ([`LostAnswers`]).
+    async fn start_losing(script: Vec<Outcome>, lose: u32) -> Self {
         let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
         let bus = EmbeddedBus::with_clock(EmbeddedBusConfig::default(), clock.clone());
         let store =
@@ -79,7 +193,7 @@ impl Setup {
         let shutdown = CancellationToken::new();
         let worker = Arc::new(Worker {
             bus: Arc::new(bus.clone()),
-            store: store.clone(),
+            store: Arc::new(LostAnswers { inner: store.clone(), lose: AtomicU32::new(lose) }),
             connectors: Connectors::from([(
                 "up".to_owned(),
                 connector.clone() as Arc<dyn Connector>,
@@ -375,4 +489,17 @@ async fn mo_from_an_upstream_goes_to_smsc_mo() {
     let published =
         s.worker.metrics.upstream.mo_total.with_label_values(&["up", "published"]).get();
     assert_eq!(published, 1);
+}
+
+/// A final write whose answer was lost (it applied; the client timed out) is retried, finds
+/// the row holding that very write, and still sends the receipt: before, the retry took
+/// the row for another worker's and the receipt was never sent.
+#[tokio::test(start_paused = true)]
+async fn a_final_write_whose_answer_was_lost_still_sends_its_receipt() {
+    let mut s = Setup::start_losing(vec![Outcome::Delivered], 1).await;
+    s.submit_asking("lost-answer", Duration::from_secs(600), 1).await;
+    s.wait_state("lost-answer", MessageState::DELIVERED).await;
+    let receipts = s.receipts_within(Duration::from_secs(5)).await;
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    assert_eq!(receipts[0].stat, ReceiptStat::Delivered);
 }

@@ -5,7 +5,7 @@
 //! smsc edge --config FILE             the SMPP edge
 //! smsc hash-password [PASSWORD]       an argon2 hash for an account's password_hash
 //! smsc store-server [--listen ADDR]   the in-memory store shared by a local cluster
-//! smsc cluster [--brokers HOST:PORT]  a local multi-process cluster on loopback
+//! smsc cluster [--brokers B --cql C]  a local multi-process cluster on Kafka and Cassandra
 //! ```
 
 use std::process::ExitCode;
@@ -65,9 +65,10 @@ enum Command {
     StoreServer(smsc::StoreServerArgs),
     /// A local multi-process cluster on loopback, for development.
     ///
-    /// Starts a broker (tansu via tests/brokers, unless --brokers), a store server,
-    /// 2 edges, 1 router and 2 workers as child processes, prints their endpoints, and
-    /// stops them all on Ctrl-C or SIGTERM. Needs a build with the `kafka` feature.
+    /// Starts Apache Kafka and Apache Cassandra with tests/engines (unless --brokers and
+    /// --cql name running ones), then 2 edges, 1 router and 2 workers as child processes
+    /// on them, prints their endpoints, and stops them all on Ctrl-C or SIGTERM. Needs a
+    /// build with the `cluster` feature.
     Cluster(smsc::cluster::ClusterArgs),
 }
 

@@ -1,4 +1,4 @@
-//! Chaos: 50,000 messages with registered_delivery through the multi-process cluster
+//! Chaos: 12,000 messages with registered_delivery through the multi-process cluster
 //! (2 edges, 1 router, 2 workers) on engines of its own: Apache Kafka with three brokers
 //! (topics replicated 3 times, `min.insync.replicas` 2) and the ScyllaDB store on an Apache
 //! Cassandra node. At random moments edge-1, the router and worker-0 are each SIGKILLed and
@@ -38,9 +38,11 @@ use tokio_util::codec::Framed;
 
 use esme::PASSWORD;
 
-const MESSAGES: usize = 50_000;
-/// Offered load, all sessions together: the kills land while it runs (about 25 s).
-const RATE: u64 = 2_000;
+const MESSAGES: usize = 12_000;
+/// Offered load, all sessions together: the faults land while it runs (80 s). Three
+/// replicated Kafka brokers and a CQL node doing 3 LWTs per message take most of this
+/// 2-core machine at 200/s (debug build; README "Benchmarks"), so the test stays below.
+const RATE: u64 = 150;
 const SESSIONS: usize = 4;
 const WINDOW: usize = 64;
 /// How long receipts may take to catch up once the load has ended.
@@ -234,7 +236,7 @@ async fn chaos_loses_and_duplicates_nothing() {
     });
     let sessions: Vec<_> = (0..SESSIONS).map(|i| tokio::spawn(session(load.clone(), i))).collect();
 
-    // The faults, at random moments of the ~25 s of load, one after another.
+    // The faults, at random moments of the load, one after another.
     let started = Instant::now();
     let mut faults = Vec::new();
     for (role, index) in

@@ -1,4 +1,5 @@
-//! Chaos: 12,000 messages with registered_delivery through the multi-process cluster
+//! Chaos: messages with registered_delivery, from before the first fault until 10 s after
+//! the last, through the multi-process cluster
 //! (2 edges, 1 router, 2 workers) on engines of its own: Apache Kafka with three brokers
 //! (topics replicated 3 times, `min.insync.replicas` 2) and the ScyllaDB store on an Apache
 //! Cassandra node. At random moments edge-1, the router and worker-0 are each SIGKILLed and
@@ -38,8 +39,11 @@ use tokio_util::codec::Framed;
 
 use esme::PASSWORD;
 
-const MESSAGES: usize = 12_000;
-/// Offered load, all sessions together: the faults land while it runs (80 s). Three
+/// At most this many messages (the load stops 10 s after the last fault).
+const MAX_MESSAGES: usize = 40_000;
+/// How long the load goes on after the last fault.
+const AFTER_FAULTS: Duration = Duration::from_secs(10);
+/// Offered load, all sessions together, while the faults land. Three
 /// replicated Kafka brokers and a CQL node doing 3 LWTs per message take most of this
 /// 2-core machine at 200/s (debug build; README "Benchmarks"), so the test stays below.
 const RATE: u64 = 150;
@@ -64,8 +68,10 @@ struct Tally {
 struct Load {
     edges: Vec<SocketAddr>,
     system_id: String,
-    /// Submits sent so far (the load stops at MESSAGES).
+    /// Submits sent so far (at most [`MAX_MESSAGES`]).
     sent: AtomicUsize,
+    /// Cleared when the load ends.
+    sending: AtomicBool,
     tally: Mutex<Tally>,
     /// Set when every accepted message has its receipt, or at the deadline.
     done: AtomicBool,
@@ -119,10 +125,16 @@ async fn connection(load: &Load, addr: SocketAddr) -> Result<(), String> {
         if load.done.load(Ordering::Relaxed) {
             break Ok(());
         }
-        let can_send = outstanding.len() < WINDOW && load.sent.load(Ordering::Relaxed) < MESSAGES;
+        let can_send = outstanding.len() < WINDOW
+            && load.sending.load(Ordering::Relaxed)
+            && load.sent.load(Ordering::Relaxed) < MAX_MESSAGES;
         tokio::select! {
             _ = pace.tick(), if can_send => {
-                if load.sent.fetch_add(1, Ordering::Relaxed) >= MESSAGES {
+                // No await between this check and the count: once `sending` is cleared,
+                // `sent` settles at once.
+                if !load.sending.load(Ordering::Relaxed)
+                    || load.sent.fetch_add(1, Ordering::Relaxed) >= MAX_MESSAGES
+                {
                     continue;
                 }
                 seq += 1;
@@ -231,6 +243,7 @@ async fn chaos_loses_and_duplicates_nothing() {
         edges,
         system_id,
         sent: AtomicUsize::new(0),
+        sending: AtomicBool::new(true),
         tally: Mutex::default(),
         done: AtomicBool::new(false),
     });
@@ -279,6 +292,12 @@ async fn chaos_loses_and_duplicates_nothing() {
         eprintln!("fault: {f}");
     }
 
+    // The load ends a little after the last fault: sessions send no more than was sent.
+    sleep(AFTER_FAULTS).await;
+    load.sending.store(false, Ordering::Relaxed);
+    sleep(Duration::from_millis(100)).await;
+    let messages = load.sent.load(Ordering::Relaxed).min(MAX_MESSAGES);
+
     // Until the load is sent and every accepted message has a receipt (or the deadline).
     let deadline = Instant::now() + RECEIPT_DEADLINE;
     loop {
@@ -287,7 +306,7 @@ async fn chaos_loses_and_duplicates_nothing() {
             let missing = t.accepted.iter().filter(|id| !t.receipts.contains_key(*id)).count();
             (load.sent.load(Ordering::Relaxed), missing)
         };
-        if sent >= MESSAGES && missing == 0 || Instant::now() >= deadline {
+        if sent >= messages && missing == 0 || Instant::now() >= deadline {
             break;
         }
         sleep(Duration::from_millis(500)).await;
@@ -373,14 +392,14 @@ async fn chaos_loses_and_duplicates_nothing() {
              | receipts repeated | {repeated_receipts} |\n\
              | handed to the network twice (duplicated) | {twice} |\n\
              | DELIVERED, never handed | {delivered_unhanded} |\n",
-            sent = load.sent.load(Ordering::Relaxed).min(MESSAGES),
+            sent = messages,
             accepted = t.accepted.len(),
             refused_by = t.refused,
             unanswered = t.unanswered,
             not_final = not_final.len(),
             twice = twice.len(),
         );
-        assert!(t.accepted.len() >= MESSAGES * 9 / 10, "most submits are acknowledged");
+        assert!(t.accepted.len() >= messages * 9 / 10, "most submits are acknowledged");
         assert!(
             not_final.is_empty(),
             "acknowledged but not final: {:?}",

@@ -830,12 +830,29 @@ pub async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     tokio::time::timeout(Duration::from_secs(1), exchange).await.ok().flatten()
 }
 
+/// Where members' ports are picked: below Linux's ephemeral range (32768-60999), so that
+/// no outgoing connection (the Kafka and CQL clients open many) takes a member's port
+/// while it is free, between the pick and the bind or while a killed member restarts.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
 /// `n` distinct ports free on 127.0.0.1 now (held together while picked, so distinct).
 fn free_ports(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("finding free loopback ports")?;
+    let mut listeners = Vec::with_capacity(n);
+    let span = u32::from(PORTS.end - PORTS.start);
+    let mut next = rand_u32() % span;
+    for _ in 0..span {
+        if listeners.len() == n {
+            break;
+        }
+        next = (next + 7_919) % span; // a prime stride visits every port of the span
+        let port = PORTS.start + u16::try_from(next).unwrap_or(0);
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            listeners.push(l);
+        }
+    }
+    if listeners.len() < n {
+        bail!("only {} free loopback ports in {PORTS:?}", listeners.len());
+    }
     listeners.iter().map(|l| l.local_addr().context("a bound port")).collect()
 }
 
@@ -1013,6 +1030,7 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), 12);
+        assert!(unique.iter().all(|p| PORTS.contains(p)), "{unique:?}");
     }
 
     /// The generated member configs load with the binary's own config loader.

@@ -152,3 +152,35 @@ async fn a_role_still_waiting_stops_on_sigterm() {
     sigterm(&router);
     assert!(exit_status(&mut router).await.success(), "a clean exit on SIGTERM");
 }
+
+/// `smsc migrate` (what an operator runs before a first rollout) applies every migration
+/// to a new keyspace on the CQL server, and a second run applies none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smsc_migrate_applies_the_schema_once() {
+    let Some((_, cql)) = engines() else { return };
+    let dir = std::env::temp_dir().join(format!("smsc-migrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("migrate.yaml");
+    let keyspace = format!("smsc_migrate_{}", std::process::id());
+    let yaml = format!(
+        "store: {{ kind: scylla, uris: [\"{cql}\"], keyspace: {keyspace}, replication_factor: 1 }}\n"
+    );
+    std::fs::write(&config, yaml).expect("config");
+    let migrate = move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_smsc"))
+            .args(["migrate", "--config"])
+            .arg(&config)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("smsc migrate runs");
+        let log = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "smsc migrate failed: {log}");
+        log
+    };
+    let first = tokio::task::spawn_blocking(migrate.clone()).await.expect("first");
+    assert!(first.contains("applied=[1, 2, 3]"), "every migration applied: {first}");
+    let second = tokio::task::spawn_blocking(migrate).await.expect("second");
+    assert!(second.contains("applied=[]"), "none applied twice: {second}");
+}

@@ -1,5 +1,5 @@
-//! Private Apache Kafka brokers and Cassandra nodes for tests that break them (kill a broker,
-//! restart the CQL node), through the repository's `tests/engines` script. Each
+//! Private Apache Kafka brokers for tests that break them (kill a broker and revive it),
+//! through the repository's `tests/engines` script. Each
 //! [`Engines`] has a run directory of its own, so its faults never reach the engines other
 //! tests share; dropping it stops what it started. Feature `contract-tests`.
 
@@ -51,11 +51,6 @@ impl Engines {
         value(&out, "KAFKA_BROKERS=")
     }
 
-    /// Starts one Cassandra node; returns its CQL `host:port`.
-    pub fn start_cassandra(&self) -> String {
-        value(&self.run(&["start", "cassandra"]), "SCYLLA_URI=")
-    }
-
     /// SIGKILLs Kafka broker `n` (1-based).
     pub fn kill_broker(&self, n: usize) {
         self.run(&["kill", "kafka", &n.to_string()]);
@@ -64,16 +59,6 @@ impl Engines {
     /// Starts killed broker `n` again with its data and waits until it serves.
     pub fn revive_broker(&self, n: usize) {
         self.run(&["revive", "kafka", &n.to_string()]);
-    }
-
-    /// Stops the CQL node gracefully and starts it again with its data.
-    pub fn restart_cassandra(&self) {
-        self.run(&["restart", "cassandra"]);
-    }
-
-    /// Where the engines keep their logs and data (`<dir>/engines/…`).
-    pub fn run_dir(&self) -> &Path {
-        &self.run_dir
     }
 }
 

@@ -10,7 +10,7 @@
 //! - [`telemetry`]: tracing setup and the process's Prometheus metrics.
 //! - [`admin`]: the `/metrics`, `/live`, `/ready` HTTP server and [`admin::Readiness`].
 //! - [`shutdown`]: SIGTERM/SIGINT and SIGHUP.
-//! - `engines` (feature `contract-tests`): private Apache Kafka and Cassandra for tests
+//! - `engines` (feature `contract-tests`): private Apache Kafka brokers for tests
 //!   that break them.
 #![forbid(unsafe_code)]
 

@@ -7,8 +7,9 @@
                                                            under OUTDIR/<role>/etc/smsc
     k8s_check.py embedded-config CONFIG OUT ADMIN SMPP GRPC  the pod config on embedded bus and
                                                            store, loopback listeners
-    k8s_check.py crd-example README.md CRD.yaml            the README's SmppAccount validates
-    k8s_check.py apiserver PORT README.md HASH SERVICE...  a fake kube-apiserver (README account)
+    k8s_check.py crd-example DOC.md CRD.yaml               DOC's SmppAccount validates
+                                                           (DOC: docs/install.md)
+    k8s_check.py apiserver PORT DOC.md HASH SERVICE...     a fake kube-apiserver (DOC's account)
     k8s_check.py api-wait RENDERED.yaml ROLE URL           until ROLE's watchers are watching
     k8s_check.py api-check RENDERED.yaml ROLE URL          ROLE's API calls vs token and Role
     k8s_check.py bind-status SMPP_PORT URL SYSTEM_ID PASSWORD POD
@@ -114,7 +115,7 @@ def seconds(text: str) -> int:
 
 
 def tier_name(delay_s: int) -> str:
-    """RetryConfig::tier_name (services/common/src/config.rs), for whole seconds."""
+    """RetryConfig::tier_name (services/bus/src/config.rs), for whole seconds."""
     if delay_s % 3600 == 0:
         return f"{delay_s // 3600}h"
     if delay_s % 60 == 0:
@@ -608,18 +609,18 @@ def cmd_embedded_config(config: str, out: str, admin: str, smpp: str, grpc: str)
 
 # --- a fake kube-apiserver for the pods' Kubernetes API calls ------------------------------
 
-def readme_smppaccount(readme: str) -> tuple[dict[str, Any], str]:
-    """The README's example SmppAccount (section "Install into a cluster") and the kubectl
-    line creating its password Secret."""
-    text = Path(readme).read_text()
+def doc_smppaccount(doc: str) -> tuple[dict[str, Any], str]:
+    """The example SmppAccount of `doc` (docs/install.md, "As Kubernetes resources") and the
+    kubectl line creating its password Secret."""
+    text = Path(doc).read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
     examples = [yaml.safe_load(b) for b in blocks if re.search(r"^kind: SmppAccount$", b, re.M)]
     if len(examples) != 1:
-        fail(f"{readme}: expected one ```yaml block with an SmppAccount, found {len(examples)}")
+        fail(f"{doc}: expected one ```yaml block with an SmppAccount, found {len(examples)}")
     joined = text.replace("\\\n", " ")  # shell line continuations
     m = re.search(r"kubectl [^\n]*create secret generic (\S+) [^\n]*--from-literal=(\w+)=", joined)
     if not m:
-        fail(f"{readme}: no `kubectl create secret generic NAME --from-literal=KEY=...` for the account's hash")
+        fail(f"{doc}: no `kubectl create secret generic NAME --from-literal=KEY=...` for the account's hash")
     return examples[0], m.group(0)
 
 
@@ -637,27 +638,27 @@ def openapi_to_jsonschema(node: Any) -> Any:
     return out
 
 
-def cmd_crd_example(readme: str, crd_file: str) -> None:
+def cmd_crd_example(doc: str, crd_file: str) -> None:
     import jsonschema
 
-    account, kubectl = readme_smppaccount(readme)
+    account, kubectl = doc_smppaccount(doc)
     crd = docs(crd_file)[0]
     group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
     versions = {f"{group}/{ver['name']}": ver for ver in crd["spec"]["versions"] if ver["served"]}
     if account.get("kind") != kind or account.get("apiVersion") not in versions:
-        fail(f"README SmppAccount is {account.get('apiVersion')} {account.get('kind')}, the CRD serves"
+        fail(f"{doc}: the SmppAccount is {account.get('apiVersion')} {account.get('kind')}, the CRD serves"
              f" {sorted(versions)} {kind}")
     schema = openapi_to_jsonschema(versions[account["apiVersion"]]["schema"]["openAPIV3Schema"])
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(
         {k: val for k, val in account.items() if k not in ("apiVersion", "kind", "metadata")}), key=str)
     if errors:
-        fail("README SmppAccount does not validate against the CRD: " + "; ".join(
+        fail(f"{doc}: the SmppAccount does not validate against the CRD: " + "; ".join(
             f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors))
     ref = account["spec"]["passwordSecretRef"]
     if f"generic {ref['name']} " not in kubectl or f"--from-literal={ref['key']}=" not in kubectl:
-        fail(f"README: the SmppAccount's passwordSecretRef {ref} is not the Secret the README creates: {kubectl}")
-    ok(f"README's SmppAccount {account['metadata']['name']} validates against the CRD ({account['apiVersion']});"
-       f" its passwordSecretRef {ref} is the Secret the README creates")
+        fail(f"{doc}: the SmppAccount's passwordSecretRef {ref} is not the Secret it creates: {kubectl}")
+    ok(f"{doc}: SmppAccount {account['metadata']['name']} validates against the CRD ({account['apiVersion']});"
+       f" its passwordSecretRef {ref} is the Secret it creates")
 
 
 class FakeApiServer:
@@ -811,12 +812,12 @@ class FakeApiServer:
         server.serve_forever()
 
 
-def cmd_apiserver(port: str, readme: str, password_hash: str, *services: str) -> None:
-    """Serves the README's SmppAccount (allowedCidrs opened to loopback) and its password
+def cmd_apiserver(port: str, doc: str, password_hash: str, *services: str) -> None:
+    """Serves the SmppAccount of `doc` (allowedCidrs opened to loopback) and its password
     Secret, and an EndpointSlice with two ready edges for each SMPP Service named."""
     import base64
 
-    account, _ = readme_smppaccount(readme)
+    account, _ = doc_smppaccount(doc)
     account["metadata"]["namespace"] = NAMESPACE
     account["spec"]["allowedCidrs"] = ["127.0.0.0/8"]
     ref = account["spec"]["passwordSecretRef"]

@@ -9,3 +9,9 @@ pub mod v1 {
 }
 
 pub use v1::*;
+
+/// The deadline of one `Edge.Deliver` call, part of the contract between the delivery
+/// workers (which set it) and the edges: the edge's wait for queue room
+/// (`edge.deliver_queue_wait`) plus its wait for the deliver_sm_resp
+/// (`edge.response_timeout`) must fit in it, which config validation checks.
+pub const EDGE_DELIVER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);

@@ -149,7 +149,7 @@ the edge's termination grace period: preStop sleep + drain + margin, so that SIG
 {{- end }}
 
 {{/*
-The smsc config file (services/common/src/config.rs), from .Values.config plus what the
+The smsc config file (services/smsc/src/config/), from .Values.config plus what the
 chart owns: every listener on 0.0.0.0 with the chart's ports, TLS paths, the accounts
 file or accounts_crd, edge.peers, grpc_tls, bus.tls, store.auth, store.tls. node_id
 stays unset: the binary takes $POD_NAME.
@@ -225,7 +225,7 @@ stays unset: the binary takes $POD_NAME.
 
 {{/*
 Topic suffix of a retry tier exactly as RetryConfig::tier_name computes it
-(services/common/src/config.rs): whole hours "2h", whole minutes "1m", else seconds.
+(services/bus/src/config.rs): whole hours "2h", whole minutes "1m", else seconds.
 Input: "90s", "1m", "2h" (the schema allows <n>s|m|h only).
 */}}
 {{- define "smsc.tierName" -}}

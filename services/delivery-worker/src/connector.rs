@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
-use smsc_common::config::{ConnectorConfig, SimProfile};
-use smsc_common::store::StoredMessage;
+use smsc_runtime::config::ConfigError;
+
+use crate::config::{ConnectorConfig, SimProfile};
+use smsc_store::StoredMessage;
 
 /// What the network said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,43 +118,35 @@ impl Connector for Simulator {
 /// Connectors by configured name.
 pub type Connectors = BTreeMap<String, Arc<dyn Connector>>;
 
-/// Builds the configured connectors. Kinds this build cannot run are left out with a
-/// warning, and messages routed to them fail over or fail permanently.
-pub fn build(config: &BTreeMap<String, ConnectorConfig>) -> Connectors {
+/// Builds the configured connectors. One that cannot be built (a journal that does not
+/// open, a URL that does not parse, TLS material that does not load) is a config error
+/// naming its key: a worker never runs with a connector quietly left out.
+pub fn build(config: &BTreeMap<String, ConnectorConfig>) -> Result<Connectors, ConfigError> {
+    let unusable = |name: &str, field: &str, source: Box<dyn std::error::Error + Send + Sync>| {
+        ConfigError::Unusable { key: format!("connectors.{name}.{field}"), source }
+    };
     let mut out = Connectors::new();
     for (name, c) in config {
-        match c {
+        let connector: Arc<dyn Connector> = match c {
             ConnectorConfig::Simulator { profiles, journal } => {
                 let mut sim = Simulator::new(profiles.clone());
                 if let Some(path) = journal {
-                    match Journal::open(path) {
-                        Ok(j) => sim.journal = Some(j),
-                        Err(e) => tracing::warn!(
-                            connector = %name, path = %path.display(), error = %e,
-                            "simulator journal cannot be opened; running without it"
-                        ),
-                    }
+                    let j = Journal::open(path).map_err(|e| unusable(name, "journal", e.into()))?;
+                    sim.journal = Some(j);
                 }
-                out.insert(name.clone(), Arc::new(sim) as Arc<dyn Connector>);
+                Arc::new(sim)
             }
-            ConnectorConfig::Webhook { url, timeout } => match Webhook::new(url, *timeout) {
-                Ok(w) => {
-                    out.insert(name.clone(), Arc::new(w) as Arc<dyn Connector>);
-                }
-                Err(e) => tracing::warn!(connector = %name, %url, error = %e, "bad webhook url"),
-            },
-            ConnectorConfig::Smpp(u) => match crate::upstream::SmppUpstream::new(name, u) {
-                Ok(up) => {
-                    out.insert(name.clone(), Arc::new(up) as Arc<dyn Connector>);
-                }
-                Err(e) => tracing::warn!(connector = %name, error = %e, "SMPP upstream left out"),
-            },
-            other => {
-                tracing::warn!(connector = %name, kind = ?other, "connector kind not available in this build")
+            ConnectorConfig::Webhook { url, timeout } => {
+                Arc::new(Webhook::new(url, *timeout).map_err(|e| unusable(name, "url", e.into()))?)
             }
-        }
+            ConnectorConfig::Smpp(u) => Arc::new(
+                crate::upstream::SmppUpstream::new(name, u)
+                    .map_err(|e| unusable(name, "tls", e.into()))?,
+            ),
+        };
+        out.insert(name.clone(), connector);
     }
-    out
+    Ok(out)
 }
 
 /// Hands messages to an HTTP service: `POST url` with a JSON body; 2xx is delivered,
@@ -237,7 +231,7 @@ mod tests {
             dest_index: 0,
             system_id: "a".into(),
             source: Default::default(),
-            dest: smsc_common::store::StoredAddress { ton: 1, npi: 1, addr: dest.into() },
+            dest: smsc_store::StoredAddress { ton: 1, npi: 1, addr: dest.into() },
             service_type: String::new(),
             registered_delivery: 1,
             data_coding: 0,
@@ -370,7 +364,7 @@ mod tests {
                 },
             ),
         ]);
-        let built = build(&config);
+        let built = build(&config).expect("every connector builds");
         assert_eq!(built.keys().collect::<Vec<_>>(), ["hook", "sim"]);
         // Nothing listens on port 9 (discard): a temporary failure, not a panic.
         let outcome = built["hook"].deliver(&msg("1"), 1).await;
@@ -387,7 +381,7 @@ mod tests {
             "sim".to_owned(),
             ConnectorConfig::Simulator { profiles: Vec::new(), journal: Some(path.clone()) },
         )]);
-        let built = build(&config);
+        let built = build(&config).expect("the journal opens");
         let mut m = msg("1");
         for (id, dest) in [("a1", 0), ("b2", 3)] {
             (m.message_id, m.dest_index) = (id.to_owned(), dest);
@@ -396,5 +390,34 @@ mod tests {
         let text = std::fs::read_to_string(&path).expect("journal");
         assert_eq!(text, "a1 0\nb2 3\n");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A connector that cannot be built is a config error naming its key, never a
+    /// connector quietly left out.
+    #[test]
+    fn a_connector_that_cannot_be_built_is_a_config_error_naming_its_key() {
+        let cases = [
+            (
+                ConnectorConfig::Webhook {
+                    url: "not a url".into(),
+                    timeout: Duration::from_secs(1),
+                },
+                "connectors.bad.url",
+            ),
+            (
+                ConnectorConfig::Simulator {
+                    profiles: Vec::new(),
+                    journal: Some("/nonexistent-dir/journal".into()),
+                },
+                "connectors.bad.journal",
+            ),
+        ];
+        for (connector, key) in cases {
+            let config = BTreeMap::from([("bad".to_owned(), connector)]);
+            match build(&config) {
+                Err(ConfigError::Unusable { key: k, .. }) => assert_eq!(k, key),
+                other => panic!("{key}: {:?}", other.map(|c| c.len())),
+            }
+        }
     }
 }

@@ -13,13 +13,16 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use prost::Message as _;
-use smsc_common::accounts::AccountDirectory;
-use smsc_common::bus::{Bus, BusError, Delivery, topics};
-use smsc_common::pipeline::{DynEdgeLink, join, run_lanes, store_until_ok};
-use smsc_common::store::{
-    Clock, NotificationKind as StoredKind, PendingNotification, SlotClaim, Store,
-};
-use smsc_common::telemetry::Metrics;
+use smsc_accounts::AccountDirectory;
+use smsc_bus::lanes::{join, run_lanes};
+use smsc_bus::{Bus, BusError, Delivery, topics};
+use smsc_store::store_until_ok;
+
+use crate::edge_link::DynEdgeLink;
+use smsc_runtime::telemetry::Metrics;
+use smsc_store::{Clock, NotificationKind as StoredKind, PendingNotification, SlotClaim, Store};
+
+use crate::metrics::WorkerMetrics;
 use smsc_proto::{DeliverOutcome, DeliverRequest, Notification, NotificationKind};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -120,11 +123,13 @@ pub struct Dispatcher {
     pub link: DynEdgeLink,
     pub accounts: Arc<AccountDirectory>,
     pub clock: Arc<dyn Clock>,
-    pub metrics: Arc<Metrics>,
+    /// The process's registry (consumer lag).
+    pub process_metrics: Arc<Metrics>,
+    pub metrics: Arc<WorkerMetrics>,
     pub shutdown: CancellationToken,
     edges: Mutex<HashMap<String, (Instant, Vec<String>)>>,
     recent: Recent,
-    ids: smsc_common::ids::IdGenerator,
+    ids: smsc_runtime::ids::IdGenerator,
     /// This worker's name in sweep leases.
     node_id: String,
 }
@@ -144,11 +149,12 @@ impl Dispatcher {
             link,
             accounts,
             clock,
-            metrics,
+            metrics: metrics.family(),
+            process_metrics: metrics,
             shutdown,
             edges: Mutex::new(HashMap::new()),
             recent: Recent::new(),
-            ids: smsc_common::ids::IdGenerator::new(),
+            ids: smsc_runtime::ids::IdGenerator::new(),
             node_id: node_id.to_owned(),
         }
     }
@@ -256,7 +262,7 @@ impl Dispatcher {
         let sent = self.send(&n.system_id, kind, &n.message_id, &pdu).await;
         let label = kind_label(kind);
         if let Some(outcome) = sent.outcome() {
-            self.metrics.worker.notifications_total.with_label_values(&[label, outcome]).inc();
+            self.metrics.notifications_total.with_label_values(&[label, outcome]).inc();
             return true;
         }
         let pending = PendingNotification {
@@ -272,7 +278,7 @@ impl Dispatcher {
         .await
         .is_some();
         if pushed {
-            self.metrics.worker.notifications_total.with_label_values(&[label, "pending"]).inc();
+            self.metrics.notifications_total.with_label_values(&[label, "pending"]).inc();
         }
         pushed
     }
@@ -373,11 +379,7 @@ impl Dispatcher {
                 stopped = true;
                 continue;
             };
-            self.metrics
-                .worker
-                .notifications_total
-                .with_label_values(&[kind_label(kind), outcome])
-                .inc();
+            self.metrics.notifications_total.with_label_values(&[kind_label(kind), outcome]).inc();
             let _ = self.store.delete_pending(system_id, &p.id).await;
         }
     }
@@ -409,7 +411,8 @@ pub async fn run(
     interval: Duration,
 ) -> Result<(), BusError> {
     let Some(consumer) =
-        join(&bus, GROUP, &[topics::NOTIFY], max_in_flight, &d.shutdown, Some(&d.metrics)).await
+        join(&bus, GROUP, &[topics::NOTIFY], max_in_flight, &d.shutdown, Some(&d.process_metrics))
+            .await
     else {
         return Ok(());
     };
@@ -438,12 +441,12 @@ pub async fn run(
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use crate::edge_link::EdgeLink;
     use futures::future::BoxFuture;
-    use smsc_common::accounts::Account;
-    use smsc_common::pipeline::EdgeLink;
-    use smsc_common::store::contract::sample_lease;
-    use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
+    use smsc_accounts::Account;
     use smsc_proto::DeliverResponse;
+    use smsc_store::contract::sample_lease;
+    use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 
     use super::*;
     use crate::tests::TokioClock;

@@ -15,8 +15,11 @@
 //! `→ EXPIRED`. A message at the upstream is never submitted again.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod connector;
 pub mod dispatch;
+pub mod edge_link;
+pub mod metrics;
 pub mod receipt;
 pub mod simulator;
 pub mod upstream;
@@ -26,13 +29,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use prost::Message as _;
-use smsc_common::bus::{Bus, BusError, Delivery, Record, topics};
-use smsc_common::pipeline::{Tiers, join, publish_until_ok, run_lanes, store_until_ok};
-use smsc_common::store::{
+use smsc_bus::Tiers;
+use smsc_bus::lanes::{join, publish_until_ok, run_lanes};
+use smsc_bus::{Bus, BusError, Delivery, Record, topics};
+use smsc_runtime::telemetry::Metrics;
+use smsc_store::store_until_ok;
+use smsc_store::{
     AT_UPSTREAM, Applied, Clock, IN_DELIVERY, Store, StoredMessage, Update, UpstreamEntry,
     UpstreamLink,
 };
-use smsc_common::telemetry::Metrics;
+
 use smsc_proto::{DeliveryTask, MoEvent, Notification, NotificationKind};
 use smsc_smpp::receipt::ReceiptStat;
 use smsc_smpp::{CommandStatus, MessageState, RegisteredDelivery};
@@ -40,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 pub use connector::{Connector, Connectors, Outcome};
+pub use metrics::{UpstreamMetrics, WorkerMetrics};
 use upstream::{ConnectorContext, Inbound, UpstreamReceipt};
 
 /// Consumer group of the delivery workers.
@@ -52,8 +59,35 @@ pub struct Worker {
     pub connectors: Connectors,
     pub tiers: Tiers,
     pub clock: Arc<dyn Clock>,
-    pub metrics: Arc<Metrics>,
+    /// The process's registry (consumer lag).
+    pub process_metrics: Arc<Metrics>,
+    pub metrics: Arc<WorkerMetrics>,
+    pub upstream_metrics: Arc<UpstreamMetrics>,
     pub shutdown: CancellationToken,
+}
+
+impl Worker {
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        store: Arc<dyn Store>,
+        connectors: Connectors,
+        tiers: Tiers,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            bus,
+            store,
+            connectors,
+            tiers,
+            clock,
+            metrics: metrics.family(),
+            upstream_metrics: metrics.family(),
+            process_metrics: metrics,
+            shutdown,
+        })
+    }
 }
 
 /// Runs delivery until `shutdown`, `lanes` tasks in progress (per destination in order).
@@ -61,9 +95,15 @@ pub async fn run(worker: Arc<Worker>, lanes: usize, max_in_flight: usize) -> Res
     let mut topics: Vec<String> = vec![topics::DELIVER.to_owned()];
     topics.extend(worker.tiers.topics());
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let Some(consumer) =
-        join(&worker.bus, GROUP, &names, max_in_flight, &worker.shutdown, Some(&worker.metrics))
-            .await
+    let Some(consumer) = join(
+        &worker.bus,
+        GROUP,
+        &names,
+        max_in_flight,
+        &worker.shutdown,
+        Some(&worker.process_metrics),
+    )
+    .await
     else {
         return Ok(());
     };
@@ -71,7 +111,7 @@ pub async fn run(worker: Arc<Worker>, lanes: usize, max_in_flight: usize) -> Res
         inbound: worker.clone(),
         store: worker.store.clone(),
         clock: worker.clock.clone(),
-        metrics: worker.metrics.clone(),
+        metrics: worker.upstream_metrics.clone(),
         shutdown: worker.shutdown.clone(),
     };
     for c in worker.connectors.values() {
@@ -218,7 +258,6 @@ impl Worker {
                     return false;
                 }
                 self.metrics
-                    .worker
                     .retries_total
                     .with_label_values(&[topic.trim_start_matches("smsc.retry.")])
                     .inc();
@@ -259,7 +298,7 @@ impl Worker {
                 Outcome::Temporary { .. } => "temporary",
                 Outcome::Permanent { .. } => "permanent",
             };
-            self.metrics.worker.deliveries_total.with_label_values(&[name, label]).inc();
+            self.metrics.deliveries_total.with_label_values(&[name, label]).inc();
             return (outcome, Some(name.clone()));
         }
         warn!(message_id = %m.message_id, ?names, "no configured connector on the route");
@@ -294,14 +333,13 @@ impl Worker {
         else {
             return false;
         };
-        let format = smsc_common::config::ReceiptIdFormat::Exact;
+        let format = crate::config::ReceiptIdFormat::Exact;
         let parked = entry
             .and_then(|e| e.parked_receipt)
             .and_then(|pdu| upstream::inbound::parse_parked(&pdu, format))
             .filter(|r| r.state.is_final());
         if let Some(r) = parked {
-            self.metrics
-                .upstream
+            self.upstream_metrics
                 .receipts_total
                 .with_label_values(&[connector, "matched_late"])
                 .inc();
@@ -372,7 +410,7 @@ impl Worker {
     async fn upstream_receipt(&self, connector: &str, r: UpstreamReceipt) -> CommandStatus {
         const LATER: CommandStatus = CommandStatus::ESME_RX_T_APPN;
         let count = |result: &str| {
-            self.metrics.upstream.receipts_total.with_label_values(&[connector, result]).inc();
+            self.upstream_metrics.receipts_total.with_label_values(&[connector, result]).inc();
         };
         let park = |key: String| {
             let pdu = r.pdu.clone();
@@ -497,7 +535,7 @@ impl Worker {
                 .await;
         let ok = matches!(published, Ok(Ok(())));
         let label = if ok { "published" } else { "failed" };
-        self.metrics.upstream.mo_total.with_label_values(&[connector, label]).inc();
+        self.upstream_metrics.mo_total.with_label_values(&[connector, label]).inc();
         if ok { CommandStatus::ESME_ROK } else { CommandStatus::ESME_RX_T_APPN }
     }
 
@@ -520,7 +558,7 @@ impl Worker {
             {
                 Some(a) if a.applied_or_already(&update) => {
                     warn!(message_id = %m.message_id, "holder died mid-delivery; message state UNKNOWN");
-                    self.metrics.worker.final_total.with_label_values(&["UNKNOWN"]).inc();
+                    self.metrics.final_total.with_label_values(&["UNKNOWN"]).inc();
                     self.receipt(m, MessageState::UNKNOWN, 0, now).await
                 }
                 Some(_) => true,
@@ -596,11 +634,8 @@ impl Worker {
         now: i64,
     ) -> bool {
         let label = state.name().unwrap_or("other");
-        self.metrics.worker.final_total.with_label_values(&[label]).inc();
-        self.metrics
-            .worker
-            .end_to_end_seconds
-            .observe((now - m.submitted_at).max(0) as f64 / 1000.0);
+        self.metrics.final_total.with_label_values(&[label]).inc();
+        self.metrics.end_to_end_seconds.observe((now - m.submitted_at).max(0) as f64 / 1000.0);
         self.receipt(m, state, error_code, now).await
     }
 

@@ -2,13 +2,12 @@
 //! text, plus receipted_message_id, message_state and network_error_code).
 
 use bytes::Bytes;
-use smsc_common::pipeline::smpp_address;
-use smsc_common::store::StoredMessage;
 use smsc_smpp::pdu::{DeliverSm, ShortMessage};
 use smsc_smpp::receipt::{Receipt, ReceiptStat};
 use smsc_smpp::text::Alphabet;
 use smsc_smpp::tlv::{NetworkErrorCode, TlvString};
 use smsc_smpp::{Body, DataCoding, EsmClass, Pdu, Tlv, Tlvs};
+use smsc_store::StoredMessage;
 
 /// The first 20 characters of the message for `text:`, when it is text a receipt can
 /// carry as ASCII; nothing for binary or UCS2.
@@ -52,8 +51,8 @@ pub fn deliver_sm(
     ]);
     let d = DeliverSm {
         // Addresses swapped: the receipt comes "from" the handset to the ESME's address.
-        source: smpp_address(u32::from(m.dest.ton), u32::from(m.dest.npi), &m.dest.addr),
-        dest: smpp_address(u32::from(m.source.ton), u32::from(m.source.npi), &m.source.addr),
+        source: m.dest.to_smpp(),
+        dest: m.source.to_smpp(),
         esm_class: EsmClass(EsmClass::TYPE_DELIVERY_RECEIPT),
         short_message: ShortMessage::new(Bytes::from(text)).ok()?,
         tlvs,
@@ -65,7 +64,7 @@ pub fn deliver_sm(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smsc_common::store::StoredAddress;
+    use smsc_store::StoredAddress;
 
     #[test]
     fn receipt_has_standard_text_and_tlvs() {

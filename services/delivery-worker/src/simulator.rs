@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message as _;
-use smsc_common::bus::{Bus, Record, topics};
-use smsc_common::ids::IdGenerator;
-use smsc_common::store::Clock;
+use smsc_bus::{Bus, Record, topics};
 use smsc_proto::simulator_server::Simulator;
 use smsc_proto::{Address, InjectMoRequest, InjectMoResponse, MoEvent};
+use smsc_runtime::ids::IdGenerator;
 use smsc_smpp::EsmClass;
 use smsc_smpp::text;
+use smsc_store::Clock;
 use tonic::{Request, Response, Status};
 
 #[derive(Debug)]

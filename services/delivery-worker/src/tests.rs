@@ -7,17 +7,17 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::future::BoxFuture;
-use smsc_common::bus::Consumer;
-use smsc_common::bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
-use smsc_common::store::contract::sample_message;
-use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
-use smsc_common::store::{
-    Page, PendingNotification, SessionLease, SlotClaim, StoreError, StoreResult, StoredAddress,
-    UnixMillis,
-};
+use smsc_bus::Consumer;
+use smsc_bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
 use smsc_proto::{Address, Notification};
 use smsc_smpp::receipt::Receipt;
 use smsc_smpp::{Body, Pdu};
+use smsc_store::contract::sample_message;
+use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
+use smsc_store::{
+    Page, PendingNotification, SessionLease, SlotClaim, StoreError, StoreResult, StoredAddress,
+    UnixMillis,
+};
 
 use super::*;
 
@@ -191,18 +191,15 @@ impl Setup {
         let connector =
             Arc::new(Scripted { script: Mutex::new(script.into()), ..Scripted::default() });
         let shutdown = CancellationToken::new();
-        let worker = Arc::new(Worker {
-            bus: Arc::new(bus.clone()),
-            store: Arc::new(LostAnswers { inner: store.clone(), lose: AtomicU32::new(lose) }),
-            connectors: Connectors::from([(
-                "up".to_owned(),
-                connector.clone() as Arc<dyn Connector>,
-            )]),
-            tiers: Tiers::new(&TIERS),
-            clock: clock.clone(),
-            metrics: Metrics::new(),
-            shutdown: shutdown.clone(),
-        });
+        let worker = Worker::new(
+            Arc::new(bus.clone()),
+            Arc::new(LostAnswers { inner: store.clone(), lose: AtomicU32::new(lose) }),
+            Connectors::from([("up".to_owned(), connector.clone() as Arc<dyn Connector>)]),
+            Tiers::new(&TIERS),
+            clock.clone(),
+            Metrics::new(),
+            shutdown.clone(),
+        );
         let notify = bus.consumer("test", &[topics::NOTIFY], 1000).expect("consumer");
         let w = worker.clone();
         tokio::spawn(async move { run(w, 4, 64).await.expect("worker runs") });
@@ -285,7 +282,7 @@ impl Setup {
     }
 
     fn receipts_metric(&self, result: &str) -> u64 {
-        self.worker.metrics.upstream.receipts_total.with_label_values(&["up", result]).get()
+        self.worker.upstream_metrics.receipts_total.with_label_values(&["up", result]).get()
     }
 }
 
@@ -466,7 +463,7 @@ async fn a_temporary_upstream_failure_is_retried_on_the_tiers() {
     let row = s.wait_state(id, AT_UPSTREAM).await;
     assert_eq!(row.attempts, 2);
     assert_eq!(s.connector.calls.load(Ordering::SeqCst), 2);
-    assert_eq!(s.worker.metrics.worker.retries_total.with_label_values(&["1s"]).get(), 1);
+    assert_eq!(s.worker.metrics.retries_total.with_label_values(&["1s"]).get(), 1);
     assert!(s.store.upstream_entry("up", "U5").await.expect("store").is_some());
 }
 
@@ -487,7 +484,7 @@ async fn mo_from_an_upstream_goes_to_smsc_mo() {
     assert_eq!(got.record.key.as_ref(), b"5555", "keyed by the short code");
     assert_eq!(MoEvent::decode(got.record.payload).expect("MoEvent"), mo);
     let published =
-        s.worker.metrics.upstream.mo_total.with_label_values(&["up", "published"]).get();
+        s.worker.upstream_metrics.mo_total.with_label_values(&["up", "published"]).get();
     assert_eq!(published, 1);
 }
 

@@ -1,5 +1,5 @@
 //! The SMPP upstream connector (`kind: smpp`): interconnect with another SMSC or an
-//! aggregator as an ESME of it. See `services/delivery-worker/UPSTREAM.md`.
+//! aggregator as an ESME of it. See `docs/upstreams.md`.
 //!
 //! - MT: [`SmppUpstream::deliver`] builds a submit_sm from the stored message
 //!   ([`submit_sm`]), queues it for the connector's binds and maps the answer
@@ -14,7 +14,7 @@
 //! - Receipts and MO arrive on the receiving binds; [`inbound`] reads them and the
 //!   worker's [`Inbound`] makes them durable before they are answered.
 //!
-//! [`Store::claim_slot`]: smsc_common::store::Store::claim_slot
+//! [`Store::claim_slot`]: smsc_store::Store::claim_slot
 
 pub mod inbound;
 mod session;
@@ -23,19 +23,18 @@ pub mod tls;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::config::{SmppUpstreamConfig, UpstreamBindMode};
+use crate::metrics::UpstreamMetrics;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use prost::Message as _;
-use smsc_common::config::{SmppUpstreamConfig, UpstreamBindMode};
-use smsc_common::pipeline::smpp_address;
-use smsc_common::store::{BindKind, Clock, SlotClaim, Store, StoredMessage};
-use smsc_common::telemetry::Metrics;
 use smsc_proto::{MoEvent, SubmitEvent};
 use smsc_smpp::pdu::{ShortMessage, SubmitSm, TimeString};
 use smsc_smpp::time::SmppTime;
 use smsc_smpp::{
     Body, COctetString, CommandStatus, DataCoding, EsmClass, Pdu, RegisteredDelivery, Tlv, Tlvs,
 };
+use smsc_store::{BindKind, Clock, SlotClaim, Store, StoredMessage};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -66,7 +65,7 @@ pub struct ConnectorContext {
     pub inbound: Arc<dyn Inbound>,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<UpstreamMetrics>,
     pub shutdown: CancellationToken,
 }
 
@@ -124,7 +123,7 @@ impl SmppUpstream {
 
     fn metric(&self, status: &str) {
         if let Some(s) = self.shared.get() {
-            s.ctx.metrics.upstream.submits_total.with_label_values(&[&self.name, status]).inc();
+            s.ctx.metrics.submits_total.with_label_values(&[&self.name, status]).inc();
         }
     }
 
@@ -167,7 +166,6 @@ impl SmppUpstream {
                 if let Some(s) = self.shared.get() {
                     s.ctx
                         .metrics
-                        .upstream
                         .submit_seconds
                         .with_label_values(&[&self.name])
                         .observe(took.as_secs_f64());
@@ -210,7 +208,7 @@ impl Connector for SmppUpstream {
             queue: self.queue_rx.clone(),
             tx_up: self.tx_up.clone(),
             ctx,
-            ids: smsc_common::ids::IdGenerator::new(),
+            ids: smsc_runtime::ids::IdGenerator::new(),
             rate_per_bind,
         });
         if self.shared.set(shared.clone()).is_err() {
@@ -337,7 +335,7 @@ pub fn is_temporary(status: CommandStatus) -> bool {
 pub fn outcome_of(
     status: CommandStatus,
     message_id: &str,
-    format: smsc_common::config::ReceiptIdFormat,
+    format: crate::config::ReceiptIdFormat,
 ) -> Outcome {
     let error_code = u16::try_from(status.0).unwrap_or(u16::MAX);
     if status.is_ok() {
@@ -380,8 +378,8 @@ pub fn submit_sm(m: &StoredMessage) -> Option<SubmitSm> {
         .map_or(TimeString::EMPTY, |t| TimeString::from_time(&t));
     let sm = SubmitSm {
         service_type: COctetString::new(m.service_type.as_bytes()).unwrap_or_default(),
-        source: smpp_address(u32::from(m.source.ton), u32::from(m.source.npi), &m.source.addr),
-        dest: smpp_address(u32::from(m.dest.ton), u32::from(m.dest.npi), &m.dest.addr),
+        source: m.source.to_smpp(),
+        dest: m.dest.to_smpp(),
         esm_class: EsmClass(m.esm_class & (EsmClass::UDHI | EsmClass::REPLY_PATH)),
         protocol_id: ev.as_ref().map_or(0, |e| e.protocol_id as u8),
         priority_flag: ev.as_ref().map_or(0, |e| e.priority_flag as u8),

@@ -98,7 +98,7 @@ fn offer(receivers: &[Arc<SessionHandle>], mut msg: Outbound) -> Result<(), Outb
 
 /// Implements `smsc.v1.SessionDirectory` from the store's session leases.
 #[derive(Debug, Clone)]
-pub struct DirectoryGrpc(pub Arc<dyn smsc_common::store::Store>);
+pub struct DirectoryGrpc(pub Arc<dyn smsc_store::Store>);
 
 #[tonic::async_trait]
 impl SessionDirectory for DirectoryGrpc {

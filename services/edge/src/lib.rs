@@ -15,11 +15,13 @@
 //!
 //! What protects the pod from abusive clients ([`Limits`]): connections per pod and per
 //! client address, checked at accept; the bind lockout; a deadline for a started PDU to
-//! complete; the session timers (see the README's "Security model").
+//! complete; the session timers (see docs/security.md).
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod grpc;
 pub mod lockout;
+pub mod metrics;
 pub mod rate;
 pub mod rebalance;
 pub mod registry;
@@ -33,18 +35,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use smsc_common::accounts::AccountDirectory;
-use smsc_common::bus::Bus;
-use smsc_common::ids::IdGenerator;
-use smsc_common::store::{Clock, Store};
-use smsc_common::telemetry::Metrics;
+use smsc_accounts::AccountDirectory;
+use smsc_bus::Bus;
+use smsc_runtime::ids::IdGenerator;
+use smsc_runtime::telemetry::Metrics;
+use smsc_store::{Clock, Store};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+pub use config::EdgeConfig;
 pub use lockout::{Lockout, LockoutSettings};
+pub use metrics::EdgeMetrics;
 pub use rate::RateLimiter;
 pub use registry::{DeliverResult, Registry};
 
@@ -102,13 +106,13 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self::from_config(&smsc_common::config::EdgeConfig::default())
+        Self::from_config(&crate::config::EdgeConfig::default())
     }
 }
 
 impl Limits {
     /// The `edge:` keys that set these.
-    pub fn from_config(c: &smsc_common::config::EdgeConfig) -> Self {
+    pub fn from_config(c: &crate::config::EdgeConfig) -> Self {
         Self {
             max_connections_per_ip: c.max_connections_per_ip as usize,
             pdu_read_timeout: c.pdu_read_timeout,
@@ -126,7 +130,9 @@ pub struct Edge {
     pub accounts: Arc<AccountDirectory>,
     pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn Store>,
-    pub metrics: Arc<Metrics>,
+    /// The process's registry (what is not the edge's own families).
+    pub process_metrics: Arc<Metrics>,
+    pub metrics: Arc<EdgeMetrics>,
     pub clock: Arc<dyn Clock>,
     pub ids: IdGenerator,
     pub registry: Registry,
@@ -168,7 +174,8 @@ impl Edge {
             accounts,
             bus,
             store,
-            metrics,
+            metrics: metrics.family::<EdgeMetrics>(),
+            process_metrics: metrics,
             clock,
             ids: IdGenerator::new(),
             registry: Registry::default(),
@@ -223,7 +230,7 @@ impl Edge {
     }
 
     fn refused(&self, peer: SocketAddr, reason: &'static str) {
-        self.metrics.edge.connections_refused_total.with_label_values(&[reason]).inc();
+        self.metrics.connections_refused_total.with_label_values(&[reason]).inc();
         if let Some(suppressed) = self.refusals.allow() {
             let limit = match reason {
                 "per_pod" => self.settings.max_connections,
@@ -250,7 +257,7 @@ impl Edge {
                 peer = %h.peer,
                 "the account no longer admits this session; unbinding it"
             );
-            self.metrics.edge.sessions_revoked.inc();
+            self.metrics.sessions_revoked.inc();
             // Behind queued deliver_sm if need be; a session already closing is gone.
             let tx = h.tx.clone();
             tokio::spawn(async move {
@@ -408,9 +415,9 @@ async fn connection<S>(edge: Arc<Edge>, stream: S, peer: SocketAddr, shutdown: C
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    edge.metrics.edge.connections.inc();
+    edge.metrics.connections.inc();
     session::run(edge.clone(), stream, peer, shutdown).await;
-    edge.metrics.edge.connections.dec();
+    edge.metrics.connections.dec();
 }
 
 /// Refreshes the directory leases of every bound session, every third of the TTL, so a

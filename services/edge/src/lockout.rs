@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use tokio::time::Instant;
 
 /// `edge.lockout`: the config's own type, so its defaults are written once.
-pub use smsc_common::config::LockoutConfig as LockoutSettings;
+pub use crate::config::LockoutConfig as LockoutSettings;
 
 /// The address a client is counted under: an IPv4 address (IPv4-mapped IPv6 included)
 /// as it is, an IPv6 address by its /64, since one host commonly holds a whole /64.

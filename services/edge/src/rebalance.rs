@@ -29,11 +29,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::config::{PeersConfig, RebalanceConfig};
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, StreamExt as _};
 use prometheus::IntCounterVec;
-use smsc_common::config::{PeersConfig, RebalanceConfig};
-use smsc_common::store::BindKind;
+use smsc_store::BindKind;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -223,17 +223,7 @@ struct Rebalancer {
 
 impl Rebalancer {
     fn new(edge: Arc<Edge>, peers: Arc<dyn PeerSource>, settings: Settings) -> Self {
-        let shed_total = IntCounterVec::new(
-            prometheus::Opts::new(
-                "smsc_edge_sessions_shed_total",
-                "Sessions unbound to spread them over the edge pods, by bind type.",
-            ),
-            &["bind_type"],
-        )
-        .expect("metric name and labels are valid");
-        if let Err(e) = edge.metrics.registry().register(Box::new(shed_total.clone())) {
-            debug!(error = %e, "smsc_edge_sessions_shed_total not registered (already there)");
-        }
+        let shed_total = edge.metrics.sessions_shed_total.clone();
         Self { edge, peers, settings, shed_total, seen: HashMap::new(), transit: HashMap::new() }
     }
 

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use smsc_common::store::BindKind;
 use smsc_smpp::CommandStatus;
+use smsc_store::BindKind;
 use tokio::sync::{mpsc, oneshot};
 
 /// What a session's deliver_sm came to.

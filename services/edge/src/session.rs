@@ -17,9 +17,8 @@ use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
-use smsc_common::accounts::Account;
-use smsc_common::bus::{BusError, Record, topics};
-use smsc_common::store::{Applied, BindKind, SessionLease, Update};
+use smsc_accounts::Account;
+use smsc_bus::{BusError, Record, topics};
 use smsc_smpp::pdu::{
     Bind, BindResp, CancelSm, DataSm, DestAddress, MessageIdResp, QuerySm, QuerySmResp, ReplaceSm,
     SubmitMulti, SubmitMultiResp, SubmitSm, TimeString, UnsuccessSme,
@@ -27,6 +26,7 @@ use smsc_smpp::pdu::{
 use smsc_smpp::{
     Body, CommandId, CommandStatus, DecodeError, MessageState, Pdu, Tlv, Tlvs, split_frame,
 };
+use smsc_store::{Applied, BindKind, SessionLease, Update};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
@@ -175,7 +175,7 @@ impl Session {
         let now = Instant::now();
         let accounts = edge.accounts.changes();
         let ok = ["submit_sm", "data_sm", "submit_multi"]
-            .map(|c| edge.metrics.edge.submit_total.with_label_values(&[c, "ESME_ROK"]));
+            .map(|c| edge.metrics.submit_total.with_label_values(&[c, "ESME_ROK"]));
         Self {
             edge,
             peer,
@@ -382,12 +382,7 @@ impl Session {
     }
 
     fn decode_error(&mut self, e: &DecodeError) {
-        self.edge
-            .metrics
-            .edge
-            .decode_errors_total
-            .with_label_values(&[status_name(e.status())])
-            .inc();
+        self.edge.metrics.decode_errors_total.with_label_values(&[status_name(e.status())]).inc();
         debug!(error = %e, "undecodable PDU");
         if let Some(resp) = e.response() {
             self.push(&resp);
@@ -447,7 +442,7 @@ impl Session {
             // Refused before the password is looked at: no argon2 work, and the same
             // answer whether or not the system_id exists. Then closed: each try costs
             // the client a new connection.
-            let m = &self.edge.metrics.edge;
+            let m = &self.edge.metrics;
             m.connections_refused_total.with_label_values(&["lockout"]).inc();
             m.binds_total
                 .with_label_values(&[
@@ -501,8 +496,8 @@ impl Session {
             _ => Body::BindTransceiverResp(resp),
         };
         self.push(&Pdu::new(seq, body));
-        self.edge.metrics.edge.binds_total.with_label_values(&[kind.as_str(), "ok"]).inc();
-        self.edge.metrics.edge.sessions.with_label_values(&[kind.as_str()]).inc();
+        self.edge.metrics.binds_total.with_label_values(&[kind.as_str(), "ok"]).inc();
+        self.edge.metrics.sessions.with_label_values(&[kind.as_str()]).inc();
         info!(system_id = %account.system_id, bind = kind.as_str(), "bound");
         let lease = lease(&self.edge, &account.system_id, &session_id, kind);
         let (store, ttl) = (self.edge.store.clone(), self.edge.settings.session_lease_ttl);
@@ -555,7 +550,7 @@ impl Session {
 
     fn unregister(&self, b: &Bound) {
         self.edge.registry.remove(&b.account.system_id, self.id);
-        self.edge.metrics.edge.sessions.with_label_values(&[b.kind.as_str()]).dec();
+        self.edge.metrics.sessions.with_label_values(&[b.kind.as_str()]).dec();
         let (store, system_id, session_id) =
             (self.edge.store.clone(), b.account.system_id.clone(), b.handle.session_id.clone());
         tokio::spawn(async move {
@@ -585,13 +580,13 @@ impl Session {
             }
         };
         if self.in_process >= self.window() || (rated && limiter.take(1) == 0) {
-            self.edge.metrics.edge.throttled_total.inc();
+            self.edge.metrics.throttled_total.inc();
             self.count_submit(command, Status::ESME_RTHROTTLED);
             self.respond(seq, command, Status::ESME_RTHROTTLED);
             return None;
         }
         self.in_process += 1;
-        self.edge.metrics.edge.window_in_use.observe(self.in_process as f64);
+        self.edge.metrics.window_in_use.observe(self.in_process as f64);
         if let State::Bound(b) = &self.state {
             b.handle.note_request();
         }
@@ -618,7 +613,6 @@ impl Session {
         ) {
             self.edge
                 .metrics
-                .edge
                 .submit_total
                 .with_label_values(&[command.name(), status_name(status)])
                 .inc();
@@ -840,7 +834,7 @@ impl Session {
                             final_date: m.final_at.map(final_date).unwrap_or_default(),
                             // Being handed to the network, or handed to an upstream
                             // that has not reported yet: still en route.
-                            message_state: smsc_common::store::public_state(m.state),
+                            message_state: smsc_store::public_state(m.state),
                             error_code: m.error_code.min(255) as u8,
                         }),
                     ),
@@ -904,7 +898,6 @@ impl Session {
                     let kind = bind_kind(command);
                     self.edge
                         .metrics
-                        .edge
                         .binds_total
                         .with_label_values(&[kind.as_str(), status_name(status)])
                         .inc();
@@ -926,7 +919,7 @@ impl Session {
                 let mut results = results.into_iter();
                 for mut a in items {
                     self.in_process -= 1;
-                    self.edge.metrics.edge.submit_seconds.observe(elapsed);
+                    self.edge.metrics.submit_seconds.observe(elapsed);
                     // Each item is answered from its own records' outcomes: a refusal
                     // later in the batch does not turn an accepted submit into an error
                     // (the ESME would resubmit a message already on its way).
@@ -982,7 +975,7 @@ impl Session {
         if let Failure::LockedOut { failures } =
             lockout.failure(bind.system_id.as_bytes(), ip, Instant::now())
         {
-            self.edge.metrics.edge.lockouts_total.with_label_values(&["bind_failures"]).inc();
+            self.edge.metrics.lockouts_total.with_label_values(&["bind_failures"]).inc();
             // The system_id as sent (escaped), never the password.
             warn!(
                 system_id = %bind.system_id,
@@ -1033,10 +1026,9 @@ impl Session {
         };
         match o.what {
             Awaiting::Deliver { reply, sent, kind } => {
-                self.edge.metrics.edge.deliver_sm_seconds.observe(sent.elapsed().as_secs_f64());
+                self.edge.metrics.deliver_sm_seconds.observe(sent.elapsed().as_secs_f64());
                 self.edge
                     .metrics
-                    .edge
                     .deliver_sm_total
                     .with_label_values(&[kind, status_name(status)])
                     .inc();
@@ -1084,7 +1076,7 @@ impl Session {
         }
         if self.pdu_started.is_some_and(|t| now >= t + self.edge.limits.pdu_read_timeout) {
             info!(buffered = self.inbuf.len(), "PDU incomplete at pdu_read_timeout; closing");
-            self.edge.metrics.edge.pdu_read_timeouts_total.inc();
+            self.edge.metrics.pdu_read_timeouts_total.inc();
             self.close = true;
             return;
         }
@@ -1101,12 +1093,7 @@ impl Session {
             let Some(o) = self.outstanding.remove(&seq) else { continue };
             match o.what {
                 Awaiting::Deliver { reply, kind, .. } => {
-                    self.edge
-                        .metrics
-                        .edge
-                        .deliver_sm_total
-                        .with_label_values(&[kind, "timeout"])
-                        .inc();
+                    self.edge.metrics.deliver_sm_total.with_label_values(&[kind, "timeout"]).inc();
                     let _ = reply.send(DeliverResult::Timeout);
                 }
                 Awaiting::EnquireLink => {
@@ -1195,7 +1182,7 @@ async fn authenticate(
     kind: BindKind,
     ip: std::net::IpAddr,
 ) -> Result<Arc<Account>, Status> {
-    use smsc_common::accounts::AuthError;
+    use smsc_accounts::AuthError;
     let system_id = String::from_utf8_lossy(bind.system_id.as_bytes()).into_owned();
     let password = bind.password.as_bytes().to_vec();
     let accounts = edge.accounts.clone();
@@ -1229,7 +1216,7 @@ async fn authenticate(
 /// A stored message belongs to the asking account and source (query/cancel/replace).
 /// Anything else looks exactly like "no such message", so ids do not leak.
 fn owned(
-    m: &smsc_common::store::StoredMessage,
+    m: &smsc_store::StoredMessage,
     account: &Account,
     source: &smsc_smpp::Address<21>,
 ) -> bool {
@@ -1251,7 +1238,7 @@ fn pending(state: MessageState) -> bool {
 }
 
 async fn cancel(
-    store: &dyn smsc_common::store::Store,
+    store: &dyn smsc_store::Store,
     account: &Account,
     c: &CancelSm,
     now: i64,
@@ -1283,7 +1270,7 @@ async fn cancel(
 }
 
 async fn replace(
-    store: &dyn smsc_common::store::Store,
+    store: &dyn smsc_store::Store,
     account: &Account,
     r: &ReplaceSm,
     now: i64,

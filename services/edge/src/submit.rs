@@ -5,13 +5,13 @@
 
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
-use smsc_common::accounts::Account;
-use smsc_common::store::UnixMillis;
+use smsc_accounts::Account;
 use smsc_smpp::pdu::{ShortMessage, TimeString};
 use smsc_smpp::text::Alphabet;
 use smsc_smpp::{
     COctetString, CommandStatus, DataCoding, EsmClass, Npi, RegisteredDelivery, TlvTag, Tlvs, Ton,
 };
+use smsc_store::UnixMillis;
 
 type Status = CommandStatus;
 

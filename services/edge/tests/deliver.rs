@@ -10,7 +10,6 @@ use common::{
     ESME, PASSWORD, READ_TIMEOUT, Setup, TestEdge, account, assert_status, deliver_request,
     submit_consumer, submitted,
 };
-use smsc_common::store::BindKind;
 use smsc_edge::Settings;
 use smsc_edge::grpc::EdgeGrpc;
 use smsc_proto::edge_server::Edge as _;
@@ -18,6 +17,7 @@ use smsc_proto::session_directory_client::SessionDirectoryClient;
 use smsc_proto::{DeliverOutcome, DeliverResponse, EdgeBinds, LookupRequest};
 use smsc_smpp::pdu::MessageIdResp;
 use smsc_smpp::{Body, CommandId, CommandStatus, EsmClass, MessageState, Pdu};
+use smsc_store::BindKind;
 use tonic::transport::Channel;
 
 const RECEIPTED: &str = "0123456789abcdef0123456789abcdef";

@@ -1,4 +1,4 @@
-//! Mutual TLS on the edge's gRPC server (`smsc_common::grpc_tls`), with a CA and
+//! Mutual TLS on the edge's gRPC server (`smsc_runtime::grpc_tls`), with a CA and
 //! certificates made here: a client holding a certificate of the pods' CA is served;
 //! one without a certificate, with another CA's, or speaking plaintext is refused.
 
@@ -11,16 +11,16 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use smsc_common::grpc_tls::{self, GrpcTls};
-use smsc_common::store::BindKind;
 use smsc_edge::grpc::{DirectoryGrpc, EdgeGrpc};
 use smsc_proto::edge_client::EdgeClient;
 use smsc_proto::edge_server::EdgeServer;
 use smsc_proto::session_directory_client::SessionDirectoryClient;
 use smsc_proto::session_directory_server::SessionDirectoryServer;
 use smsc_proto::{DeliverOutcome, LookupRequest};
+use smsc_runtime::grpc_tls::{self, GrpcTls};
 use smsc_smpp::pdu::MessageIdResp;
 use smsc_smpp::{Body, CommandId, Pdu};
+use smsc_store::BindKind;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 type Ca = CertifiedIssuer<'static, KeyPair>;
@@ -182,6 +182,6 @@ fn a_key_that_does_not_match_its_certificate_fails_at_startup() {
     let b = pod_files(&pods, &dir.path().join("b"), None);
     let mixed = GrpcTls { key: b.key.clone(), ..a };
     let e = grpc_tls::server_tls_config(&mixed).expect_err("mismatched key");
-    let text = smsc_common::telemetry::error_chain(&e).to_string();
+    let text = smsc_runtime::telemetry::error_chain(&e).to_string();
     assert!(text.starts_with("grpc_tls:"), "{text}");
 }

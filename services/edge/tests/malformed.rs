@@ -3,15 +3,15 @@
 //! connection, and that afterwards a new session still binds and submits, a session
 //! that was bound all along is unaffected, and the edge's accept loop still runs.
 //!
-//! The same table is in the README ("Malformed input"); a test checks that every row's bytes are there.
+//! The same table is in docs/malformed-input.md; a test checks that every row's bytes are there.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{Client, ESME, Setup, TestEdge, account, assert_status, submit_sm};
-use smsc_common::store::BindKind;
 use smsc_smpp::{Body, CommandId, CommandStatus, Pdu};
+use smsc_store::BindKind;
 
 use Expect::{Answer, Closed, Nothing};
 use State::{Bound, Open};
@@ -619,17 +619,17 @@ async fn every_class_of_malformed_input_gets_its_answer_and_hurts_no_other_sessi
 
 #[test]
 fn malformed_md_lists_every_row() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
-    let doc = std::fs::read_to_string(path).expect("README.md");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/malformed-input.md");
+    let doc = std::fs::read_to_string(path).expect("docs/malformed-input.md");
     let squeezed: String = doc.chars().filter(|c| !c.is_whitespace()).collect();
     for row in ROWS {
         let hex: String = row.hex.chars().filter(|c| !c.is_whitespace()).collect();
         assert!(
             squeezed.contains(&hex),
-            "{} / {}: bytes not in the README's malformed-input table",
+            "{} / {}: bytes not in the malformed-input table of docs/malformed-input.md",
             row.class,
             row.name
         );
-        assert!(doc.contains(row.name), "{}: not in the README's malformed-input table", row.name);
+        assert!(doc.contains(row.name), "{}: not in the docs/malformed-input.md table", row.name);
     }
 }

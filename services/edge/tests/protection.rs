@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Client, ESME, PASSWORD, Setup, TestEdge, account, assert_status, paused, submit_sm};
-use smsc_common::store::BindKind;
 use smsc_edge::{Limits, LockoutSettings};
 use smsc_smpp::{Body, CommandId, CommandStatus, Pdu};
+use smsc_store::BindKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -37,7 +37,7 @@ async fn edge_with(limits: Limits) -> TestEdge {
 
 /// The metrics text has this exact line.
 fn has_metric(edge: &TestEdge, line: &str) -> bool {
-    edge.edge.metrics.encode().lines().any(|l| l == line)
+    edge.edge.process_metrics.encode().lines().any(|l| l == line)
 }
 
 /// `n` binds with a wrong password on one connection from `source`, each refused as a
@@ -120,7 +120,10 @@ async fn a_successful_bind_resets_the_count() {
     // Two more failures: four in all, but only two since the success.
     let mut c = fail_binds(&edge, "127.0.0.1", ESME, 2).await;
     c.bind_ok(BindKind::Transceiver, ESME).await;
-    assert!(!edge.edge.metrics.encode().contains("smsc_edge_lockouts_total{"), "no lockout");
+    assert!(
+        !edge.edge.process_metrics.encode().contains("smsc_edge_lockouts_total{"),
+        "no lockout"
+    );
 }
 
 #[tokio::test]
@@ -206,7 +209,7 @@ async fn the_lockout_warning_names_system_id_and_address_and_no_password_is_logg
     for secret in [WRONG, PASSWORD] {
         assert!(!text.contains(secret), "{secret:?} in the logs:\n{text}");
     }
-    let metrics = edge.edge.metrics.encode();
+    let metrics = edge.edge.process_metrics.encode();
     for secret in [WRONG, PASSWORD, ESME, OTHER] {
         assert!(!metrics.contains(secret), "{secret:?} in the metrics:\n{metrics}");
     }
@@ -387,8 +390,8 @@ fn an_unbound_connection_trickling_a_bind_is_closed_too() {
 /// allowed), and leaves the others alone.
 #[tokio::test]
 async fn sessions_the_changed_accounts_no_longer_admit_are_unbound() {
-    use smsc_common::accounts::Account;
-    use smsc_common::config::AccountConfig;
+    use smsc_accounts::Account;
+    use smsc_accounts::AccountConfig;
     let names = ["removed", "disabled", "no_rx", "elsewhere", "kept"];
     let setup = Setup::accounts(names.iter().map(|n| account(n)).collect());
     let edge = TestEdge::start(setup).await;
@@ -431,8 +434,8 @@ async fn sessions_the_changed_accounts_no_longer_admit_are_unbound() {
 /// max_submit_rate throttles it without a rebind.
 #[tokio::test]
 async fn a_bound_session_follows_its_accounts_new_limits() {
-    use smsc_common::accounts::Account;
-    use smsc_common::config::AccountConfig;
+    use smsc_accounts::Account;
+    use smsc_accounts::AccountConfig;
     let edge = TestEdge::start(Setup::accounts(vec![account(ESME)])).await;
     let mut c = edge.bind(BindKind::Transceiver, ESME).await;
     for _ in 0..5 {

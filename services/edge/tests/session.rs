@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{ESME, PASSWORD, Setup, TestEdge, account, assert_status, submit_sm};
-use smsc_common::store::BindKind;
 use smsc_smpp::{Body, CommandId, CommandStatus, Pdu, TlvTag};
+use smsc_store::BindKind;
 
 /// An edge with one account per bind rule.
 async fn edge_with_rules() -> TestEdge {

@@ -10,9 +10,8 @@ use common::{
     DEST, ESME, Mode, SOURCE, Setup, TestBus, TestEdge, account, assert_status, cstr, message_id,
     number, submit_consumer, submit_sm, submitted,
 };
-use smsc_common::bus::BusError;
-use smsc_common::config::AccountConfig;
-use smsc_common::store::{BindKind, Store, StoredAddress, StoredMessage};
+use smsc_accounts::AccountConfig;
+use smsc_bus::BusError;
 use smsc_smpp::pdu::{
     CancelSm, DataSm, DestAddress, QuerySm, ReplaceSm, ShortMessage, SubmitMulti, SubmitSm,
     TimeString,
@@ -21,6 +20,7 @@ use smsc_smpp::{
     Address, Body, CommandId, CommandStatus, MessageState, Npi, Pdu, RegisteredDelivery, Tlv, Tlvs,
     Ton,
 };
+use smsc_store::{BindKind, Store, StoredAddress, StoredMessage};
 
 fn with_payload_tlv(mut sm: SubmitSm, payload: &'static [u8]) -> SubmitSm {
     sm.tlvs.push(Tlv::MessagePayload(Bytes::from_static(payload)));

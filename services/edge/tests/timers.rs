@@ -8,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Client, ESME, Setup, TestEdge, paused};
-use smsc_common::store::BindKind;
 use smsc_edge::Settings;
 use smsc_smpp::{Body, CommandId, Pdu};
+use smsc_store::BindKind;
 use tokio::time::Instant;
 
 const INIT: Duration = Duration::from_secs(10);

@@ -5,8 +5,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{Client, ESME, Setup, TestEdge, assert_status, message_id, submit_sm};
-use smsc_common::store::BindKind;
 use smsc_smpp::CommandStatus;
+use smsc_store::BindKind;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};

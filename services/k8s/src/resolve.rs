@@ -11,9 +11,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt as _;
-use smsc_common::accounts::{Account, AccountError};
-use smsc_common::config::AccountConfig;
-use smsc_common::store::BindKind;
+use smsc_accounts::AccountConfig;
+use smsc_accounts::{Account, AccountError};
+use smsc_store::BindKind;
 
 use crate::crd::{BindType, SmppAccount};
 

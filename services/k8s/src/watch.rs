@@ -24,8 +24,8 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource as _, ResourceExt as _};
-use smsc_common::accounts::AccountDirectory;
-use smsc_common::admin::ReadyCondition;
+use smsc_accounts::AccountDirectory;
+use smsc_runtime::admin::ReadyCondition;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use apiserver::{ApiServer, accounts_path, secrets_path};
 use serde_json::{Value, json};
-use smsc_common::accounts::AccountDirectory;
-use smsc_common::admin::Readiness;
+use smsc_accounts::AccountDirectory;
 use smsc_k8s::watch::{self, Settings, StatusSettings};
+use smsc_runtime::admin::Readiness;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -159,7 +159,7 @@ async fn accounts_are_added_updated_and_deleted() {
     assert!(bank.client_allowed("10.1.2.3".parse().expect("ip")));
     assert!(!bank.client_allowed("192.0.2.1".parse().expect("ip")));
     // A new password hash in the Secret is used without touching the resource.
-    let rotated = smsc_common::accounts::hash_password("rotated").expect("hash");
+    let rotated = smsc_accounts::hash_password("rotated").expect("hash");
     server.put(&secrets_path(), secret("bank-pw", "hash", &rotated));
     w.until("password rotated", |w| {
         w.directory.get("BANK").is_some_and(|a| a.verify_password(b"rotated"))

@@ -7,6 +7,8 @@
 //! produces the same task again, which the worker's conditional writes absorb.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod metrics;
 pub mod routes;
 
 use std::sync::Arc;
@@ -15,18 +17,20 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use prost::Message as _;
-use smsc_common::bus::{Bus, BusError, Delivery, Record, topics};
-use smsc_common::pipeline::{
-    Tiers, join, publish_until_ok, run_lanes, smpp_address, store_until_ok,
-};
-use smsc_common::store::{Applied, Clock, Store, StoredAddress, StoredMessage};
-use smsc_common::telemetry::Metrics;
+use smsc_bus::Tiers;
+use smsc_bus::lanes::{join, publish_until_ok, run_lanes};
+use smsc_bus::{Bus, BusError, Delivery, Record, topics};
 use smsc_proto::{DeliveryTask, MoEvent, Notification, NotificationKind, SubmitEvent};
+use smsc_runtime::telemetry::Metrics;
 use smsc_smpp::pdu::{DeliverSm, ShortMessage};
 use smsc_smpp::{Body, DataCoding, EsmClass, MessageState, Pdu, Tlvs};
+use smsc_store::store_until_ok;
+use smsc_store::{Applied, Clock, Store, StoredAddress, StoredMessage};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+pub use config::RoutingConfig;
+pub use metrics::RouterMetrics;
 pub use routes::Routes;
 
 /// Consumer group of the routers.
@@ -39,8 +43,33 @@ pub struct Router {
     pub routes: Arc<ArcSwap<Routes>>,
     pub tiers: Tiers,
     pub clock: Arc<dyn Clock>,
-    pub metrics: Arc<Metrics>,
+    /// The process's registry (consumer lag).
+    pub process_metrics: Arc<Metrics>,
+    pub metrics: Arc<RouterMetrics>,
     pub shutdown: CancellationToken,
+}
+
+impl Router {
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        store: Arc<dyn Store>,
+        routes: Arc<ArcSwap<Routes>>,
+        tiers: Tiers,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            bus,
+            store,
+            routes,
+            tiers,
+            clock,
+            metrics: metrics.family(),
+            process_metrics: metrics,
+            shutdown,
+        })
+    }
 }
 
 /// Runs the router until `shutdown`: `lanes` records in progress, per-destination order
@@ -49,7 +78,8 @@ pub async fn run(router: Arc<Router>, lanes: usize, max_in_flight: usize) -> Res
     let shutdown = router.shutdown.clone();
     let topics = [topics::SUBMIT, topics::MO];
     let Some(consumer) =
-        join(&router.bus, GROUP, &topics, max_in_flight, &shutdown, Some(&router.metrics)).await
+        join(&router.bus, GROUP, &topics, max_in_flight, &shutdown, Some(&router.process_metrics))
+            .await
     else {
         return Ok(());
     };
@@ -121,14 +151,14 @@ impl Router {
             && existing.state.is_final()
         {
             // A redelivered record of a message already finished: nothing to do.
-            self.metrics.router.routed_total.with_label_values(&["duplicate"]).inc();
+            self.metrics.routed_total.with_label_values(&["duplicate"]).inc();
             return true;
         }
         let connectors =
             self.routes.load().mt(&ev.system_id, &dest).map(<[String]>::to_vec).unwrap_or_default();
         if connectors.is_empty() {
             // The worker turns a task without connectors into UNDELIVERABLE and a receipt.
-            self.metrics.router.routed_total.with_label_values(&["no_route"]).inc();
+            self.metrics.routed_total.with_label_values(&["no_route"]).inc();
         }
         let task = DeliveryTask {
             message_id: ev.message_id,
@@ -146,10 +176,10 @@ impl Router {
             let (delay, topic) = self.tiers.for_wait(wait);
             // On the injected clock, the one the bus compares `not_before` with.
             record.not_before = Some(instant(now) + delay.min(wait));
-            self.metrics.router.routed_total.with_label_values(&["scheduled"]).inc();
+            self.metrics.routed_total.with_label_values(&["scheduled"]).inc();
             topic.to_owned()
         } else {
-            self.metrics.router.routed_total.with_label_values(&["routed"]).inc();
+            self.metrics.routed_total.with_label_values(&["routed"]).inc();
             topics::DELIVER.to_owned()
         };
         publish_until_ok(&*self.bus, &topic, vec![record], &self.shutdown).await
@@ -167,7 +197,7 @@ impl Router {
         let dest = mo.dest.as_ref().map(|d| d.addr.as_str()).unwrap_or_default();
         let Some(account) = self.routes.load().mo(dest).map(str::to_owned) else {
             warn!(dest, "MO without a route dropped");
-            self.metrics.router.mo_total.with_label_values(&["no_route"]).inc();
+            self.metrics.mo_total.with_label_values(&["no_route"]).inc();
             return true;
         };
         let Some(pdu) = mo_deliver_sm(&mo) else {
@@ -182,7 +212,7 @@ impl Router {
             created_at_ms: self.clock.now_ms(),
         };
         debug!(id = %mo.id, %account, "MO routed");
-        self.metrics.router.mo_total.with_label_values(&["routed"]).inc();
+        self.metrics.mo_total.with_label_values(&["routed"]).inc();
         // Keyed by the handset: the parts of its concatenated message stay in order.
         let source = mo.source.as_ref().map(|a| a.addr.clone()).unwrap_or_default();
         let record = Record::new(Bytes::from(source.into_bytes()), Bytes::from(n.encode_to_vec()));
@@ -193,8 +223,8 @@ impl Router {
 /// The deliver_sm that carries an MO to its account: the handset as source, the short
 /// code as destination, the UDH (concatenated MO) and TLVs passed through as received.
 pub fn mo_deliver_sm(mo: &MoEvent) -> Option<Bytes> {
-    let src = mo.source.as_ref().map(|a| smpp_address(a.ton, a.npi, &a.addr)).unwrap_or_default();
-    let dst = mo.dest.as_ref().map(|a| smpp_address(a.ton, a.npi, &a.addr)).unwrap_or_default();
+    let src = mo.source.as_ref().map(mo_address).unwrap_or_default();
+    let dst = mo.dest.as_ref().map(mo_address).unwrap_or_default();
     let mut tlvs = Tlvs::from_bytes(Bytes::from(mo.tlvs.clone())).unwrap_or_default();
     let short_message = if mo.payload.len() <= ShortMessage::MAX {
         ShortMessage::new(Bytes::from(mo.payload.clone())).ok()?
@@ -212,4 +242,9 @@ pub fn mo_deliver_sm(mo: &MoEvent) -> Option<Bytes> {
         ..DeliverSm::default()
     };
     Pdu::new(1, Body::DeliverSm(d)).to_bytes().ok()
+}
+
+/// An MO's address as SMPP carries it (cut to 20 characters: it came from our network).
+fn mo_address(a: &smsc_proto::Address) -> smsc_smpp::Address {
+    smsc_smpp::Address::truncated(smsc_smpp::Ton(a.ton as u8), smsc_smpp::Npi(a.npi as u8), &a.addr)
 }

@@ -1,7 +1,7 @@
 //! MT and MO routing tables, compiled from the config and swapped whole on reload.
 
-use smsc_common::accounts::glob_match;
-use smsc_common::config::RoutingConfig;
+use crate::RoutingConfig;
+use smsc_accounts::glob_match;
 
 /// The compiled routing config.
 #[derive(Debug, Clone, Default)]
@@ -59,7 +59,7 @@ impl Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smsc_common::config::{MoRoute, MtRoute};
+    use crate::config::{MoRoute, MtRoute};
 
     fn mt(
         prefix: &str,

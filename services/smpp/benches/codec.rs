@@ -1,5 +1,5 @@
 //! Decode and encode of a 160-character GSM submit_sm and a 70-character UCS2 one.
-//! `cargo bench -p smsc-smpp`; figures go in the README.
+//! `cargo bench -p smsc-smpp`; figures go in docs/benchmarks.md.
 
 use std::hint::black_box;
 

@@ -186,6 +186,14 @@ impl<const MAX: usize> Address<MAX> {
     pub fn international(digits: &str) -> Result<Self, FieldError> {
         Self::new(Ton::INTERNATIONAL, Npi::ISDN, digits)
     }
+
+    /// `addr` cut to the `MAX - 1` octets that fit rather than refused (empty if it holds
+    /// a NUL): for addresses our own network already accepted, never for a peer's bytes.
+    pub fn truncated(ton: Ton, npi: Npi, addr: &str) -> Self {
+        let bytes = addr.as_bytes();
+        let cut = &bytes[..bytes.len().min(MAX.saturating_sub(1))];
+        Self { ton, npi, addr: COctetString::new(cut).unwrap_or_default() }
+    }
 }
 
 /// esm_class (SMPP 3.4 §5.2.12): messaging mode, message type and GSM features.

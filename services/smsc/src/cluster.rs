@@ -22,7 +22,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use smsc_common::config::SimProfile;
+use smsc_delivery_worker::config::SimProfile;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;
 
@@ -566,7 +566,7 @@ impl Cluster {
         let mut accounts = String::new();
         let mut mo_routes = String::new();
         for a in &o.accounts {
-            let hash = smsc_common::accounts::hash_password(&a.password)
+            let hash = smsc_accounts::hash_password(&a.password)
                 .with_context(|| format!("hashing the password of {}", a.system_id))?;
             accounts.push_str(&format!(
                 "  - system_id: {}\n    password_hash: {}\n",
@@ -663,7 +663,7 @@ impl Cluster {
         command.arg(m.role.as_str()).arg("--config").arg(&m.config);
         // The generated config is the whole truth: no override from our environment.
         for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with(smsc_common::config::ENV_PREFIX) {
+            if key.to_string_lossy().starts_with(smsc_runtime::config::ENV_PREFIX) {
                 command.env_remove(key);
             }
         }
@@ -1068,17 +1068,17 @@ mod tests {
         assert_eq!(cluster.endpoints.members.len(), 5);
         cluster.write_configs().expect("configs");
         for m in &cluster.endpoints.members {
-            let c = smsc_common::config::Config::load_with_env(Some(&m.config), Vec::new())
+            let c = crate::config::Config::load_with_env(Some(&m.config), Vec::new())
                 .unwrap_or_else(|e| panic!("{}: {e}", m.config.display()));
             assert_eq!(c.admin_listen, m.admin);
             assert_eq!(c.node_id, m.name);
-            assert_eq!(c.store.kind, smsc_common::config::StoreKind::Scylla);
+            assert_eq!(c.store.kind, smsc_store::config::StoreKind::Scylla);
             assert_eq!(c.store.uris, ["127.0.0.1:9042", "127.0.0.2:9042"]);
             assert_eq!(
                 (c.store.keyspace.as_str(), c.store.replication_factor),
                 ("smsc_cluster_test", 1)
             );
-            assert_eq!(c.bus.kind, smsc_common::config::BusKind::Kafka);
+            assert_eq!(c.bus.kind, smsc_bus::BusKind::Kafka);
             assert_eq!((c.bus.replication_factor, c.bus.session_timeout.as_secs()), (3, 6));
             assert_eq!(c.accounts.len(), 2);
             assert_eq!(c.accounts[1].system_id, "b\"ank");
@@ -1088,7 +1088,7 @@ mod tests {
             assert_eq!(mt, [("3361", "up"), ("", "sim")]);
             assert!(matches!(
                 c.connectors.get("up"),
-                Some(smsc_common::config::ConnectorConfig::Smpp(u)) if u.max_binds == 2
+                Some(smsc_delivery_worker::config::ConnectorConfig::Smpp(u)) if u.max_binds == 2
             ));
             assert_eq!(c.retry.tiers, cluster.options.retry_tiers);
             if let Some(smpp) = m.smpp {

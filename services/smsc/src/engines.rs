@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::future::BoxFuture;
-use smsc_common::bus::Bus;
-use smsc_common::bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
-use smsc_common::config::{BusKind, Config, StoreKind};
-use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
-use smsc_common::store::{Clock, Store};
+use smsc_bus::Bus;
+use smsc_bus::BusKind;
+use smsc_bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
+use smsc_store::config::StoreKind;
+
+use crate::config::Config;
+use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
+use smsc_store::{Clock, Store};
 use tracing::{info, warn};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -79,7 +82,7 @@ pub(crate) fn bus(
         }
         #[cfg(feature = "kafka")]
         BusKind::Kafka => {
-            use smsc_common::bus::kafka::{KafkaBus, KafkaBusConfig};
+            use smsc_bus::kafka::{KafkaBus, KafkaBusConfig};
             let mut k = KafkaBusConfig::from_config(&config.bus, &config.node_id);
             k.topics = topics(config);
             Ok(Box::new(move || {
@@ -115,7 +118,7 @@ pub(crate) fn store(
         }
         #[cfg(feature = "scylla")]
         StoreKind::Scylla => {
-            use smsc_common::store::scylla::{ScyllaConfig, ScyllaStore};
+            use smsc_store::scylla::{ScyllaConfig, ScyllaStore};
             let c = ScyllaConfig::from_config(&config.store)?;
             Ok(Box::new(move || {
                 let c = c.clone();
@@ -126,7 +129,7 @@ pub(crate) fn store(
             }))
         }
         StoreKind::Remote => {
-            use smsc_common::store::remote::{RemoteStore, RemoteStoreConfig};
+            use smsc_store::remote::{RemoteStore, RemoteStoreConfig};
             let c = RemoteStoreConfig {
                 request_timeout: config.store.request_timeout,
                 tls: client_tls,
@@ -160,9 +163,9 @@ fn ready<T: Clone + Send + 'static>(engine: T) -> Connect<T> {
 /// Every topic the pipeline uses (created when missing).
 #[cfg(feature = "kafka")]
 fn topics(config: &Config) -> Vec<String> {
-    use smsc_common::bus::topics;
+    use smsc_bus::topics;
     let mut t: Vec<String> =
         [topics::SUBMIT, topics::DELIVER, topics::NOTIFY, topics::MO].map(str::to_owned).to_vec();
-    t.extend(smsc_common::pipeline::Tiers::new(&config.retry.tiers).topics());
+    t.extend(smsc_bus::Tiers::new(&config.retry.tiers).topics());
     t
 }

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
-use smsc_common::accounts::AccountDirectory;
-use smsc_common::admin::ReadyCondition;
-use smsc_common::config::{AccountsCrdConfig, Config, PeersConfig};
+use smsc_accounts::AccountDirectory;
+use smsc_accounts::AccountsCrdConfig;
+use smsc_edge::config::PeersConfig;
+use smsc_runtime::admin::ReadyCondition;
+
+use crate::config::Config;
 use smsc_edge::Edge;
 use smsc_edge::rebalance::PeerSource;
 use smsc_k8s::watch::{self, StatusSettings};

@@ -10,21 +10,24 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use smsc_common::accounts::{Account, AccountDirectory};
-use smsc_common::admin::{self, Readiness};
-use smsc_common::config::{Config, ConfigError};
-use smsc_common::pipeline::{EdgeLink, GrpcEdgeLink, Tiers};
-use smsc_common::store::{Clock, SystemClock};
-use smsc_common::telemetry::Metrics;
+use smsc_accounts::{Account, AccountDirectory};
+use smsc_bus::Tiers;
+use smsc_delivery_worker::edge_link::{EdgeLink, GrpcEdgeLink};
+use smsc_runtime::admin::{self, Readiness};
+
+use crate::config::{Config, ConfigError};
 use smsc_edge::grpc::{DirectoryGrpc, EdgeGrpc};
 use smsc_edge::{Edge, Settings};
 use smsc_proto::edge_server::EdgeServer;
 use smsc_proto::session_directory_server::SessionDirectoryServer;
+use smsc_runtime::telemetry::Metrics;
+use smsc_store::{Clock, SystemClock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub mod cluster;
+pub mod config;
 mod engines;
 #[cfg(feature = "k8s")]
 mod k8s;
@@ -122,7 +125,7 @@ pub fn hash_password(password: Option<String>) -> ExitCode {
             s.trim_end_matches(['\r', '\n']).to_owned()
         }
     };
-    match smsc_common::accounts::hash_password(&password) {
+    match smsc_accounts::hash_password(&password) {
         Ok(h) => {
             println!("{h}");
             ExitCode::SUCCESS
@@ -136,7 +139,7 @@ pub fn hash_password(password: Option<String>) -> ExitCode {
 
 /// SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
-    match smsc_common::shutdown::signal() {
+    match smsc_runtime::shutdown::signal() {
         Ok(s) => {
             let sig = s.await;
             info!(signal = sig.as_str(), "shutting down");
@@ -172,6 +175,13 @@ pub async fn run(
     mut config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // What the config names but only opening it tells (files, URLs, certificates) is
+    // checked before anything starts: a ConfigError here exits 64 like a bad key.
+    let mut connectors = if role.worker() {
+        Some(smsc_delivery_worker::connector::build(&config.connectors)?)
+    } else {
+        None
+    };
     let metrics = Metrics::new();
     let ready = Readiness::new();
     let listening = ready.condition("listening");
@@ -183,7 +193,7 @@ pub async fn run(
     let client_tls = config
         .grpc_tls
         .as_ref()
-        .map(smsc_common::grpc_tls::client_tls_config)
+        .map(smsc_runtime::grpc_tls::client_tls_config)
         .transpose()
         .context("grpc_tls")?;
     let mut tasks = tokio::task::JoinSet::new();
@@ -216,14 +226,15 @@ pub async fn run(
     };
     store_ready.set(true);
 
-    let accounts = Arc::new(AccountDirectory::from_config(&config)?);
+    let accounts =
+        Arc::new(AccountDirectory::from_config(&config.accounts, config.store.message_ttl)?);
     if role == Role::All && accounts.is_empty() && config.accounts_crd.is_none() {
         // Only in the embedded all-in-one mode: a laptop demo needs no config at all.
         accounts.replace(vec![Account::demo()]);
         info!("no accounts configured: demo account `demo` / password `demo` enabled");
         if config.routing.mo.is_empty() {
             // Handset replies (`smsc mo`) reach the demo account too.
-            config.routing.mo.push(smsc_common::config::MoRoute {
+            config.routing.mo.push(smsc_router::config::MoRoute {
                 prefix: String::new(),
                 account: "demo".into(),
             });
@@ -242,7 +253,7 @@ pub async fn run(
     let advertised = config.edge.grpc_advertise.clone().unwrap_or_else(|| grpc_addr.to_string());
     let tiers = Tiers::new(&config.retry.tiers);
 
-    let mut grpc = smsc_common::grpc_tls::server(config.grpc_tls.as_ref())
+    let mut grpc = smsc_runtime::grpc_tls::server(config.grpc_tls.as_ref())
         .context("grpc_tls")?
         .add_service(SessionDirectoryServer::new(DirectoryGrpc(store.clone())));
     let mut edge_service = None;
@@ -310,15 +321,15 @@ pub async fn run(
         if let Some(path) = config.path.clone() {
             tasks.spawn(reload_routes(path, routes.clone(), token.clone()));
         }
-        let router = Arc::new(smsc_router::Router {
-            bus: bus.clone(),
-            store: store.clone(),
+        let router = smsc_router::Router::new(
+            bus.clone(),
+            store.clone(),
             routes,
-            tiers: tiers.clone(),
-            clock: clock.clone(),
-            metrics: metrics.clone(),
-            shutdown: token.clone(),
-        });
+            tiers.clone(),
+            clock.clone(),
+            metrics.clone(),
+            token.clone(),
+        );
         // As many records in progress as the consumer may hold: through Kafka each one
         // waits milliseconds for its acks=all publish, so 64 lanes capped a router at a
         // few thousand messages/s.
@@ -330,15 +341,15 @@ pub async fn run(
         });
     }
     if role.worker() {
-        let worker = Arc::new(smsc_delivery_worker::Worker {
-            bus: bus.clone(),
-            store: store.clone(),
-            connectors: smsc_delivery_worker::connector::build(&config.connectors),
-            tiers: tiers.clone(),
-            clock: clock.clone(),
-            metrics: metrics.clone(),
-            shutdown: token.clone(),
-        });
+        let worker = smsc_delivery_worker::Worker::new(
+            bus.clone(),
+            store.clone(),
+            connectors.take().unwrap_or_default(),
+            tiers.clone(),
+            clock.clone(),
+            metrics.clone(),
+            token.clone(),
+        );
         let (in_flight, notify_in_flight) =
             (config.worker.max_in_flight, config.worker.notify_in_flight);
         tasks.spawn(async move {
@@ -432,7 +443,7 @@ pub async fn run(
     // Every task watches `token`, and the consumers finish the records in hand (for up
     // to pipeline::DRAIN). Aborting them at once would cut a worker off between its
     // claim and its final write, which ends that message UNKNOWN.
-    let grace = smsc_common::pipeline::DRAIN + std::time::Duration::from_secs(2);
+    let grace = smsc_bus::lanes::DRAIN + std::time::Duration::from_secs(2);
     let finished = tokio::time::timeout(grace, async {
         while let Some(done) = tasks.join_next().await {
             if let Err(e) = done {
@@ -502,9 +513,9 @@ pub async fn run_store_server(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    use smsc_common::store::Store;
-    use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
-    use smsc_common::store::remote::StoreServer;
+    use smsc_store::Store;
+    use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
+    use smsc_store::remote::StoreServer;
 
     let metrics = Metrics::new();
     let ready = Readiness::new();
@@ -520,7 +531,7 @@ pub async fn run_store_server(
     let listener =
         TcpListener::bind(listen).await.with_context(|| format!("binding --listen {listen}"))?;
     let addr = listener.local_addr()?;
-    let server = smsc_common::grpc_tls::server(config.grpc_tls.as_ref()).context("grpc_tls")?;
+    let server = smsc_runtime::grpc_tls::server(config.grpc_tls.as_ref()).context("grpc_tls")?;
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn({
@@ -597,8 +608,8 @@ pub fn inject_mo(simulator: &str, from: String, to: String, text: String) -> Exi
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
     #[cfg(feature = "scylla")]
     {
-        let c = smsc_common::store::scylla::ScyllaConfig::from_config(&config.store)?;
-        let applied = smsc_common::store::scylla::migrate(&c).await.context("migrating")?;
+        let c = smsc_store::scylla::ScyllaConfig::from_config(&config.store)?;
+        let applied = smsc_store::scylla::migrate(&c).await.context("migrating")?;
         info!(keyspace = %c.keyspace, ?applied, "schema up to date");
         Ok(())
     }
@@ -616,7 +627,7 @@ async fn reload_routes(
     routes: Arc<arc_swap::ArcSwap<smsc_router::Routes>>,
     token: CancellationToken,
 ) {
-    let mut hup = match smsc_common::shutdown::sighup() {
+    let mut hup = match smsc_runtime::shutdown::sighup() {
         Ok(h) => h,
         Err(e) => {
             warn!(error = %e, "no SIGHUP handler; routes are not reloadable");

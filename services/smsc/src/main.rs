@@ -86,7 +86,7 @@ fn no_transparent_huge_pages() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = smsc_common::telemetry::init_tracing(cli.log_json) {
+    if let Err(e) = smsc_runtime::telemetry::init_tracing(cli.log_json) {
         eprintln!("smsc: {e}");
         return ExitCode::from(70);
     }
@@ -131,6 +131,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(smsc::run(role, config, smsc::shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<smsc::config::ConfigError>().is_some() => {
+            eprintln!("smsc: configuration: {}", smsc_runtime::telemetry::error_chain(&*e));
+            ExitCode::from(64)
+        }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "smsc stopped on an error");
             ExitCode::from(1)

@@ -6,11 +6,11 @@ mod common;
 mod esme;
 mod node;
 
-use smsc_common::store::BindKind;
 use smsc_proto::InjectMoRequest;
 use smsc_proto::simulator_client::SimulatorClient;
 use smsc_smpp::EsmClass;
 use smsc_smpp::text::{Alphabet, decode};
+use smsc_store::BindKind;
 
 use common::{ACME, ACME_SHORT_CODE};
 use esme::{Esme, assert_delivered_receipt, eventually};

@@ -28,11 +28,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt as _, StreamExt as _};
 use smsc::cluster::{Cluster, ClusterAccount, ClusterOptions, ClusterRole};
-use smsc_common::store::Store;
-use smsc_common::store::scylla::{ScyllaConfig, ScyllaStore};
 use smsc_smpp::codec::SmppCodec;
 use smsc_smpp::pdu::{Bind, MessageIdResp, ShortMessage, SubmitSm};
 use smsc_smpp::{Address, Body, COctetString, CommandStatus, Npi, Pdu, RegisteredDelivery, Ton};
+use smsc_store::Store;
+use smsc_store::scylla::{ScyllaConfig, ScyllaStore};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::codec::Framed;
@@ -45,7 +45,7 @@ const MAX_MESSAGES: usize = 40_000;
 const AFTER_FAULTS: Duration = Duration::from_secs(10);
 /// Offered load, all sessions together, while the faults land. Three
 /// replicated Kafka brokers and a CQL node doing 3 LWTs per message take most of this
-/// 2-core machine at 200/s (debug build; README "Benchmarks"), so the test stays below.
+/// 2-core machine at 200/s (debug build; docs/benchmarks.md), so the test stays below.
 const RATE: u64 = 150;
 const SESSIONS: usize = 4;
 const WINDOW: usize = 64;

@@ -15,13 +15,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use smsc::cluster::{Cluster, ClusterAccount, ClusterOptions, ClusterRole};
-use smsc_common::config::SimProfile;
-use smsc_common::store::BindKind;
+use smsc_delivery_worker::config::SimProfile;
 use smsc_proto::InjectMoRequest;
 use smsc_proto::simulator_client::SimulatorClient;
 use smsc_smpp::EsmClass;
 use smsc_smpp::pdu::DeliverSm;
 use smsc_smpp::text::{Alphabet, decode};
+use smsc_store::BindKind;
 use tokio::net::TcpStream;
 
 use esme::{Esme, PASSWORD, assert_delivered_receipt, eventually, metric};
@@ -184,10 +184,8 @@ async fn mo_reaches_only_its_account(cluster: &Cluster, run: &Run) {
 /// and is delivered on the second attempt, with one DELIVRD receipt.
 async fn retried_then_delivered(cluster: &Cluster, run: &Run) {
     let workers = worker_admins(cluster);
-    let retries = format!(
-        "smsc_worker_retries_total{{tier=\"{}\"}}",
-        smsc_common::config::RetryConfig::tier_name(TIER)
-    );
+    let retries =
+        format!("smsc_worker_retries_total{{tier=\"{}\"}}", smsc_bus::RetryConfig::tier_name(TIER));
     let before = metric(&workers, &retries).await;
     let mut esme = Esme::bind(smpp(cluster, 1), &run.delta, BindKind::Transceiver).await;
     let started = tokio::time::Instant::now();
@@ -216,14 +214,14 @@ impl Upstream {
             l.local_addr().expect("addr")
         };
         let (smpp, admin, simulator) = (free(), free(), free());
-        let hash = smsc_common::accounts::hash_password(PASSWORD).expect("hash");
+        let hash = smsc_accounts::hash_password(PASSWORD).expect("hash");
         let yaml = format!(
             "node_id: upstream\nadmin_listen: \"{admin}\"\n\
              edge: {{ smpp_listen: \"{smpp}\", grpc_listen: \"127.0.0.1:0\" }}\n\
              accounts:\n  - system_id: {UPSTREAM_ACCOUNT}\n    password_hash: \"{hash}\"\n    max_binds: {UPSTREAM_BINDS}\n\
              worker: {{ pending_interval: 100ms, simulator_listen: \"{simulator}\" }}\n"
         );
-        let config = smsc_common::config::Config::from_yaml_str(&yaml, []).expect("valid");
+        let config = smsc::config::Config::from_yaml_str(&yaml, []).expect("valid");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = tokio::spawn(smsc::run(smsc::Role::All, config, async {
             let _ = stopped.await;

@@ -8,13 +8,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use smsc_common::config::SimProfile;
-use smsc_common::store::{Applied, IN_DELIVERY, NotificationKind as StoredKind, Store, Update};
+use smsc_delivery_worker::config::SimProfile;
 use smsc_proto::simulator_server::Simulator as _;
 use smsc_proto::{DeliveryTask, InjectMoRequest};
 use smsc_smpp::receipt::ReceiptStat;
 use smsc_smpp::text::{Alphabet, decode};
 use smsc_smpp::{CommandStatus, EsmClass, MessageState};
+use smsc_store::{Applied, IN_DELIVERY, NotificationKind as StoredKind, Store, Update};
 
 fn profile(prefix: &str) -> SimProfile {
     SimProfile { prefix: prefix.to_owned(), ..SimProfile::default() }
@@ -107,7 +107,13 @@ async fn temporary_failures_retry_on_the_tiers_then_deliver() {
     assert_receipt(&only_receipt(&p, &id).await, &id, ReceiptStat::Delivered, 0);
     assert_eq!(p.simulator.handed(), 3);
     assert_eq!((p.deliveries("temporary"), p.deliveries("delivered")), (2, 1));
-    let retries = |tier| p.metrics.worker.retries_total.with_label_values(&[tier]).get();
+    let retries = |tier| {
+        p.metrics
+            .family::<smsc_delivery_worker::WorkerMetrics>()
+            .retries_total
+            .with_label_values(&[tier])
+            .get()
+    };
     assert_eq!((retries("100ms"), retries("200ms")), (1, 1));
 }
 
@@ -214,7 +220,7 @@ async fn a_submit_event_seen_twice_reaches_the_network_once() {
     assert!(receipts.iter().all(|c| c.request.deliver_sm == receipts[0].request.deliver_sm));
 }
 
-/// DESIGN.md: receipts repeat only when the ESME did not answer. The router re-produces
+/// docs/architecture.md: receipts repeat only when the ESME did not answer. The router re-produces
 /// the task of a duplicate (it cannot know whether its first try published it), and the
 /// worker re-sends the receipt of a task that finds its message final (it cannot tell a
 /// duplicate from its own redelivery after a crash); the dispatcher drops that copy of a
@@ -261,16 +267,25 @@ async fn receipt_refused_for_good_is_dropped() {
     p.submit(&p.event(&id, DELIVERABLE, 1)).await;
     p.wait_state(&id, MessageState::DELIVERED).await;
 
-    let refused =
-        || p.metrics.worker.notifications_total.with_label_values(&["receipt", "refused"]).get();
+    let refused = || {
+        p.metrics
+            .family::<smsc_delivery_worker::WorkerMetrics>()
+            .notifications_total
+            .with_label_values(&["receipt", "refused"])
+            .get()
+    };
     eventually("the receipt refused", || async { refused() == 1 }).await;
     p.settle().await;
     let calls = p.edge.calls();
     assert_eq!(calls.len(), 1, "asked once, never again: {calls:#?}");
     assert_receipt(&calls[0], &id, ReceiptStat::Delivered, 0);
     assert!(p.store.pending(ACME, None, 10).await.expect("store").items.is_empty());
-    let pending =
-        p.metrics.worker.notifications_total.with_label_values(&["receipt", "pending"]).get();
+    let pending = p
+        .metrics
+        .family::<smsc_delivery_worker::WorkerMetrics>()
+        .notifications_total
+        .with_label_values(&["receipt", "pending"])
+        .get();
     assert_eq!((refused(), pending), (1, 0));
 }
 
@@ -353,7 +368,13 @@ async fn mo_to_an_unrouted_short_code_reaches_nobody() {
     let p = pipeline().await;
     inject(&p, "9999", "anyone?").await;
 
-    let dropped = || p.metrics.router.mo_total.with_label_values(&["no_route"]).get();
+    let dropped = || {
+        p.metrics
+            .family::<smsc_router::RouterMetrics>()
+            .mo_total
+            .with_label_values(&["no_route"])
+            .get()
+    };
     eventually("the router dropped it", || async { dropped() == 1 }).await;
     p.settle().await;
     assert!(p.edge.calls().is_empty(), "{:#?}", p.edge.calls());

@@ -10,7 +10,7 @@ fn thp_enabled(pid: u32) -> Option<String> {
     Some(line.trim_start_matches("THP_enabled:").trim().to_owned())
 }
 
-/// Transparent huge pages made RSS climb under a steady load (README, Soak): the binary
+/// Transparent huge pages made RSS climb under a steady load (docs/reliability.md, Soak): the binary
 /// turns them off for itself whatever the host's setting.
 #[test]
 fn the_binary_runs_without_transparent_huge_pages() {

@@ -19,13 +19,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use smsc_common::store::BindKind;
 use smsc_proto::InjectMoRequest;
 use smsc_proto::simulator_client::SimulatorClient;
 use smsc_smpp::pdu::DeliverSm;
 use smsc_smpp::receipt::{Receipt, ReceiptStat};
 use smsc_smpp::text::{Alphabet, decode};
 use smsc_smpp::{EsmClass, MessageState};
+use smsc_store::BindKind;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
 

@@ -9,8 +9,8 @@
 //! state comes from the message_state TLV, else the text's `stat:`; the error from the
 //! network_error_code TLV, else the text's `err:`.
 
+use crate::config::ReceiptIdFormat;
 use bytes::Bytes;
-use smsc_common::config::ReceiptIdFormat;
 use smsc_proto::{Address, MoEvent};
 use smsc_smpp::pdu::DataSm;
 use smsc_smpp::receipt::{Receipt, ReceiptStat};

@@ -13,14 +13,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::SmppUpstreamConfig;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
-use smsc_common::config::SmppUpstreamConfig;
-use smsc_common::ids::IdGenerator;
-use smsc_common::store::BindKind;
+use smsc_runtime::ids::IdGenerator;
 use smsc_smpp::codec::{CodecError, SmppCodec};
 use smsc_smpp::pdu::{Bind, MessageIdResp, SubmitSm};
 use smsc_smpp::{Body, COctetString, CommandStatus, Pdu};
+use smsc_store::BindKind;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -117,7 +117,7 @@ type Writer = WriteHalf<Box<dyn Io>>;
 /// after a bind succeeds).
 pub(crate) async fn run_bind(shared: Arc<Shared>, kind: BindKind, stop: CancellationToken) {
     let c = shared.config.clone();
-    let metrics = &shared.ctx.metrics.upstream;
+    let metrics = &shared.ctx.metrics;
     let bind_type = kind.as_str();
     let mut backoff = c.reconnect_min;
     while !stop.is_cancelled() {
@@ -551,7 +551,7 @@ async fn incoming(shared: &Shared, pdu: Pdu) -> CommandStatus {
             shared.ctx.inbound.receipt(&shared.name, r).await
         }
         Some(Incoming::Receipt(Err(problem))) => {
-            let metrics = &shared.ctx.metrics.upstream;
+            let metrics = &shared.ctx.metrics;
             metrics.receipts_total.with_label_values(&[&shared.name, "malformed"]).inc();
             warn!(connector = %shared.name, %problem, "receipt from the upstream not usable");
             // Permanent: resending it would not make it readable.

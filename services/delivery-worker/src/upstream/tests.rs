@@ -6,16 +6,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::config::{SmppUpstreamConfig, UpstreamBindMode, UpstreamTls};
 use bytes::Bytes;
 use futures::{SinkExt as _, StreamExt as _};
 use prost::Message as _;
-use smsc_common::config::{SmppUpstreamConfig, UpstreamBindMode, UpstreamTls};
-use smsc_common::store::contract::sample_message;
-use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
-use smsc_common::store::{
-    Clock, ManualClock, SlotClaim, Store, StoredAddress, StoredMessage, SystemClock,
-};
-use smsc_common::telemetry::Metrics;
+use smsc_runtime::telemetry::Metrics;
+use smsc_store::contract::sample_message;
+use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
+use smsc_store::{Clock, ManualClock, SlotClaim, Store, StoredAddress, StoredMessage, SystemClock};
+
+use crate::metrics::UpstreamMetrics;
 use smsc_proto::{MoEvent, SubmitEvent};
 use smsc_smpp::codec::SmppCodec;
 use smsc_smpp::pdu::{BindResp, MessageIdResp, SubmitSm};
@@ -239,14 +239,18 @@ impl Env {
             inbound: self.inbound.clone(),
             store: self.store.clone(),
             clock: Arc::new(SystemClock),
-            metrics: self.metrics.clone(),
+            metrics: self.metrics.family(),
             shutdown: shutdown.clone(),
         });
         up
     }
 
     fn submits(&self, status: &str) -> u64 {
-        self.metrics.upstream.submits_total.with_label_values(&["up", status]).get()
+        self.metrics
+            .family::<UpstreamMetrics>()
+            .submits_total
+            .with_label_values(&["up", status])
+            .get()
     }
 }
 
@@ -268,7 +272,7 @@ fn config(addr: SocketAddr) -> SmppUpstreamConfig {
         reconnect_max: Duration::from_millis(400),
         lease_ttl: Duration::from_secs(3),
         receipt_park_ttl: Duration::from_secs(60),
-        receipt_id: smsc_common::config::ReceiptIdFormat::Auto,
+        receipt_id: crate::config::ReceiptIdFormat::Auto,
         tls: None,
     }
 }
@@ -396,7 +400,7 @@ async fn a_submit_carries_the_message_and_its_answer_maps_to_an_outcome() {
     {
         assert_eq!(env.submits(status), n, "{status}");
     }
-    let seconds = env.metrics.upstream.submit_seconds.with_label_values(&["up"]);
+    let seconds = env.metrics.family::<UpstreamMetrics>().submit_seconds.with_label_values(&["up"]);
     assert_eq!(seconds.get_sample_count(), 8, "every answer, not the timeout");
     stop.cancel();
 }
@@ -514,8 +518,12 @@ async fn receipts_and_mo_are_answered_only_once_the_worker_made_them_durable() {
     conn.send(Pdu::new(11, deliver_sm(0x04, b"delivered, thanks"))).await;
     let resp = conn.recv().await;
     assert_eq!((resp.sequence_number, resp.status), (11, CommandStatus::ESME_RX_P_APPN));
-    let malformed =
-        env.metrics.upstream.receipts_total.with_label_values(&["up", "malformed"]).get();
+    let malformed = env
+        .metrics
+        .family::<UpstreamMetrics>()
+        .receipts_total
+        .with_label_values(&["up", "malformed"])
+        .get();
     assert_eq!(malformed, 1);
     stop.cancel();
 }
@@ -611,8 +619,12 @@ async fn refused_binds_are_retried_with_exponential_backoff() {
         assert!(*gap >= Duration::from_millis(nominal * 3 / 4), "{gaps:?}");
         assert!(*gap <= Duration::from_millis(nominal * 5 / 4 + 300), "{gaps:?}");
     }
-    let refused =
-        env.metrics.upstream.bind_attempts_total.with_label_values(&["up", "ESME_RBINDFAIL"]).get();
+    let refused = env
+        .metrics
+        .family::<UpstreamMetrics>()
+        .bind_attempts_total
+        .with_label_values(&["up", "ESME_RBINDFAIL"])
+        .get();
     assert_eq!(refused, 3);
     stop.cancel();
 }
@@ -743,7 +755,11 @@ async fn with_no_upstream_reachable_submits_fail_temporarily() {
     );
     assert_eq!(env.submits("no_bind"), 1);
     let failed = || {
-        env.metrics.upstream.bind_attempts_total.with_label_values(&["up", "connect_failed"]).get()
+        env.metrics
+            .family::<UpstreamMetrics>()
+            .bind_attempts_total
+            .with_label_values(&["up", "connect_failed"])
+            .get()
     };
     eventually("bind attempts counted", || failed() >= 1).await;
     stop.cancel();
@@ -793,8 +809,13 @@ async fn smpp_over_tls_checks_the_upstream_certificate() {
     let stop = CancellationToken::new();
     let tls = UpstreamTls { ca: other_ca, server_name: Some("localhost".into()) };
     let _up = env.connector(&SmppUpstreamConfig { tls: Some(tls), ..config(fake.addr) }, &stop);
-    let failed =
-        || env.metrics.upstream.bind_attempts_total.with_label_values(&["up", "tls_failed"]).get();
+    let failed = || {
+        env.metrics
+            .family::<UpstreamMetrics>()
+            .bind_attempts_total
+            .with_label_values(&["up", "tls_failed"])
+            .get()
+    };
     eventually("TLS refused", || failed() >= 1).await;
     assert!(fake.accept_within(Duration::from_millis(500)).await.is_none());
     stop.cancel();
@@ -803,7 +824,7 @@ async fn smpp_over_tls_checks_the_upstream_certificate() {
 
 #[test]
 fn statuses_map_to_temporary_or_permanent() {
-    use smsc_common::config::ReceiptIdFormat::{Auto, HexSubmitDecimalReceipt};
+    use crate::config::ReceiptIdFormat::{Auto, HexSubmitDecimalReceipt};
     for s in [
         CommandStatus::ESME_RTHROTTLED,
         CommandStatus::ESME_RMSGQFUL,

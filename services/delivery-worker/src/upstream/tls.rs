@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use smsc_common::config::UpstreamTls;
+use crate::config::UpstreamTls;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};

@@ -21,12 +21,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use smsc_common::accounts::{Account, AccountDirectory};
-use smsc_common::bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
-use smsc_common::config::AccountConfig;
-use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
-use smsc_common::store::{BindKind, SystemClock};
-use smsc_common::telemetry::Metrics;
+use smsc_accounts::{Account, AccountDirectory};
+use smsc_bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
+use smsc_accounts::AccountConfig;
+use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
+use smsc_store::{BindKind, SystemClock};
+use smsc_runtime::telemetry::Metrics;
 use smsc_edge::registry::Outbound;
 use smsc_edge::{Edge, Limits, Settings, session};
 use smsc_smpp::pdu::{Bind, ShortMessage, SubmitSm};

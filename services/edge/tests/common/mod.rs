@@ -15,13 +15,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use prost::Message as _;
-use smsc_common::accounts::{Account, AccountDirectory};
-use smsc_common::bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
-use smsc_common::bus::{Bus, BusError, Consumer, Record, topics};
-use smsc_common::config::AccountConfig;
-use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
-use smsc_common::store::{BindKind, SystemClock};
-use smsc_common::telemetry::Metrics;
+use smsc_accounts::AccountConfig;
+use smsc_accounts::{Account, AccountDirectory};
+use smsc_bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
+use smsc_bus::{Bus, BusError, Consumer, Record, topics};
 use smsc_edge::grpc::{DirectoryGrpc, EdgeGrpc};
 use smsc_edge::{Edge, Limits, Settings};
 use smsc_proto::edge_client::EdgeClient;
@@ -29,6 +26,7 @@ use smsc_proto::edge_server::EdgeServer;
 use smsc_proto::session_directory_client::SessionDirectoryClient;
 use smsc_proto::session_directory_server::SessionDirectoryServer;
 use smsc_proto::{DeliverRequest, SubmitEvent};
+use smsc_runtime::telemetry::Metrics;
 use smsc_smpp::pdu::{Bind, SubmitSm};
 use smsc_smpp::tlv::TlvString;
 use smsc_smpp::types::INTERFACE_VERSION_34;
@@ -36,6 +34,8 @@ use smsc_smpp::{
     Address, Body, COctetString, CommandId, CommandStatus, EsmClass, MessageState, Npi, Pdu,
     RegisteredDelivery, Tlv, Tlvs, Ton, split_frame,
 };
+use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
+use smsc_store::{BindKind, SystemClock};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -43,7 +43,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-pub use smsc_common::accounts::testing::{PASSWORD, account};
+pub use smsc_accounts::testing::{PASSWORD, account};
 
 /// The account [`Setup::default`] has.
 pub const ESME: &str = "esme";

@@ -22,28 +22,31 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use prost::Message as _;
-use smsc_common::accounts::{Account, AccountDirectory};
-use smsc_common::bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
-use smsc_common::bus::{Bus, Record, topics};
-use smsc_common::config::{MoRoute, RoutingConfig, SimProfile};
-use smsc_common::pipeline::{EdgeLink, Tiers};
-use smsc_common::store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
-use smsc_common::store::{BindKind, Clock, SessionLease, Store, StoredMessage, UnixMillis};
-use smsc_common::telemetry::Metrics;
+use smsc_accounts::{Account, AccountDirectory};
+use smsc_bus::Tiers;
+use smsc_bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
+use smsc_bus::{Bus, Record, topics};
+use smsc_delivery_worker::config::SimProfile;
 use smsc_delivery_worker::connector::{Connector, Simulator};
 use smsc_delivery_worker::dispatch::Dispatcher;
+use smsc_delivery_worker::edge_link::EdgeLink;
 use smsc_delivery_worker::simulator::SimulatorGrpc;
 use smsc_delivery_worker::{Connectors, Worker};
 use smsc_proto::{Address, DeliverOutcome, DeliverRequest, DeliverResponse, NotificationKind};
 use smsc_proto::{DeliveryTask, SubmitEvent};
+use smsc_router::RoutingConfig;
+use smsc_router::config::MoRoute;
 use smsc_router::{Router, Routes};
+use smsc_runtime::telemetry::Metrics;
 use smsc_smpp::pdu::DeliverSm;
 use smsc_smpp::receipt::{Receipt, ReceiptStat};
 use smsc_smpp::{Body, CommandStatus, EsmClass, MessageState};
+use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
+use smsc_store::{BindKind, Clock, SessionLease, Store, StoredMessage, UnixMillis};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use smsc_common::accounts::testing::account;
+pub use smsc_accounts::testing::account;
 
 /// Where [`TokioClock`] starts (2023-11-14): any fixed instant will do, and one far from
 /// the wall clock makes a component that reads the wall clock instead fail loudly.
@@ -247,26 +250,26 @@ impl Pipeline {
             ],
             ..RoutingConfig::default()
         };
-        let router = Arc::new(Router {
-            bus: dyn_bus.clone(),
-            store: store.clone(),
-            routes: Arc::new(arc_swap::ArcSwap::from_pointee(Routes::new(&routing))),
-            tiers: tiers.clone(),
-            clock: dyn_clock.clone(),
-            metrics: metrics.clone(),
-            shutdown: shutdown.clone(),
-        });
+        let router = Router::new(
+            dyn_bus.clone(),
+            store.clone(),
+            Arc::new(arc_swap::ArcSwap::from_pointee(Routes::new(&routing))),
+            tiers.clone(),
+            dyn_clock.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
         let connectors =
             Connectors::from([(CONNECTOR.to_owned(), simulator.clone() as Arc<dyn Connector>)]);
-        let worker = Arc::new(Worker {
-            bus: dyn_bus.clone(),
-            store: store.clone(),
+        let worker = Worker::new(
+            dyn_bus.clone(),
+            store.clone(),
             connectors,
             tiers,
-            clock: dyn_clock.clone(),
-            metrics: metrics.clone(),
-            shutdown: shutdown.clone(),
-        });
+            dyn_clock.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
         let dispatcher = Arc::new(Dispatcher::new(
             store.clone(),
             edge.clone(),
@@ -377,7 +380,7 @@ impl Pipeline {
     pub fn stored(&self, ev: &SubmitEvent, state: MessageState, attempts: u32) -> StoredMessage {
         let address = |a: &Option<Address>| {
             let a = a.clone().unwrap_or_default();
-            smsc_common::store::StoredAddress { ton: a.ton as u8, npi: a.npi as u8, addr: a.addr }
+            smsc_store::StoredAddress { ton: a.ton as u8, npi: a.npi as u8, addr: a.addr }
         };
         StoredMessage {
             message_id: ev.message_id.clone(),
@@ -403,7 +406,11 @@ impl Pipeline {
 
     /// Connector calls counted by the worker, by outcome.
     pub fn deliveries(&self, outcome: &str) -> u64 {
-        self.metrics.worker.deliveries_total.with_label_values(&[CONNECTOR, outcome]).get()
+        self.metrics
+            .family::<smsc_delivery_worker::WorkerMetrics>()
+            .deliveries_total
+            .with_label_values(&[CONNECTOR, outcome])
+            .get()
     }
 
     /// Lets `SETTLE` of idle virtual time pass: every retry, requeue, notification and

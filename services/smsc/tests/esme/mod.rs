@@ -9,18 +9,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt as _, StreamExt as _};
-use smsc_common::store::BindKind;
 use smsc_smpp::codec::SmppCodec;
 use smsc_smpp::pdu::{Bind, DeliverSm, MessageIdResp, ShortMessage, SubmitSm};
 use smsc_smpp::receipt::{Receipt, ReceiptStat};
 use smsc_smpp::{
     Address, Body, COctetString, CommandStatus, MessageState, Npi, Pdu, RegisteredDelivery, Ton,
 };
+use smsc_store::BindKind;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-pub(crate) use smsc_common::accounts::testing::PASSWORD;
+pub(crate) use smsc_accounts::testing::PASSWORD;
 
 /// How long any one step may take before the test fails.
 pub(crate) const STEP: Duration = Duration::from_secs(30);

@@ -6,12 +6,12 @@
 use std::net::SocketAddr;
 
 use smsc::Role;
-use smsc_common::config::Config;
+use smsc::config::Config;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::esme::{STEP, metric};
-use smsc_common::accounts::testing::password_hash;
+use smsc_accounts::testing::password_hash;
 
 /// A port nothing listens on now (for listeners whose address the test must know).
 pub(crate) fn free_port() -> SocketAddr {

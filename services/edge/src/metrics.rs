@@ -1,0 +1,223 @@
+//! `smsc_edge_*`: the edge's metric families, on the process's registry.
+
+use std::fmt;
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use smsc_runtime::telemetry::{Family, LATENCY_BUCKETS, register};
+
+/// Requests in process on a session, up to the largest windows ESMEs ask for.
+const WINDOW_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// `smsc_edge_*`. Label values are fixed sets noted on each field.
+pub struct EdgeMetrics {
+    /// `bind_type` = transmitter|receiver|transceiver, `result` = the command_status
+    /// name of the bind_resp (`ESME_ROK`, `ESME_RINVPASWD`, ...).
+    pub binds_total: IntCounterVec,
+    /// Bound sessions now, by `bind_type`.
+    pub sessions: IntGaugeVec,
+    /// Requests from ESMEs: `command` = submit_sm|submit_multi|data_sm|query_sm|
+    /// cancel_sm|replace_sm, `status` = the response's command_status name.
+    pub submit_total: IntCounterVec,
+    /// From a submit's last byte read to its response written.
+    pub submit_seconds: Histogram,
+    /// Requests answered ESME_RTHROTTLED (window full or rate exceeded).
+    pub throttled_total: IntCounter,
+    /// deliver_sm sent: `kind` = receipt|mo, `outcome` = the deliver_sm_resp
+    /// command_status name, or `timeout` / `unbound` when none came.
+    pub deliver_sm_total: IntCounterVec,
+    /// From deliver_sm written to its response read.
+    pub deliver_sm_seconds: Histogram,
+    /// Requests in process on the session, observed as each new request is admitted.
+    ///
+    /// A histogram, not a gauge: a gauge summed over sessions hides the one session
+    /// that sits at its window, which is what a full window looks like to an operator.
+    pub window_in_use: Histogram,
+    /// Open TCP connections, bound or not.
+    pub connections: IntGauge,
+    /// PDUs that did not decode, by the command_status answered (`ESME_RINVCMDLEN`, ...).
+    pub decode_errors_total: IntCounterVec,
+    /// Connections closed without being served, by `reason` = per_pod (max_connections)|
+    /// per_ip (max_connections_per_ip)|lockout (a bind from a locked-out
+    /// system_id and address: answered ESME_RBINDFAIL, then closed).
+    pub connections_refused_total: IntCounterVec,
+    /// Pairs of system_id and client address locked out, by `reason` = bind_failures.
+    pub lockouts_total: IntCounterVec,
+    /// Connections closed because a PDU started and did not complete within
+    /// `edge.pdu_read_timeout` (slow-read clients).
+    pub pdu_read_timeouts_total: IntCounter,
+    /// Bound sessions unbound because a changed account set no longer admits them
+    /// (account removed or disabled, bind type or client address no longer allowed).
+    pub sessions_revoked: IntCounter,
+    /// Sessions unbound to spread them over the edge pods (rebalance), by `bind_type`.
+    pub sessions_shed_total: IntCounterVec,
+}
+
+impl fmt::Debug for EdgeMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EdgeMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Family for EdgeMetrics {
+    fn register(registry: &Registry) -> Self {
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("metric name and labels are valid");
+            register(registry, c)
+        };
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+                .expect("metric name and buckets are valid");
+            register(registry, h)
+        };
+        Self {
+            sessions_shed_total: counter_vec(
+                "smsc_edge_sessions_shed_total",
+                "Sessions unbound to spread them over the edge pods, by bind type.",
+                &["bind_type"],
+            ),
+            binds_total: counter_vec(
+                "smsc_edge_binds_total",
+                "Bind attempts by bind type and bind_resp command_status.",
+                &["bind_type", "result"],
+            ),
+            sessions: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new("smsc_edge_sessions", "Bound SMPP sessions by bind type."),
+                    &["bind_type"],
+                )
+                .expect("metric name and labels are valid"),
+            ),
+            submit_total: counter_vec(
+                "smsc_edge_submit_total",
+                "ESME requests by command and response command_status.",
+                &["command", "status"],
+            ),
+            submit_seconds: histogram(
+                "smsc_edge_submit_seconds",
+                "Time from a request read to its response written.",
+                LATENCY_BUCKETS,
+            ),
+            throttled_total: register(
+                registry,
+                IntCounter::new(
+                    "smsc_edge_throttled_total",
+                    "Requests answered ESME_RTHROTTLED (window full or rate exceeded).",
+                )
+                .expect("metric name is valid"),
+            ),
+            deliver_sm_total: counter_vec(
+                "smsc_edge_deliver_sm_total",
+                "deliver_sm sent by kind (receipt, mo) and outcome.",
+                &["kind", "outcome"],
+            ),
+            deliver_sm_seconds: histogram(
+                "smsc_edge_deliver_sm_seconds",
+                "Time from deliver_sm written to deliver_sm_resp read.",
+                LATENCY_BUCKETS,
+            ),
+            window_in_use: histogram(
+                "smsc_edge_window_in_use",
+                "Requests in process on a session, observed at each admitted request.",
+                WINDOW_BUCKETS,
+            ),
+            connections: register(
+                registry,
+                IntGauge::new("smsc_edge_connections", "Open SMPP TCP connections.")
+                    .expect("metric name is valid"),
+            ),
+            decode_errors_total: counter_vec(
+                "smsc_edge_decode_errors_total",
+                "PDUs that failed to decode, by the command_status answered.",
+                &["status"],
+            ),
+            connections_refused_total: counter_vec(
+                "smsc_edge_connections_refused_total",
+                "Connections closed without being served, by reason (per_pod, per_ip, lockout).",
+                &["reason"],
+            ),
+            lockouts_total: counter_vec(
+                "smsc_edge_lockouts_total",
+                "system_id and client address pairs locked out after failed binds, by reason.",
+                &["reason"],
+            ),
+            pdu_read_timeouts_total: register(
+                registry,
+                IntCounter::new(
+                    "smsc_edge_pdu_read_timeouts_total",
+                    "Connections closed because a started PDU did not complete in time.",
+                )
+                .expect("metric name is valid"),
+            ),
+            sessions_revoked: register(
+                registry,
+                IntCounter::new(
+                    "smsc_edge_sessions_revoked_total",
+                    "Bound sessions unbound because the account set no longer admits them.",
+                )
+                .expect("metric name is valid"),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smsc_runtime::telemetry::Metrics;
+
+    #[test]
+    fn every_family_is_exposed_after_use() {
+        let m = Metrics::new();
+        let e = m.family::<EdgeMetrics>();
+        e.binds_total.with_label_values(&["transceiver", "ESME_ROK"]).inc();
+        e.sessions.with_label_values(&["transceiver"]).set(3);
+        let ok = e.submit_total.with_label_values(&["submit_sm", "ESME_ROK"]);
+        ok.inc();
+        ok.inc();
+        e.submit_seconds.observe(0.000_2);
+        e.throttled_total.inc();
+        e.deliver_sm_total.with_label_values(&["receipt", "ESME_ROK"]).inc();
+        e.deliver_sm_seconds.observe(0.01);
+        e.window_in_use.observe(5.0);
+        e.connections.set(2);
+        e.decode_errors_total.with_label_values(&["ESME_RINVCMDLEN"]).inc();
+        e.connections_refused_total.with_label_values(&["per_ip"]).inc();
+        e.lockouts_total.with_label_values(&["bind_failures"]).inc();
+        e.pdu_read_timeouts_total.inc();
+
+        let text = m.encode();
+        for line in [
+            r#"smsc_edge_binds_total{bind_type="transceiver",result="ESME_ROK"} 1"#,
+            r#"smsc_edge_sessions{bind_type="transceiver"} 3"#,
+            r#"smsc_edge_submit_total{command="submit_sm",status="ESME_ROK"} 2"#,
+            r#"smsc_edge_submit_seconds_bucket{le="0.00005"} 0"#,
+            r#"smsc_edge_submit_seconds_bucket{le="0.00025"} 1"#,
+            r#"smsc_edge_submit_seconds_bucket{le="5"} 1"#,
+            "smsc_edge_throttled_total 1",
+            r#"smsc_edge_deliver_sm_total{kind="receipt",outcome="ESME_ROK"} 1"#,
+            "smsc_edge_deliver_sm_seconds_count 1",
+            r#"smsc_edge_window_in_use_bucket{le="8"} 1"#,
+            "smsc_edge_connections 2",
+            r#"smsc_edge_decode_errors_total{status="ESME_RINVCMDLEN"} 1"#,
+            r#"smsc_edge_connections_refused_total{reason="per_ip"} 1"#,
+            r#"smsc_edge_lockouts_total{reason="bind_failures"} 1"#,
+            "smsc_edge_pdu_read_timeouts_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn registries_are_per_instance() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.family::<EdgeMetrics>().connections.set(7);
+        b.family::<EdgeMetrics>();
+        assert!(a.encode().contains("smsc_edge_connections 7"));
+        assert!(b.encode().contains("smsc_edge_connections 0"));
+    }
+}

@@ -1,0 +1,53 @@
+//! Time as the store and the embedded bus see it: the system clock, or a manual one
+//! that tests move.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+/// Milliseconds since the Unix epoch.
+pub type UnixMillis = i64;
+
+/// Time as the store sees it; tests inject a manual clock.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now_ms(&self) -> UnixMillis;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> UnixMillis {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.map(|d| d.as_millis() as UnixMillis).unwrap_or(0)
+    }
+}
+
+/// A clock that moves only when told to: tests drive TTLs and delays with it.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now_ms: AtomicI64,
+}
+
+impl ManualClock {
+    pub fn new(now_ms: UnixMillis) -> Self {
+        Self { now_ms: AtomicI64::new(now_ms) }
+    }
+
+    pub fn set(&self, now_ms: UnixMillis) {
+        self.now_ms.store(now_ms, Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let by = UnixMillis::try_from(by.as_millis()).unwrap_or(UnixMillis::MAX);
+        // The closure always returns Some, so this cannot fail.
+        let _ = self
+            .now_ms
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| Some(now.saturating_add(by)));
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> UnixMillis {
+        self.now_ms.load(Ordering::SeqCst)
+    }
+}

@@ -22,6 +22,7 @@ pub mod edge_link;
 pub mod metrics;
 pub mod receipt;
 pub mod simulator;
+pub mod start;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -47,6 +48,7 @@ use tracing::{debug, warn};
 
 pub use connector::{Connector, Connectors, Outcome};
 pub use metrics::{UpstreamMetrics, WorkerMetrics};
+pub use start::{Deps, start};
 use upstream::{ConnectorContext, Inbound, UpstreamReceipt};
 
 /// Consumer group of the delivery workers.

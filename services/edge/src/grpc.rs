@@ -1,16 +1,12 @@
-//! gRPC services of the edge: `Edge.Deliver` pushes a deliver_sm to one of this pod's
-//! sessions; `SessionDirectory.Lookup` answers, from the store's leases, which edges
-//! hold receiver binds of an account.
+//! The edge's gRPC service: `Edge.Deliver` pushes a deliver_sm to one of this pod's
+//! sessions. Which edges hold an account's receivers is the store's session leases,
+//! which the workers read directly.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use smsc_proto::edge_server::Edge as EdgeService;
-use smsc_proto::session_directory_server::SessionDirectory;
-use smsc_proto::{
-    DeliverOutcome, DeliverRequest, DeliverResponse, EdgeBinds, LookupRequest, LookupResponse,
-};
+use smsc_proto::{DeliverOutcome, DeliverRequest, DeliverResponse};
 use smsc_smpp::CommandStatus;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
@@ -94,30 +90,4 @@ fn offer(receivers: &[Arc<SessionHandle>], mut msg: Outbound) -> Result<(), Outb
         }
     }
     Err(msg)
-}
-
-/// Implements `smsc.v1.SessionDirectory` from the store's session leases.
-#[derive(Debug, Clone)]
-pub struct DirectoryGrpc(pub Arc<dyn smsc_store::Store>);
-
-#[tonic::async_trait]
-impl SessionDirectory for DirectoryGrpc {
-    async fn lookup(
-        &self,
-        req: Request<LookupRequest>,
-    ) -> Result<Response<LookupResponse>, Status> {
-        let system_id = req.into_inner().system_id;
-        let leases =
-            self.0.sessions(&system_id).await.map_err(|e| Status::unavailable(e.to_string()))?;
-        let mut by_edge: BTreeMap<String, EdgeBinds> = BTreeMap::new();
-        for l in leases.into_iter().filter(|l| l.bind.receives()) {
-            let e = by_edge.entry(l.edge_id.clone()).or_insert_with(|| EdgeBinds {
-                edge_id: l.edge_id.clone(),
-                endpoint: l.endpoint.clone(),
-                receivers: 0,
-            });
-            e.receivers += 1;
-        }
-        Ok(Response::new(LookupResponse { edges: by_edge.into_values().collect() }))
-    }
 }

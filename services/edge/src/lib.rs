@@ -8,7 +8,7 @@
 //! - [`session`]: one task per connection: framing, state machine, timers, window.
 //! - [`submit`]: validation of submit_sm / submit_multi / data_sm into bus events.
 //! - [`registry`]: the sessions of this pod by account.
-//! - [`grpc`]: the `Edge` and `SessionDirectory` services.
+//! - [`grpc`]: the `Edge` gRPC service (`Edge.Deliver`).
 //! - [`lockout`]: refusing binds after repeated password failures.
 //! - [`rebalance`]: shedding sessions above this pod's fair share after a scale-out.
 //! - [`tls`]: the optional SMPP-over-TLS listener.
@@ -26,6 +26,7 @@ pub mod rate;
 pub mod rebalance;
 pub mod registry;
 pub mod session;
+pub mod start;
 pub mod submit;
 pub mod tls;
 
@@ -51,6 +52,7 @@ pub use lockout::{Lockout, LockoutSettings};
 pub use metrics::EdgeMetrics;
 pub use rate::RateLimiter;
 pub use registry::{DeliverResult, Registry};
+pub use start::{Deps, StartError, Started, start};
 
 /// What the edge needs from the configuration.
 #[derive(Debug, Clone)]
@@ -74,22 +76,31 @@ pub struct Settings {
     pub deliver_queue_wait: Duration,
 }
 
+impl Settings {
+    /// The `edge:` keys that set these, for the edge `edge_id` reached at `grpc_endpoint`.
+    pub fn from_config(c: &EdgeConfig, edge_id: &str, grpc_endpoint: String) -> Self {
+        Self {
+            edge_id: edge_id.to_owned(),
+            grpc_endpoint,
+            smsc_system_id: "smsc".into(),
+            session_init_timeout: c.session_init_timeout,
+            enquire_link_interval: c.enquire_link_interval,
+            inactivity_timeout: c.inactivity_timeout,
+            response_timeout: c.response_timeout,
+            max_command_length: c.max_command_length,
+            drain_timeout: c.drain_timeout,
+            max_connections: c.max_connections as usize,
+            session_lease_ttl: c.session_lease_ttl,
+            deliver_queue_wait: c.deliver_queue_wait,
+        }
+    }
+}
+
+/// The config's defaults, as edge `edge` at `127.0.0.1:50051`.
 impl Default for Settings {
     fn default() -> Self {
-        Self {
-            edge_id: "edge".into(),
-            grpc_endpoint: "127.0.0.1:50051".into(),
-            smsc_system_id: "smsc".into(),
-            session_init_timeout: Duration::from_secs(10),
-            enquire_link_interval: Duration::from_secs(30),
-            inactivity_timeout: Duration::from_secs(300),
-            response_timeout: Duration::from_secs(10),
-            max_command_length: smsc_smpp::DEFAULT_MAX_COMMAND_LENGTH,
-            drain_timeout: Duration::from_secs(20),
-            max_connections: 10_000,
-            session_lease_ttl: Duration::from_secs(30),
-            deliver_queue_wait: Duration::from_secs(2),
-        }
+        let c = EdgeConfig::default();
+        Self::from_config(&c, "edge", c.advertised_grpc_addr())
     }
 }
 
@@ -106,13 +117,13 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self::from_config(&crate::config::EdgeConfig::default())
+        Self::from_config(&EdgeConfig::default())
     }
 }
 
 impl Limits {
     /// The `edge:` keys that set these.
-    pub fn from_config(c: &crate::config::EdgeConfig) -> Self {
+    pub fn from_config(c: &EdgeConfig) -> Self {
         Self {
             max_connections_per_ip: c.max_connections_per_ip as usize,
             pdu_read_timeout: c.pdu_read_timeout,

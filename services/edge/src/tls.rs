@@ -12,13 +12,13 @@ pub type Acceptor = TlsAcceptor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         path: String,
         #[source]
         source: tokio_rustls::rustls::pki_types::pem::Error,
     },
-    #[error("TLS configuration: {0}")]
+    #[error("TLS configuration")]
     Config(#[from] tokio_rustls::rustls::Error),
 }
 

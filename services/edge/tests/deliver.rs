@@ -13,12 +13,10 @@ use common::{
 use smsc_edge::Settings;
 use smsc_edge::grpc::EdgeGrpc;
 use smsc_proto::edge_server::Edge as _;
-use smsc_proto::session_directory_client::SessionDirectoryClient;
-use smsc_proto::{DeliverOutcome, DeliverResponse, EdgeBinds, LookupRequest};
+use smsc_proto::{DeliverOutcome, DeliverResponse};
 use smsc_smpp::pdu::MessageIdResp;
 use smsc_smpp::{Body, CommandId, CommandStatus, EsmClass, MessageState, Pdu};
-use smsc_store::BindKind;
-use tonic::transport::Channel;
+use smsc_store::{BindKind, SessionLease, Store as _};
 
 const RECEIPTED: &str = "0123456789abcdef0123456789abcdef";
 
@@ -26,7 +24,7 @@ const RECEIPTED: &str = "0123456789abcdef0123456789abcdef";
 /// answers it with `status`, and returns what the session got and what the caller got.
 async fn deliver_answered(version: u8, status: CommandStatus) -> (Pdu, DeliverResponse) {
     let edge = TestEdge::start(Setup::default()).await;
-    let (mut grpc, _) = edge.grpc().await;
+    let mut grpc = edge.grpc().await;
     let mut c = edge.connect().await;
     assert_status(
         &c.bind_as(BindKind::Receiver, ESME, PASSWORD, version).await,
@@ -92,7 +90,7 @@ async fn answered_rx_p_appn_is_permanent() {
 #[tokio::test]
 async fn without_a_receiver_session_delivery_is_temporary() {
     let edge = TestEdge::start(Setup::default()).await;
-    let (mut grpc, _) = edge.grpc().await;
+    let mut grpc = edge.grpc().await;
     // A transmitter cannot take deliver_sm.
     let _tx = edge.bind(BindKind::Transmitter, ESME).await;
     let resp = grpc.deliver(deliver_request(ESME, RECEIPTED)).await.expect("gRPC ok").into_inner();
@@ -105,7 +103,7 @@ async fn unanswered_deliver_sm_times_out_as_temporary() {
     let settings =
         Settings { response_timeout: Duration::from_millis(300), ..Setup::default().settings };
     let edge = TestEdge::start(Setup { settings, ..Setup::default() }).await;
-    let (mut grpc, _) = edge.grpc().await;
+    let mut grpc = edge.grpc().await;
     let mut c = edge.bind(BindKind::Receiver, ESME).await;
     let call = tokio::spawn(async move { grpc.deliver(deliver_request(ESME, RECEIPTED)).await });
     assert_eq!(c.recv().await.command_id(), CommandId::DeliverSm);
@@ -176,43 +174,44 @@ async fn a_receiver_that_stays_full_is_reported_busy_after_the_wait() {
     assert_eq!(resp.command_status, CommandStatus::ESME_RMSGQFUL.0);
 }
 
-/// The directory's answer for `system_id` once `done` holds for it. Leases are written
-/// and removed asynchronously after the bind_resp and the close, so this polls.
-async fn lookup_until(
-    directory: &mut SessionDirectoryClient<Channel>,
+/// The session directory's leases of `system_id` once `done` holds for them. Leases are
+/// written and removed asynchronously after the bind_resp and the close, so this polls.
+async fn leases_until(
+    edge: &TestEdge,
     system_id: &str,
-    done: impl Fn(&[EdgeBinds]) -> bool,
-) -> Vec<EdgeBinds> {
-    let mut edges = Vec::new();
+    done: impl Fn(&[SessionLease]) -> bool,
+) -> Vec<SessionLease> {
+    let mut leases = Vec::new();
     for _ in 0..500 {
-        let req = LookupRequest { system_id: system_id.into() };
-        edges = directory.lookup(req).await.expect("gRPC ok").into_inner().edges;
-        if done(&edges) {
+        leases = edge.store.sessions(system_id).await.expect("store ok");
+        if done(&leases) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    edges
+    leases
 }
 
+/// What the workers read to find an account's receivers: one lease per bound session,
+/// naming this edge and the gRPC endpoint it is reached at, gone once it unbinds.
 #[tokio::test]
 async fn directory_lists_this_edge_while_a_receiver_is_bound() {
     let edge = TestEdge::start(Setup::default()).await;
-    let (_, mut directory) = edge.grpc().await;
-    assert_eq!(lookup_until(&mut directory, ESME, |_| true).await, []);
+    assert_eq!(leases_until(&edge, ESME, |_| true).await, []);
 
     let mut c = edge.bind(BindKind::Receiver, ESME).await;
-    let expected = EdgeBinds {
-        edge_id: "edge-test".into(),
-        endpoint: Settings::default().grpc_endpoint,
-        receivers: 1,
-    };
-    let found = lookup_until(&mut directory, ESME, |e| !e.is_empty()).await;
-    assert_eq!(found, [expected]);
+    let found = leases_until(&edge, ESME, |l| !l.is_empty()).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let lease = &found[0];
+    assert_eq!(
+        (lease.edge_id.as_str(), lease.endpoint.as_str(), lease.bind),
+        ("edge-test", Settings::default().grpc_endpoint.as_str(), BindKind::Receiver)
+    );
+    assert!(lease.session_id.starts_with("edge-test/"), "{lease:?}");
 
     assert_eq!(c.request(Body::Unbind).await.command_id(), CommandId::UnbindResp);
     c.expect_closed().await;
-    let found = lookup_until(&mut directory, ESME, <[_]>::is_empty).await;
+    let found = leases_until(&edge, ESME, <[_]>::is_empty).await;
     assert_eq!(found, [], "lease removed after unbind");
 }
 
@@ -268,7 +267,7 @@ async fn deliver_reaches_only_the_named_accounts_sessions() {
     let edge =
         TestEdge::start(Setup::accounts(vec![account(ESME), account("bank2"), account("bank3")]))
             .await;
-    let (mut grpc, _) = edge.grpc().await;
+    let mut grpc = edge.grpc().await;
     let mut mine =
         [edge.bind(BindKind::Receiver, ESME).await, edge.bind(BindKind::Transceiver, ESME).await];
     let mut theirs = [

@@ -11,12 +11,10 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use smsc_edge::grpc::{DirectoryGrpc, EdgeGrpc};
+use smsc_edge::grpc::EdgeGrpc;
 use smsc_proto::edge_client::EdgeClient;
 use smsc_proto::edge_server::EdgeServer;
-use smsc_proto::session_directory_client::SessionDirectoryClient;
-use smsc_proto::session_directory_server::SessionDirectoryServer;
-use smsc_proto::{DeliverOutcome, LookupRequest};
+use smsc_proto::{DeliverOutcome, DeliverRequest};
 use smsc_runtime::grpc_tls::{self, GrpcTls};
 use smsc_smpp::pdu::MessageIdResp;
 use smsc_smpp::{Body, CommandId, Pdu};
@@ -59,14 +57,13 @@ fn pod_files(ca: &Ca, dir: &Path, server_name: Option<&str>) -> GrpcTls {
     }
 }
 
-/// The edge's `Edge` and `SessionDirectory` served with mTLS; returns its address.
+/// The edge's `Edge` service served with mTLS; returns its address.
 async fn serve_mtls(edge: &TestEdge, tls: &GrpcTls) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let server = grpc_tls::server(Some(tls))
         .expect("mTLS server")
         .add_service(EdgeServer::new(EdgeGrpc(edge.edge.clone())))
-        .add_service(SessionDirectoryServer::new(DirectoryGrpc(edge.store.clone())))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             edge.shutdown.clone().cancelled_owned(),
@@ -76,7 +73,7 @@ async fn serve_mtls(edge: &TestEdge, tls: &GrpcTls) -> String {
 }
 
 /// Whether a call with this client configuration gets an answer.
-async fn lookup_works(addr: &str, tls: Option<ClientTlsConfig>) -> Result<(), String> {
+async fn call_works(addr: &str, tls: Option<ClientTlsConfig>) -> Result<(), String> {
     let endpoint = match tls {
         Some(t) => grpc_tls::endpoint(addr, Some(&t)).map_err(|e| e.to_string())?,
         // Plaintext at a TLS port.
@@ -84,8 +81,9 @@ async fn lookup_works(addr: &str, tls: Option<ClientTlsConfig>) -> Result<(), St
     };
     let call = async {
         let channel = endpoint.connect().await.map_err(|e| format!("connect: {e:?}"))?;
-        SessionDirectoryClient::new(channel)
-            .lookup(LookupRequest { system_id: ESME.into() })
+        // No session of ESME is bound: any answer (NO_SESSION) shows the call went through.
+        EdgeClient::new(channel)
+            .deliver(DeliverRequest { system_id: ESME.into(), ..DeliverRequest::default() })
             .await
             .map(|_| ())
             .map_err(|e| format!("call: {e:?}"))
@@ -104,7 +102,7 @@ async fn a_client_with_the_pods_ca_certificate_is_served() {
     // Another pod: its own certificate from the same CA, dialling the IP (an IP SAN).
     let client_tls = grpc_tls::client_tls_config(&pod_files(&ca, &dir.path().join("a"), None))
         .expect("client TLS");
-    lookup_works(&addr, Some(client_tls.clone())).await.expect("mTLS lookup");
+    call_works(&addr, Some(client_tls.clone())).await.expect("mTLS call");
 
     // Edge.Deliver end to end over mTLS.
     let channel = grpc_tls::endpoint(&addr, Some(&client_tls))
@@ -126,7 +124,7 @@ async fn a_client_with_the_pods_ca_certificate_is_served() {
     // A name from the certificate instead of the address dialled (server_name).
     let by_name = pod_files(&ca, &dir.path().join("b"), Some("smsc.internal"));
     let by_name = grpc_tls::client_tls_config(&by_name).expect("client TLS");
-    lookup_works(&addr, Some(by_name)).await.expect("server_name");
+    call_works(&addr, Some(by_name)).await.expect("server_name");
 }
 
 #[tokio::test]
@@ -140,7 +138,7 @@ async fn clients_without_a_certificate_of_the_pods_ca_are_refused() {
 
     // Trusts the server, presents no certificate.
     let anonymous = ClientTlsConfig::new().ca_certificate(ca_pem(&pods));
-    let e = lookup_works(&addr, Some(anonymous)).await.expect_err("no client certificate");
+    let e = call_works(&addr, Some(anonymous)).await.expect_err("no client certificate");
     assert!(e.contains("CertificateRequired"), "{e}");
 
     // Trusts the server, presents a certificate of another CA.
@@ -151,27 +149,27 @@ async fn clients_without_a_certificate_of_the_pods_ca_are_refused() {
             std::fs::read(&other.cert).expect("read"),
             std::fs::read(&other.key).expect("read"),
         ));
-    let e = lookup_works(&addr, Some(foreign)).await.expect_err("another CA's certificate");
+    let e = call_works(&addr, Some(foreign)).await.expect_err("another CA's certificate");
     assert!(e.contains("UnknownCA"), "{e}");
 
     // Plaintext gRPC at the mTLS port.
-    lookup_works(&addr, None).await.expect_err("plaintext");
+    call_works(&addr, None).await.expect_err("plaintext");
 
     // The client side checks the server too: a client of another CA does not talk to it.
     let wrong_ca = grpc_tls::client_tls_config(&other).expect("client TLS");
-    let e = lookup_works(&addr, Some(wrong_ca)).await.expect_err("server not of the client's CA");
+    let e = call_works(&addr, Some(wrong_ca)).await.expect_err("server not of the client's CA");
     assert!(e.contains("UnknownIssuer"), "{e}");
 
     // Nor does a client that wants a name the certificate does not have.
     let misnamed = pod_files(&pods, &dir.path().join("misnamed"), Some("elsewhere.example"));
     let misnamed = grpc_tls::client_tls_config(&misnamed).expect("client TLS");
-    let e = lookup_works(&addr, Some(misnamed)).await.expect_err("name not in the certificate");
+    let e = call_works(&addr, Some(misnamed)).await.expect_err("name not in the certificate");
     assert!(e.contains("NotValidForName"), "{e}");
 
     // Refusing those did not stop the server.
     let good = grpc_tls::client_tls_config(&pod_files(&pods, &dir.path().join("ok"), None))
         .expect("client TLS");
-    lookup_works(&addr, Some(good)).await.expect("still serving");
+    call_works(&addr, Some(good)).await.expect("still serving");
 }
 
 #[test]

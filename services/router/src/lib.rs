@@ -72,6 +72,35 @@ impl Router {
     }
 }
 
+/// What the router runs on, given by the process that runs it.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The router's entry point: what `smsc router` (and `smsc all`) run. Starts it into
+/// `tasks` until `shutdown`, with `lanes` records in progress; `routes` may be swapped
+/// while it runs (a reload).
+pub fn start(
+    routes: Arc<ArcSwap<Routes>>,
+    tiers: Tiers,
+    lanes: usize,
+    deps: Deps,
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: CancellationToken,
+) {
+    let router =
+        Router::new(deps.bus, deps.store, routes, tiers, deps.clock, deps.metrics, shutdown);
+    tasks.spawn(async move {
+        if let Err(e) = run(router, lanes, lanes).await {
+            warn!(error = %e, "router stopped");
+        }
+    });
+}
+
 /// Runs the router until `shutdown`: `lanes` records in progress, per-destination order
 /// kept (the bus key is the destination).
 pub async fn run(router: Arc<Router>, lanes: usize, max_in_flight: usize) -> Result<(), BusError> {

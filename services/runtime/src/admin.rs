@@ -123,6 +123,18 @@ pub async fn serve(
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
+/// [`serve`] as a task of its own, until `shutdown` is cancelled; a failure is logged.
+pub async fn serve_until(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    ready: Readiness,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    if let Err(e) = serve(listener, metrics, ready, shutdown.cancelled_owned()).await {
+        tracing::warn!(error = %e, "admin server stopped");
+    }
+}
+
 async fn metrics_page(State(state): State<AdminState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode())
 }

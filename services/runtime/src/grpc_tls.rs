@@ -1,4 +1,4 @@
-//! Mutual TLS for the gRPC between pods (`Edge.Deliver`, `SessionDirectory`, the
+//! Mutual TLS for the gRPC between pods (`Edge.Deliver`, the
 //! development store server).
 //!
 //! One CA signs every pod's certificate. A server presents its certificate and accepts

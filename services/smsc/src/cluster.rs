@@ -166,7 +166,7 @@ pub struct Member {
     /// `edge-0`, also its node_id.
     pub name: String,
     pub admin: SocketAddr,
-    /// The role's gRPC (`Edge`, `SessionDirectory`).
+    /// The role's gRPC (`Edge`).
     pub grpc: SocketAddr,
     /// Edges only.
     pub smpp: Option<SocketAddr>,

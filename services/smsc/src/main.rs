@@ -93,68 +93,47 @@ fn main() -> ExitCode {
     no_transparent_huge_pages();
     let (role, args) = match cli.command {
         Command::HashPassword { password } => return smsc::hash_password(password),
-        Command::StoreServer(args) => return store_server(&args),
-        Command::Migrate(args) => {
-            return match smsc::load_config(smsc::Role::Router, &args) {
-                Ok(config) => block_on(smsc::migrate(config), "migrate"),
-                Err(e) => {
-                    eprintln!("smsc: configuration: {e}");
-                    ExitCode::from(64)
-                }
-            };
-        }
-        Command::Cluster(args) => {
-            return block_on(smsc::cluster::run(args, smsc::shutdown_signal()), "smsc cluster");
-        }
-        Command::All(a) => (smsc::Role::All, a),
-        Command::Edge(a) => (smsc::Role::Edge, a),
-        Command::Router(a) => (smsc::Role::Router, a),
-        Command::Worker(a) => (smsc::Role::Worker, a),
         Command::Mo { from, to, text, simulator } => {
             return smsc::inject_mo(&simulator, from, to, text);
         }
+        Command::StoreServer(args) => {
+            return match args.load() {
+                Ok((config, listen)) => block_on(
+                    "store server",
+                    smsc::run_store_server(listen, config, smsc::shutdown_signal()),
+                ),
+                Err(e) => config_error(&e),
+            };
+        }
+        Command::Cluster(args) => {
+            return block_on("smsc cluster", smsc::cluster::run(args, smsc::shutdown_signal()));
+        }
+        Command::Migrate(args) => (None, args),
+        Command::All(a) => (Some(smsc::Role::All), a),
+        Command::Edge(a) => (Some(smsc::Role::Edge), a),
+        Command::Router(a) => (Some(smsc::Role::Router), a),
+        Command::Worker(a) => (Some(smsc::Role::Worker), a),
     };
-    let config = match smsc::load_config(role, &args) {
+    let config = match smsc::load_config(role.unwrap_or(smsc::Role::Router), &args) {
         Ok(c) => c,
-        Err(e) => {
-            // EX_USAGE: the operator must fix the configuration.
-            eprintln!("smsc: configuration: {e}");
-            return ExitCode::from(64);
-        }
+        Err(e) => return config_error(&e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("smsc: tokio runtime: {e}");
-            return ExitCode::from(70);
-        }
-    };
-    match runtime.block_on(smsc::run(role, config, smsc::shutdown_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<smsc::config::ConfigError>().is_some() => {
-            eprintln!("smsc: configuration: {}", smsc_runtime::telemetry::error_chain(&*e));
-            ExitCode::from(64)
-        }
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "smsc stopped on an error");
-            ExitCode::from(1)
-        }
+    match role {
+        Some(role) => block_on("smsc", smsc::run(role, config, smsc::shutdown_signal())),
+        None => block_on("migrate", smsc::migrate(config)),
     }
 }
 
-fn store_server(args: &smsc::StoreServerArgs) -> ExitCode {
-    let (config, listen) = match args.load() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("smsc: configuration: {e}");
-            return ExitCode::from(64);
-        }
-    };
-    block_on(smsc::run_store_server(listen, config, smsc::shutdown_signal()), "store server")
+/// EX_USAGE: the operator must fix the configuration.
+fn config_error(e: &(dyn std::error::Error + 'static)) -> ExitCode {
+    eprintln!("smsc: configuration: {}", smsc_runtime::telemetry::error_chain(e));
+    ExitCode::from(64)
 }
 
-/// Runs `f` on a multi-thread runtime: 0 when it returns Ok, 1 on its error.
-fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>, what: &str) -> ExitCode {
+/// Runs `f` on the process's one runtime: 0 when it returns Ok, 64 on a config error
+/// found only at start-up (a file, URL or certificate that cannot be used), 1 on any
+/// other error.
+fn block_on(what: &str, f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -164,9 +143,12 @@ fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>, what: &str
     };
     match runtime.block_on(f) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "{what} stopped on an error");
-            ExitCode::from(1)
-        }
+        Err(e) => match e.downcast_ref::<smsc::config::ConfigError>() {
+            Some(config) => config_error(config),
+            None => {
+                tracing::error!(error = format!("{e:#}"), "{what} stopped on an error");
+                ExitCode::from(1)
+            }
+        },
     }
 }

@@ -1,4 +1,5 @@
-//! What the `smsc` binary does to its own process before any role starts.
+//! What the `smsc` binary does to its own process before any role starts, and how it
+//! exits on a config it cannot use.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,8 +11,8 @@ fn thp_enabled(pid: u32) -> Option<String> {
     Some(line.trim_start_matches("THP_enabled:").trim().to_owned())
 }
 
-/// Transparent huge pages made RSS climb under a steady load (docs/reliability.md, Soak): the binary
-/// turns them off for itself whatever the host's setting.
+/// Transparent huge pages made RSS climb under a steady load (docs/reliability.md, Soak): the
+/// binary turns them off for itself whatever the host's setting.
 #[test]
 fn the_binary_runs_without_transparent_huge_pages() {
     if thp_enabled(std::process::id()).is_none() {
@@ -36,4 +37,38 @@ fn the_binary_runs_without_transparent_huge_pages() {
     let _ = child.wait();
     assert!(alive, "smsc store-server exited early");
     assert_eq!(seen.as_deref(), Some("0"), "THP_enabled of the smsc process");
+}
+
+/// A config whose keys are well formed but name something that cannot be used is refused
+/// like a bad key, before anything starts: exit 64 (EX_USAGE) naming the key.
+#[test]
+fn a_connector_that_cannot_be_built_exits_64_naming_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("connectors: { hook: { kind: webhook, url: 'not a url' } }", "connectors.hook.url"),
+        (
+            "connectors: { sim: { kind: simulator, journal: /nonexistent-dir/journal } }",
+            "connectors.sim.journal",
+        ),
+    ];
+    for (yaml, key) in cases {
+        let path = dir.path().join("smsc.yaml");
+        let text = format!(
+            "admin_listen: 127.0.0.1:0\nedge: {{ smpp_listen: 127.0.0.1:0, grpc_listen: 127.0.0.1:0 }}\n\
+             worker: {{ simulator_listen: 127.0.0.1:0 }}\n{yaml}\n"
+        );
+        std::fs::write(&path, text).expect("write config");
+        let out = Command::new(env!("CARGO_BIN_EXE_smsc"))
+            .args(["worker", "--config"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run smsc worker");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{key}: {stderr}");
+        assert!(
+            stderr.contains(&format!("configuration: {key}: cannot be used")),
+            "{key}: {stderr}"
+        );
+    }
 }

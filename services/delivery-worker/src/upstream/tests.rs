@@ -315,13 +315,7 @@ async fn outcome(h: tokio::task::JoinHandle<Outcome>) -> Outcome {
 }
 
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let held = tokio::time::timeout(STEP, async {
-        while !f() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert!(held.is_ok(), "never happened: {what}");
+    smsc_test_support::eventually(what, STEP, || std::future::ready(f())).await
 }
 
 #[tokio::test]

@@ -19,12 +19,10 @@ use smsc_accounts::AccountConfig;
 use smsc_accounts::{Account, AccountDirectory};
 use smsc_bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
 use smsc_bus::{Bus, BusError, Consumer, Record, topics};
-use smsc_edge::grpc::{DirectoryGrpc, EdgeGrpc};
+use smsc_edge::grpc::EdgeGrpc;
 use smsc_edge::{Edge, Limits, Settings};
 use smsc_proto::edge_client::EdgeClient;
 use smsc_proto::edge_server::EdgeServer;
-use smsc_proto::session_directory_client::SessionDirectoryClient;
-use smsc_proto::session_directory_server::SessionDirectoryServer;
 use smsc_proto::{DeliverRequest, SubmitEvent};
 use smsc_runtime::telemetry::Metrics;
 use smsc_smpp::pdu::{Bind, SubmitSm};
@@ -164,14 +162,12 @@ impl TestEdge {
         c
     }
 
-    /// Serves `Edge` and `SessionDirectory` over gRPC on loopback until the edge stops;
-    /// returns clients of both.
-    pub async fn grpc(&self) -> (EdgeClient<Channel>, SessionDirectoryClient<Channel>) {
+    /// Serves `Edge` over gRPC on loopback until the edge stops; returns a client.
+    pub async fn grpc(&self) -> EdgeClient<Channel> {
         let listener = loopback().await;
         let addr = listener.local_addr().expect("bound");
         let server = tonic::transport::Server::builder()
             .add_service(EdgeServer::new(EdgeGrpc(self.edge.clone())))
-            .add_service(SessionDirectoryServer::new(DirectoryGrpc(self.store.clone())))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 self.shutdown.clone().cancelled_owned(),
@@ -182,7 +178,7 @@ impl TestEdge {
             .connect()
             .await
             .expect("gRPC connects");
-        (EdgeClient::new(channel.clone()), SessionDirectoryClient::new(channel))
+        EdgeClient::new(channel)
     }
 
     /// Waits until `system_id` has `n` receiver sessions registered on this edge.
@@ -201,18 +197,12 @@ async fn loopback() -> TcpListener {
 
 /// Polls `check` until it holds, a bounded number of times: for state the edge writes
 /// asynchronously (directory leases, the registry after a close).
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    for _ in 0..1000 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never reached: {what}");
+    smsc_test_support::eventually(what, Duration::from_secs(10), check).await
 }
 
 /// Runs `test` on a current-thread runtime with paused time (the clock jumps to the

@@ -61,7 +61,7 @@ pub struct Config {
     pub retry: RetryConfig,
     pub worker: WorkerConfig,
     /// Mutual TLS on every gRPC server and client between pods (`Edge`,
-    /// `SessionDirectory`, the store server); absent: plaintext gRPC. The files usually
+    /// the store server); absent: plaintext gRPC. The files usually
     /// come from a Kubernetes Secret.
     pub grpc_tls: Option<smsc_runtime::grpc_tls::GrpcTls>,
     /// The file this config was loaded from, if any (not a key).

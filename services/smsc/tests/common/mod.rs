@@ -426,18 +426,12 @@ pub async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<
 }
 
 /// Polls `check` every few milliseconds until it holds; fails the test after [`WAIT`].
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let held = within(WAIT, async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    assert!(held.is_some(), "never reached within {WAIT:?}: {what}");
+    smsc_test_support::eventually(what, WAIT, check).await
 }
 
 /// Checks that `call` is the final receipt of `message_id` with `stat` and `err`, as an

@@ -25,21 +25,12 @@ pub(crate) use smsc_accounts::testing::PASSWORD;
 /// How long any one step may take before the test fails.
 pub(crate) const STEP: Duration = Duration::from_secs(30);
 
-pub(crate) async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let got = tokio::time::timeout(STEP, async {
-        loop {
-            if let Some(v) = f().await {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    got.unwrap_or_else(|_| panic!("never happened within {STEP:?}: {what}"))
+    smsc_test_support::eventually_some(what, STEP, f).await
 }
 
 /// The sum over `admins` of one sample line of `/metrics` (0 where absent).

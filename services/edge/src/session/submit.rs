@@ -1,0 +1,283 @@
+//! submit_sm, data_sm and submit_multi: admission to the window and the rate, the
+//! checks, and the batch of a read published to the bus as one.
+
+use std::sync::Arc;
+
+use smsc_accounts::Account;
+use smsc_bus::{BusError, Record, topics};
+use smsc_smpp::CommandId;
+use smsc_smpp::pdu::{DataSm, DestAddress, SubmitMulti, SubmitSm, TimeString, UnsuccessSme};
+
+use super::state::{Accepted, Done, Session, State};
+use super::{READ_CHUNK, Status, status_name};
+use crate::submit::{self, Addr, Message};
+
+impl Session {
+    /// The account of a session that may submit, or the status that refuses it.
+    fn transmitter(&self) -> Result<(Arc<Account>, Arc<crate::RateLimiter>), Status> {
+        match &self.state {
+            State::Bound(b) if b.kind.transmits() => Ok((b.account.clone(), b.limiter.clone())),
+            _ => Err(Status::ESME_RINVBNDSTS),
+        }
+    }
+
+    /// Admits one more request into the window (and, for submits, the rate).
+    pub(super) fn admit(
+        &mut self,
+        seq: u32,
+        command: CommandId,
+        rated: bool,
+    ) -> Option<Arc<Account>> {
+        let (account, limiter) = match self.transmitter() {
+            Ok(a) => a,
+            Err(s) => {
+                self.respond(seq, command, s);
+                return None;
+            }
+        };
+        if self.in_process >= self.window() || (rated && limiter.take(1) == 0) {
+            self.edge.metrics.throttled_total.inc();
+            self.count_submit(command, Status::ESME_RTHROTTLED);
+            self.respond(seq, command, Status::ESME_RTHROTTLED);
+            return None;
+        }
+        self.in_process += 1;
+        self.edge.metrics.window_in_use.observe(self.in_process as f64);
+        if let State::Bound(b) = &self.state {
+            b.handle.note_request();
+        }
+        Some(account)
+    }
+
+    fn reject(&mut self, seq: u32, command: CommandId, status: Status) {
+        self.in_process -= 1;
+        self.count_submit(command, status);
+        self.respond(seq, command, status);
+    }
+
+    pub(super) fn count_submit(&self, command: CommandId, status: Status) {
+        if status.is_ok() {
+            match command {
+                CommandId::SubmitSm => self.ok[0].inc(),
+                CommandId::DataSm => self.ok[1].inc(),
+                CommandId::SubmitMulti => self.ok[2].inc(),
+                _ => {}
+            }
+        } else if matches!(
+            command,
+            CommandId::SubmitSm | CommandId::DataSm | CommandId::SubmitMulti
+        ) {
+            self.edge
+                .metrics
+                .submit_total
+                .with_label_values(&[command.name(), status_name(status)])
+                .inc();
+        }
+    }
+
+    pub(super) fn on_submit(&mut self, seq: u32, sm: SubmitSm) {
+        let command = CommandId::SubmitSm;
+        let Some(account) = self.admit(seq, command, true) else { return };
+        let now = self.edge.clock.now_ms();
+        let checked = (|| {
+            submit::check_flags(
+                sm.esm_class,
+                sm.priority_flag,
+                sm.registered_delivery,
+                sm.replace_if_present_flag,
+                sm.data_coding,
+            )?;
+            submit::check_source(&account, Addr::from(&sm.source))?;
+            submit::check_dest(Addr::from(&sm.dest))?;
+            let payload = submit::payload(&sm.short_message, &sm.tlvs)?;
+            let (schedule_at, expire_at) =
+                submit::times(&account, &sm.schedule_delivery_time, &sm.validity_period, now)?;
+            Ok(Message {
+                command: command.name(),
+                service_type: sm.service_type.as_bytes(),
+                source: Addr::from(&sm.source),
+                esm_class: sm.esm_class,
+                protocol_id: sm.protocol_id,
+                priority_flag: sm.priority_flag,
+                registered_delivery: sm.registered_delivery,
+                data_coding: sm.data_coding,
+                payload,
+                tlvs: &sm.tlvs,
+                schedule_at,
+                expire_at,
+            })
+        })();
+        self.accept_single(seq, command, checked, Addr::from(&sm.dest), &account, now);
+    }
+
+    pub(super) fn on_data_sm(&mut self, seq: u32, d: DataSm) {
+        let command = CommandId::DataSm;
+        let Some(account) = self.admit(seq, command, true) else { return };
+        let now = self.edge.clock.now_ms();
+        let checked = (|| {
+            submit::check_flags(d.esm_class, 0, d.registered_delivery, 0, d.data_coding)?;
+            submit::check_source(&account, Addr::from(&d.source))?;
+            submit::check_dest(Addr::from(&d.dest))?;
+            let payload = submit::payload(&Default::default(), &d.tlvs)?;
+            let (schedule_at, expire_at) =
+                submit::times(&account, &TimeString::EMPTY, &TimeString::EMPTY, now)?;
+            Ok(Message {
+                command: command.name(),
+                service_type: d.service_type.as_bytes(),
+                source: Addr::from(&d.source),
+                esm_class: d.esm_class,
+                protocol_id: 0,
+                priority_flag: 0,
+                registered_delivery: d.registered_delivery,
+                data_coding: d.data_coding,
+                payload,
+                tlvs: &d.tlvs,
+                schedule_at,
+                expire_at,
+            })
+        })();
+        self.accept_single(seq, command, checked, Addr::from(&d.dest), &account, now);
+    }
+
+    pub(super) fn on_submit_multi(&mut self, seq: u32, m: SubmitMulti) {
+        let command = CommandId::SubmitMulti;
+        let Some(account) = self.admit(seq, command, true) else { return };
+        let now = self.edge.clock.now_ms();
+        let checked = (|| {
+            submit::check_flags(
+                m.esm_class,
+                m.priority_flag,
+                m.registered_delivery,
+                m.replace_if_present_flag,
+                m.data_coding,
+            )?;
+            submit::check_source(&account, Addr::from(&m.source))?;
+            let payload = submit::payload(&m.short_message, &m.tlvs)?;
+            let (schedule_at, expire_at) =
+                submit::times(&account, &m.schedule_delivery_time, &m.validity_period, now)?;
+            Ok(Message {
+                command: command.name(),
+                service_type: m.service_type.as_bytes(),
+                source: Addr::from(&m.source),
+                esm_class: m.esm_class,
+                protocol_id: m.protocol_id,
+                priority_flag: m.priority_flag,
+                registered_delivery: m.registered_delivery,
+                data_coding: m.data_coding,
+                payload,
+                tlvs: &m.tlvs,
+                schedule_at,
+                expire_at,
+            })
+        })();
+        let msg = match checked {
+            Ok(msg) => msg,
+            Err(status) => return self.reject(seq, command, status),
+        };
+        let hex = self.new_id(now);
+        let mut unsuccess = Vec::new();
+        let mut dests = Vec::new();
+        for (i, d) in m.dests.iter().enumerate() {
+            match d {
+                DestAddress::Sme(a) => match submit::check_dest(Addr::from(a)) {
+                    Ok(()) => {
+                        self.publish(&msg, &hex, i as u32, Addr::from(a), &account);
+                        dests.push(*a);
+                    }
+                    Err(status) => {
+                        unsuccess.push(UnsuccessSme { dest: *a, error_status_code: status })
+                    }
+                },
+                // Distribution lists are an SMSC-side feature this SMSC does not offer.
+                DestAddress::DistributionList(_) => unsuccess.push(UnsuccessSme {
+                    dest: smsc_smpp::Address::default(),
+                    error_status_code: Status::ESME_RINVDLNAME,
+                }),
+            }
+        }
+        if dests.is_empty() {
+            let status = unsuccess.first().map_or(Status::ESME_RINVDSTADR, |u| u.error_status_code);
+            return self.reject(seq, command, status);
+        }
+        let records = dests.len();
+        self.batch.push(Accepted { seq, command, message_id: hex, unsuccess, records, dests });
+    }
+
+    /// A validated submit_sm or data_sm (one destination) joins the batch; a refused one
+    /// is answered at once.
+    fn accept_single(
+        &mut self,
+        seq: u32,
+        command: CommandId,
+        checked: Result<Message<'_>, Status>,
+        dest: Addr<'_>,
+        account: &Account,
+        now: i64,
+    ) {
+        let msg = match checked {
+            Ok(msg) => msg,
+            Err(status) => return self.reject(seq, command, status),
+        };
+        let hex = self.new_id(now);
+        self.publish(&msg, &hex, 0, dest, account);
+        let (unsuccess, dests) = (Vec::new(), Vec::new());
+        self.batch.push(Accepted { seq, command, message_id: hex, unsuccess, records: 1, dests });
+    }
+
+    fn new_id(&self, now: i64) -> [u8; 32] {
+        let mut hex = [0u8; 32];
+        self.edge.ids.next_at(now).write_hex(&mut hex);
+        hex
+    }
+
+    /// Adds one destination's event to the batch being gathered.
+    fn publish(
+        &mut self,
+        msg: &Message<'_>,
+        id: &[u8; 32],
+        dest_index: u32,
+        dest: Addr<'_>,
+        account: &Account,
+    ) {
+        if self.arena.capacity() - self.arena.len() < 1024 {
+            self.arena.reserve(READ_CHUNK);
+        }
+        let now = self.edge.clock.now_ms();
+        let payload = msg.event(
+            &mut self.arena,
+            id,
+            dest_index,
+            dest,
+            &account.system_id,
+            &self.edge.settings.edge_id,
+            now,
+        );
+        self.arena.extend_from_slice(dest.addr);
+        let key = self.arena.split().freeze();
+        self.records.push(Record::new(key, payload));
+    }
+
+    /// Publishes the submits of this read as one batch.
+    pub(super) fn flush_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let items = std::mem::take(&mut self.batch);
+        let records = std::mem::take(&mut self.records);
+        let started = self.batch_started;
+        let publish = self.edge.bus.publish_each(topics::SUBMIT, records);
+        self.inflight.push(Box::pin(async move {
+            let results = publish.await;
+            Done::Published { items, started, results }
+        }));
+    }
+}
+
+/// What the ESME gets when the bus refused its message: ESME_RMSGQFUL for backpressure
+/// (try again shortly), ESME_RSYSERR for a broker failure.
+pub(super) fn publish_status(e: &BusError) -> Status {
+    match e {
+        BusError::Full => Status::ESME_RMSGQFUL,
+        _ => Status::ESME_RSYSERR,
+    }
+}

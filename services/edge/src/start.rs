@@ -1,0 +1,134 @@
+//! The edge's entry point: what `smsc edge` (and `smsc all`) run. It binds the edge's
+//! listeners (SMPP, SMPP over TLS, the `Edge` gRPC service), starts the sessions' server,
+//! the directory heartbeat and rebalancing, and hands back the edge for in-process
+//! `Edge.Deliver` calls.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use smsc_accounts::AccountDirectory;
+use smsc_bus::Bus;
+use smsc_proto::edge_server::EdgeServer;
+use smsc_runtime::config::ConfigError;
+use smsc_runtime::grpc_tls::GrpcTls;
+use smsc_runtime::telemetry::Metrics;
+use smsc_store::{Clock, Store};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::EdgeConfig;
+use crate::grpc::EdgeGrpc;
+use crate::rebalance::PeerSource;
+use crate::{Edge, Limits, Settings, rebalance, tls};
+
+/// What the edge runs on, given by the process that runs it.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub accounts: Arc<AccountDirectory>,
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why the edge did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("binding {key} {addr}")]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `edge.tls` or `grpc_tls` name files that do not make a TLS configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// A running edge.
+#[derive(Debug)]
+pub struct Started {
+    /// Takes `Edge.Deliver` calls; the process's own workers call it directly.
+    pub edge: Arc<Edge>,
+    /// Where other pods reach this edge's gRPC (`edge.grpc_advertise`, else the bound
+    /// `edge.grpc_listen`).
+    pub endpoint: String,
+    /// Ends once the sessions have drained after `shutdown`; await it before the rest.
+    pub serving: JoinHandle<()>,
+}
+
+/// Starts the edge of `node_id` until `shutdown`. Its helpers (gRPC server, heartbeat,
+/// rebalancing with `peers`) go into `tasks`, which stop on `shutdown` too.
+pub async fn start(
+    config: &EdgeConfig,
+    node_id: &str,
+    grpc_tls: Option<&GrpcTls>,
+    peers: Option<Arc<dyn PeerSource>>,
+    deps: Deps,
+    tasks: &mut JoinSet<()>,
+    shutdown: CancellationToken,
+) -> Result<Started, StartError> {
+    let unusable = |key: &str, source: Box<dyn std::error::Error + Send + Sync>| {
+        ConfigError::Unusable { key: key.to_owned(), source }
+    };
+    let mut grpc =
+        smsc_runtime::grpc_tls::server(grpc_tls).map_err(|e| unusable("grpc_tls", e.into()))?;
+    let tls = match &config.tls {
+        Some(t) => {
+            let acceptor =
+                tls::acceptor(&t.cert, &t.key).map_err(|e| unusable("edge.tls", e.into()))?;
+            let listener = bind("edge.tls.listen", t.listen).await?;
+            info!(addr = %t.listen, "SMPP over TLS listening");
+            Some((listener, acceptor))
+        }
+        None => None,
+    };
+    let smpp = bind("edge.smpp_listen", config.smpp_listen).await?;
+    let grpc_listener = bind("edge.grpc_listen", config.grpc_listen).await?;
+    let endpoint = match &config.grpc_advertise {
+        Some(a) => a.clone(),
+        None => local_addr(&grpc_listener, "edge.grpc_listen", config.grpc_listen)?.to_string(),
+    };
+    info!(smpp = %local_addr(&smpp, "edge.smpp_listen", config.smpp_listen)?, grpc = %endpoint, "SMPP listening");
+
+    let edge = Edge::with_limits(
+        Settings::from_config(config, node_id, endpoint.clone()),
+        Limits::from_config(config),
+        deps.accounts,
+        deps.bus,
+        deps.store,
+        deps.metrics,
+        deps.clock,
+    );
+    let grpc = grpc.add_service(EdgeServer::new(EdgeGrpc(edge.clone())));
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        if let Err(e) = grpc.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await {
+            warn!(error = %e, "edge gRPC server stopped");
+        }
+    });
+    tasks.spawn(crate::heartbeat(edge.clone(), shutdown.clone()));
+    if let Some(peers) = peers {
+        let settings = rebalance::Settings::from_config(&config.rebalance);
+        tasks.spawn(rebalance::run(edge.clone(), peers, settings, shutdown.clone()));
+    }
+    let serving = tokio::spawn(crate::serve(edge.clone(), smpp, tls, shutdown));
+    Ok(Started { edge, endpoint, serving })
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { key, addr, source })
+}
+
+fn local_addr(
+    l: &TcpListener,
+    key: &'static str,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    l.local_addr().map_err(|source| StartError::Bind { key, addr, source })
+}

@@ -1,0 +1,138 @@
+//! The schema: versioned CQL files in `services/store/cql/`, embedded at build time, and
+//! their application ([`ScyllaStore::migrate`], [`migrate`]). Every DDL is
+//! `IF NOT EXISTS`; `schema_migrations` records the versions applied.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use scylla::client::session::Session;
+use scylla::statement::unprepared::Statement;
+use scylla::value::{CqlTimestamp, CqlValue};
+
+use super::config::ScyllaConfig;
+use super::cql::Cql;
+use super::errors::{ScyllaError, execution_error};
+use super::rows::corrupt;
+use super::store::{ScyllaStore, connect_session, prepare, select_all};
+
+/// One versioned CQL file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Migration {
+    pub(super) version: u32,
+    pub(super) name: &'static str,
+    cql: &'static str,
+}
+
+/// In version order. The first creates `schema_migrations` and runs at every start.
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "001_keyspace", cql: include_str!("../../cql/001_keyspace.cql") },
+    Migration { version: 2, name: "002_tables", cql: include_str!("../../cql/002_tables.cql") },
+    Migration { version: 3, name: "003_upstream", cql: include_str!("../../cql/003_upstream.cql") },
+];
+
+/// The `component` key of our rows in `schema_migrations`.
+const MIGRATION_COMPONENT: &str = "store";
+
+impl Migration {
+    /// The file's statements with the config substituted, comments dropped.
+    pub(super) fn statements(&self, config: &ScyllaConfig) -> Vec<String> {
+        let text: String = self
+            .cql
+            .lines()
+            .map(|line| line.split_once("--").map_or(line, |(code, _)| code))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("${keyspace}", &config.keyspace)
+            .replace("${local_dc}", &config.local_dc)
+            .replace("${replication_factor}", &config.replication_factor.to_string());
+        text.split(';')
+            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+/// Migrations still to apply, in version order; the bootstrap one always.
+pub(super) fn pending_migrations(
+    applied: &BTreeSet<u32>,
+) -> impl Iterator<Item = &'static Migration> + '_ {
+    MIGRATIONS
+        .iter()
+        .enumerate()
+        .filter(|(i, m)| *i == 0 || !applied.contains(&m.version))
+        .map(|(_, m)| m)
+}
+
+/// Applies the schema (for `smsc migrate`): connects, migrates, disconnects.
+pub async fn migrate(config: &ScyllaConfig) -> Result<Vec<u32>, ScyllaError> {
+    let session = connect_session(config).await?;
+    ScyllaStore::migrate(&session, config).await
+}
+
+/// Timeout for schema changes, which wait for schema agreement across the cluster.
+const DDL_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl ScyllaStore {
+    /// Applies the migrations not yet recorded in `schema_migrations`, in version order,
+    /// and records them. Returns the versions applied now.
+    pub async fn migrate(
+        session: &Session,
+        config: &ScyllaConfig,
+    ) -> Result<Vec<u32>, ScyllaError> {
+        config.validate()?;
+        let cql = Cql::new(&config.keyspace);
+        let failed = |m: &Migration| {
+            let (version, name) = (m.version, m.name);
+            move |source| ScyllaError::Migrate { version, name, source }
+        };
+        let run_file = |m: &'static Migration| async move {
+            for statement in m.statements(config) {
+                let mut statement = Statement::new(statement);
+                statement.set_request_timeout(Some(config.request_timeout.max(DDL_TIMEOUT)));
+                session
+                    .query_unpaged(statement, ())
+                    .await
+                    .map_err(execution_error)
+                    .map_err(failed(m))?;
+            }
+            Ok::<_, ScyllaError>(())
+        };
+
+        let bootstrap = &MIGRATIONS[0];
+        run_file(bootstrap).await?;
+        let select = prepare(session, &cql.select_migrations, config, true).await?;
+        let record = prepare(session, &cql.insert_migration, config, false).await?;
+        let mut applied = BTreeSet::new();
+        let rows = select_all(session, &select, (MIGRATION_COMPONENT,))
+            .await
+            .map_err(failed(bootstrap))?;
+        for row in rows {
+            match row.get("version") {
+                Some(Some(CqlValue::Int(v))) if *v >= 0 => applied.insert(v.unsigned_abs()),
+                other => {
+                    let e = corrupt("schema_migrations", "version", format_args!("{other:?}"));
+                    return Err(failed(bootstrap)(e));
+                }
+            };
+        }
+
+        let mut done = Vec::new();
+        for m in pending_migrations(&applied) {
+            if m.version != bootstrap.version {
+                run_file(m).await?;
+            }
+            if !applied.contains(&m.version) {
+                let version = i32::try_from(m.version).unwrap_or(i32::MAX);
+                let now = CqlTimestamp(crate::Clock::now_ms(&crate::SystemClock));
+                let values = (MIGRATION_COMPONENT, version, m.name, now);
+                session
+                    .execute_unpaged(&record, values)
+                    .await
+                    .map_err(execution_error)
+                    .map_err(failed(m))?;
+                done.push(m.version);
+            }
+        }
+        Ok(done)
+    }
+}

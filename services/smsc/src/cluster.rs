@@ -166,7 +166,7 @@ pub struct Member {
     /// `edge-0`, also its node_id.
     pub name: String,
     pub admin: SocketAddr,
-    /// The role's gRPC (`Edge`).
+    /// The edge's gRPC (`Edge.Deliver`); only an edge serves it.
     pub grpc: SocketAddr,
     /// Edges only.
     pub smpp: Option<SocketAddr>,
@@ -237,7 +237,7 @@ impl fmt::Display for Endpoints {
                     }
                     line.push_str(&format!("  gRPC {}", m.grpc));
                 }
-                ClusterRole::Router => line.push_str(&format!("  gRPC {}", m.grpc)),
+                ClusterRole::Router => {}
                 ClusterRole::Worker => {
                     if let Some(sim) = m.simulator {
                         line.push_str(&format!("  simulator gRPC {sim}"));

@@ -26,7 +26,7 @@ pub mod start;
 pub mod upstream;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message as _;
@@ -128,11 +128,6 @@ pub async fn run(worker: Arc<Worker>, lanes: usize, max_in_flight: usize) -> Res
     Ok(())
 }
 
-/// `ms` (Unix milliseconds, as the [`Clock`] counts) as a `SystemTime`: `not_before` is
-/// stamped on the injected clock, the one the bus compares it with.
-fn instant(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
 
 /// The final state and receipt word of an outcome.
 fn final_of(o: Outcome) -> (MessageState, ReceiptStat, u16) {
@@ -255,7 +250,7 @@ impl Worker {
                     Bytes::from(m.dest.addr.clone().into_bytes()),
                     Bytes::from(retry.encode_to_vec()),
                 );
-                record.not_before = Some(instant(now) + delay);
+                record.not_before = Some(smsc_runtime::clock::after(now, delay));
                 if !publish_until_ok(&*self.bus, topic, vec![record], &self.shutdown).await {
                     return false;
                 }
@@ -580,7 +575,7 @@ impl Worker {
         let key = Bytes::from(task.message_id.clone().into_bytes());
         let mut record = Record::new(key, Bytes::from(task.encode_to_vec()));
         let now = self.clock.now_ms();
-        record.not_before = Some(instant(now) + wait.map_or(delay, |w| w.min(delay)));
+        record.not_before = Some(smsc_runtime::clock::after(now, wait.map_or(delay, |w| w.min(delay))));
         publish_until_ok(&*self.bus, topic, vec![record], &self.shutdown).await
     }
 

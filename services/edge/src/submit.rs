@@ -6,10 +6,11 @@
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use smsc_accounts::Account;
-use smsc_smpp::pdu::{ShortMessage, TimeString};
+use smsc_smpp::pdu::{DataSm, ShortMessage, SubmitMulti, SubmitSm, TimeString};
 use smsc_smpp::text::Alphabet;
 use smsc_smpp::{
-    COctetString, CommandStatus, DataCoding, EsmClass, Npi, RegisteredDelivery, TlvTag, Tlvs, Ton,
+    COctetString, CommandId, CommandStatus, DataCoding, EsmClass, Npi, RegisteredDelivery, TlvTag,
+    Tlvs, Ton,
 };
 use smsc_store::UnixMillis;
 
@@ -155,6 +156,129 @@ pub fn times(
         }
     };
     Ok((schedule_at, expire_at.min(max_expire)))
+}
+
+/// What submit_sm, data_sm and submit_multi carry that becomes the message: the three
+/// differ only in which of these fields they have. data_sm has no priority, schedule or
+/// validity, and carries its text in message_payload.
+#[derive(Debug, Clone, Copy)]
+pub struct Submit<'a> {
+    pub command: CommandId,
+    pub service_type: &'a [u8],
+    pub source: Addr<'a>,
+    pub esm_class: EsmClass,
+    pub protocol_id: u8,
+    pub priority_flag: u8,
+    pub registered_delivery: RegisteredDelivery,
+    pub replace_if_present_flag: u8,
+    pub data_coding: DataCoding,
+    pub short_message: Option<&'a ShortMessage>,
+    pub tlvs: &'a Tlvs,
+    pub schedule_delivery_time: &'a TimeString,
+    pub validity_period: &'a TimeString,
+}
+
+impl<'a> From<&'a SubmitSm> for Submit<'a> {
+    fn from(sm: &'a SubmitSm) -> Self {
+        Self {
+            command: CommandId::SubmitSm,
+            service_type: sm.service_type.as_bytes(),
+            source: Addr::from(&sm.source),
+            esm_class: sm.esm_class,
+            protocol_id: sm.protocol_id,
+            priority_flag: sm.priority_flag,
+            registered_delivery: sm.registered_delivery,
+            replace_if_present_flag: sm.replace_if_present_flag,
+            data_coding: sm.data_coding,
+            short_message: Some(&sm.short_message),
+            tlvs: &sm.tlvs,
+            schedule_delivery_time: &sm.schedule_delivery_time,
+            validity_period: &sm.validity_period,
+        }
+    }
+}
+
+impl<'a> From<&'a DataSm> for Submit<'a> {
+    fn from(d: &'a DataSm) -> Self {
+        Self {
+            command: CommandId::DataSm,
+            service_type: d.service_type.as_bytes(),
+            source: Addr::from(&d.source),
+            esm_class: d.esm_class,
+            protocol_id: 0,
+            priority_flag: 0,
+            registered_delivery: d.registered_delivery,
+            replace_if_present_flag: 0,
+            data_coding: d.data_coding,
+            short_message: None,
+            tlvs: &d.tlvs,
+            schedule_delivery_time: &TimeString::EMPTY,
+            validity_period: &TimeString::EMPTY,
+        }
+    }
+}
+
+impl<'a> From<&'a SubmitMulti> for Submit<'a> {
+    fn from(m: &'a SubmitMulti) -> Self {
+        Self {
+            command: CommandId::SubmitMulti,
+            service_type: m.service_type.as_bytes(),
+            source: Addr::from(&m.source),
+            esm_class: m.esm_class,
+            protocol_id: m.protocol_id,
+            priority_flag: m.priority_flag,
+            registered_delivery: m.registered_delivery,
+            replace_if_present_flag: m.replace_if_present_flag,
+            data_coding: m.data_coding,
+            short_message: Some(&m.short_message),
+            tlvs: &m.tlvs,
+            schedule_delivery_time: &m.schedule_delivery_time,
+            validity_period: &m.validity_period,
+        }
+    }
+}
+
+/// Checks a submit of `account` at `now` into the message all its destinations share:
+/// the flags, the source, `dest` (the one destination of a submit_sm or data_sm, checked
+/// before the payload as the spec's error order has it; submit_multi's are checked one by
+/// one with [`check_dest`]), the payload and the schedule and validity times.
+pub fn check<'a>(
+    s: Submit<'a>,
+    dest: Option<Addr<'_>>,
+    account: &Account,
+    now: UnixMillis,
+) -> Result<Message<'a>, Status> {
+    check_flags(
+        s.esm_class,
+        s.priority_flag,
+        s.registered_delivery,
+        s.replace_if_present_flag,
+        s.data_coding,
+    )?;
+    check_source(account, s.source)?;
+    if let Some(dest) = dest {
+        check_dest(dest)?;
+    }
+    let payload = match s.short_message {
+        Some(sm) => payload(sm, s.tlvs)?,
+        None => payload(&ShortMessage::empty(), s.tlvs)?,
+    };
+    let (schedule_at, expire_at) =
+        times(account, s.schedule_delivery_time, s.validity_period, now)?;
+    Ok(Message {
+        command: s.command.name(),
+        service_type: s.service_type,
+        source: s.source,
+        esm_class: s.esm_class,
+        protocol_id: s.protocol_id,
+        priority_flag: s.priority_flag,
+        registered_delivery: s.registered_delivery,
+        data_coding: s.data_coding,
+        payload,
+        tlvs: s.tlvs,
+        schedule_at,
+        expire_at,
+    })
 }
 
 /// Everything a submit contributes to its events, validated.

@@ -125,10 +125,6 @@ pub async fn run(router: Arc<Router>, lanes: usize, max_in_flight: usize) -> Res
     Ok(())
 }
 
-/// `ms` (Unix milliseconds, as the [`Clock`] counts) as a `SystemTime`.
-fn instant(ms: i64) -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
 
 fn stored_address(a: Option<&smsc_proto::Address>) -> StoredAddress {
     a.map(|a| StoredAddress { ton: a.ton as u8, npi: a.npi as u8, addr: a.addr.clone() })
@@ -204,7 +200,7 @@ impl Router {
             let wait = Duration::from_millis((ev.schedule_at_ms - now) as u64);
             let (delay, topic) = self.tiers.for_wait(wait);
             // On the injected clock, the one the bus compares `not_before` with.
-            record.not_before = Some(instant(now) + delay.min(wait));
+            record.not_before = Some(smsc_runtime::clock::after(now, delay.min(wait)));
             self.metrics.routed_total.with_label_values(&["scheduled"]).inc();
             topic.to_owned()
         } else {

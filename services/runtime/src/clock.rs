@@ -51,3 +51,9 @@ impl Clock for ManualClock {
         self.now_ms.load(Ordering::SeqCst)
     }
 }
+
+/// The instant `delay` after `now` (Unix milliseconds of a [`Clock`]): when a bus record
+/// held back by that much is due. A `now` before the epoch counts as the epoch.
+pub fn after(now: UnixMillis, delay: Duration) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(now).unwrap_or(0)) + delay
+}

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use smsc_accounts::Account;
 use smsc_bus::{BusError, Record, topics};
 use smsc_smpp::CommandId;
-use smsc_smpp::pdu::{DataSm, DestAddress, SubmitMulti, SubmitSm, TimeString, UnsuccessSme};
+use smsc_smpp::pdu::{DataSm, DestAddress, SubmitMulti, SubmitSm, UnsuccessSme};
 
 use super::state::{Accepted, Done, Session, State};
 use super::{READ_CHUNK, Status, status_name};
-use crate::submit::{self, Addr, Message};
+use crate::submit::{self, Addr, Message, Submit};
 
 impl Session {
     /// The account of a session that may submit, or the status that refuses it.
@@ -76,100 +76,20 @@ impl Session {
     }
 
     pub(super) fn on_submit(&mut self, seq: u32, sm: SubmitSm) {
-        let command = CommandId::SubmitSm;
-        let Some(account) = self.admit(seq, command, true) else { return };
-        let now = self.edge.clock.now_ms();
-        let checked = (|| {
-            submit::check_flags(
-                sm.esm_class,
-                sm.priority_flag,
-                sm.registered_delivery,
-                sm.replace_if_present_flag,
-                sm.data_coding,
-            )?;
-            submit::check_source(&account, Addr::from(&sm.source))?;
-            submit::check_dest(Addr::from(&sm.dest))?;
-            let payload = submit::payload(&sm.short_message, &sm.tlvs)?;
-            let (schedule_at, expire_at) =
-                submit::times(&account, &sm.schedule_delivery_time, &sm.validity_period, now)?;
-            Ok(Message {
-                command: command.name(),
-                service_type: sm.service_type.as_bytes(),
-                source: Addr::from(&sm.source),
-                esm_class: sm.esm_class,
-                protocol_id: sm.protocol_id,
-                priority_flag: sm.priority_flag,
-                registered_delivery: sm.registered_delivery,
-                data_coding: sm.data_coding,
-                payload,
-                tlvs: &sm.tlvs,
-                schedule_at,
-                expire_at,
-            })
-        })();
-        self.accept_single(seq, command, checked, Addr::from(&sm.dest), &account, now);
+        let dest = Addr::from(&sm.dest);
+        self.accept_single(seq, Submit::from(&sm), dest);
     }
 
     pub(super) fn on_data_sm(&mut self, seq: u32, d: DataSm) {
-        let command = CommandId::DataSm;
-        let Some(account) = self.admit(seq, command, true) else { return };
-        let now = self.edge.clock.now_ms();
-        let checked = (|| {
-            submit::check_flags(d.esm_class, 0, d.registered_delivery, 0, d.data_coding)?;
-            submit::check_source(&account, Addr::from(&d.source))?;
-            submit::check_dest(Addr::from(&d.dest))?;
-            let payload = submit::payload(&Default::default(), &d.tlvs)?;
-            let (schedule_at, expire_at) =
-                submit::times(&account, &TimeString::EMPTY, &TimeString::EMPTY, now)?;
-            Ok(Message {
-                command: command.name(),
-                service_type: d.service_type.as_bytes(),
-                source: Addr::from(&d.source),
-                esm_class: d.esm_class,
-                protocol_id: 0,
-                priority_flag: 0,
-                registered_delivery: d.registered_delivery,
-                data_coding: d.data_coding,
-                payload,
-                tlvs: &d.tlvs,
-                schedule_at,
-                expire_at,
-            })
-        })();
-        self.accept_single(seq, command, checked, Addr::from(&d.dest), &account, now);
+        let dest = Addr::from(&d.dest);
+        self.accept_single(seq, Submit::from(&d), dest);
     }
 
     pub(super) fn on_submit_multi(&mut self, seq: u32, m: SubmitMulti) {
         let command = CommandId::SubmitMulti;
         let Some(account) = self.admit(seq, command, true) else { return };
         let now = self.edge.clock.now_ms();
-        let checked = (|| {
-            submit::check_flags(
-                m.esm_class,
-                m.priority_flag,
-                m.registered_delivery,
-                m.replace_if_present_flag,
-                m.data_coding,
-            )?;
-            submit::check_source(&account, Addr::from(&m.source))?;
-            let payload = submit::payload(&m.short_message, &m.tlvs)?;
-            let (schedule_at, expire_at) =
-                submit::times(&account, &m.schedule_delivery_time, &m.validity_period, now)?;
-            Ok(Message {
-                command: command.name(),
-                service_type: m.service_type.as_bytes(),
-                source: Addr::from(&m.source),
-                esm_class: m.esm_class,
-                protocol_id: m.protocol_id,
-                priority_flag: m.priority_flag,
-                registered_delivery: m.registered_delivery,
-                data_coding: m.data_coding,
-                payload,
-                tlvs: &m.tlvs,
-                schedule_at,
-                expire_at,
-            })
-        })();
+        let checked = submit::check(Submit::from(&m), None, &account, now);
         let msg = match checked {
             Ok(msg) => msg,
             Err(status) => return self.reject(seq, command, status),
@@ -203,24 +123,19 @@ impl Session {
         self.batch.push(Accepted { seq, command, message_id: hex, unsuccess, records, dests });
     }
 
-    /// A validated submit_sm or data_sm (one destination) joins the batch; a refused one
-    /// is answered at once.
-    fn accept_single(
-        &mut self,
-        seq: u32,
-        command: CommandId,
-        checked: Result<Message<'_>, Status>,
-        dest: Addr<'_>,
-        account: &Account,
-        now: i64,
-    ) {
-        let msg = match checked {
+    /// A submit_sm or data_sm (one destination) that passes the checks joins the batch;
+    /// a refused one is answered at once.
+    fn accept_single(&mut self, seq: u32, sm: Submit<'_>, dest: Addr<'_>) {
+        let Some(account) = self.admit(seq, sm.command, true) else { return };
+        let now = self.edge.clock.now_ms();
+        let msg = match submit::check(sm, Some(dest), &account, now) {
             Ok(msg) => msg,
-            Err(status) => return self.reject(seq, command, status),
+            Err(status) => return self.reject(seq, sm.command, status),
         };
         let hex = self.new_id(now);
-        self.publish(&msg, &hex, 0, dest, account);
+        self.publish(&msg, &hex, 0, dest, &account);
         let (unsuccess, dests) = (Vec::new(), Vec::new());
+        let command = sm.command;
         self.batch.push(Accepted { seq, command, message_id: hex, unsuccess, records: 1, dests });
     }
 

@@ -269,7 +269,7 @@ impl EmbeddedBus {
         }
         let name = state.topic(topic, config.partitions);
         let Some(topic) = state.topics.get_mut(&name) else {
-            return Err(BusError::Unavailable(format!("topic {name} vanished")));
+            return Err(BusError::unavailable(format!("topic {name} vanished")));
         };
         let partitions = u32::try_from(topic.partitions.len()).unwrap_or(u32::MAX);
         let placed: Vec<(usize, Record)> =

@@ -57,7 +57,7 @@ pub async fn run_lanes<F, Fut>(
                     continue;
                 }
                 if let Err(e) = consumer.ack(&d) {
-                    warn!(error = %e, topic = %d.topic, "ack failed");
+                    warn!(error = %smsc_runtime::telemetry::error_chain(&e), topic = %d.topic, "ack failed");
                 }
                 let key = d.record.key;
                 match busy.get_mut(&key).and_then(VecDeque::pop_front) {
@@ -77,7 +77,7 @@ pub async fn run_lanes<F, Fut>(
                 },
                 Err(BusError::Closed) => break,
                 Err(e) => {
-                    warn!(error = %e, "consume failed; retrying");
+                    warn!(error = %smsc_runtime::telemetry::error_chain(&e), "consume failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
             }
@@ -121,7 +121,9 @@ pub async fn join(
                 }
                 return Some(consumer);
             }
-            Ok(Err(e)) => warn!(error = %e, group, "joining the consumer group failed; retrying"),
+            Ok(Err(e)) => {
+                warn!(error = %smsc_runtime::telemetry::error_chain(&e), group, "joining the consumer group failed; retrying")
+            }
             Err(e) => warn!(error = %e, group, "joining the consumer group panicked; retrying"),
         }
         tokio::select! {
@@ -182,7 +184,7 @@ pub async fn publish_until_ok(
         match bus.publish(topic, records.clone()).await {
             Ok(()) => return true,
             Err(e) => {
-                warn!(error = %e, topic, "publish failed; retrying");
+                warn!(error = %smsc_runtime::telemetry::error_chain(&e), topic, "publish failed; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return false,
                     _ = tokio::time::sleep(backoff) => {}

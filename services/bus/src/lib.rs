@@ -53,13 +53,33 @@ pub enum BusError {
     /// its bound. The edge answers ESME_RMSGQFUL.
     #[error("bus is full")]
     Full,
-    /// The broker cannot be reached or refused the write. The edge answers ESME_RSYSERR.
-    #[error("bus unavailable: {0}")]
-    Unavailable(String),
+    /// The broker cannot be reached or refused the write: `what` failed, and why is the
+    /// source (the client library's error, when there is one). The edge answers
+    /// ESME_RSYSERR.
+    #[error("bus unavailable: {what}")]
+    Unavailable {
+        what: String,
+        #[source]
+        source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+    },
     #[error("bus operation timed out")]
     Timeout,
     #[error("bus is closed")]
     Closed,
+}
+
+impl BusError {
+    pub fn unavailable(what: impl Into<String>) -> Self {
+        Self::Unavailable { what: what.into(), source: None }
+    }
+
+    /// `what` failed because of `source`.
+    pub fn unavailable_by(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Unavailable { what: what.into(), source: Some(std::sync::Arc::new(source)) }
+    }
 }
 
 /// A record handed to a consumer, with where it came from.

@@ -174,7 +174,7 @@ impl Dispatcher {
                 leases.into_iter().filter(|l| l.bind.receives()).map(|l| l.endpoint).collect()
             }
             Err(e) => {
-                warn!(error = %e, "session directory unavailable");
+                warn!(error = %smsc_runtime::telemetry::error_chain(&e), "session directory unavailable");
                 Vec::new()
             }
         };
@@ -308,7 +308,7 @@ impl Dispatcher {
             Ok(page) if !page.items.is_empty() => {}
             Ok(_) => return,
             Err(e) => {
-                warn!(error = %e, "pending queue unavailable");
+                warn!(error = %smsc_runtime::telemetry::error_chain(&e), "pending queue unavailable");
                 return;
             }
         }
@@ -323,7 +323,7 @@ impl Dispatcher {
             let page = match self.store.pending(&system_id, after.as_deref(), PAGE).await {
                 Ok(p) => p,
                 Err(e) => {
-                    warn!(error = %e, "pending queue unavailable");
+                    warn!(error = %smsc_runtime::telemetry::error_chain(&e), "pending queue unavailable");
                     break;
                 }
             };
@@ -346,7 +346,7 @@ impl Dispatcher {
                 false
             }
             Err(e) => {
-                warn!(error = %e, "sweep lease unavailable");
+                warn!(error = %smsc_runtime::telemetry::error_chain(&e), "sweep lease unavailable");
                 false
             }
         }

@@ -128,7 +128,6 @@ pub async fn run(worker: Arc<Worker>, lanes: usize, max_in_flight: usize) -> Res
     Ok(())
 }
 
-
 /// The final state and receipt word of an outcome.
 fn final_of(o: Outcome) -> (MessageState, ReceiptStat, u16) {
     match o {
@@ -378,7 +377,7 @@ impl Worker {
     async fn mark_handled(&self, connector: &str, key: &str, ttl: Duration) {
         let marked = self.store.park_upstream_receipt(connector, key, Bytes::new(), ttl).await;
         if let Err(e) = marked {
-            debug!(connector, error = %e, "receipt not marked handled");
+            debug!(connector, error = %smsc_runtime::telemetry::error_chain(&e), "receipt not marked handled");
         }
     }
 
@@ -575,7 +574,8 @@ impl Worker {
         let key = Bytes::from(task.message_id.clone().into_bytes());
         let mut record = Record::new(key, Bytes::from(task.encode_to_vec()));
         let now = self.clock.now_ms();
-        record.not_before = Some(smsc_runtime::clock::after(now, wait.map_or(delay, |w| w.min(delay))));
+        record.not_before =
+            Some(smsc_runtime::clock::after(now, wait.map_or(delay, |w| w.min(delay))));
         publish_until_ok(&*self.bus, topic, vec![record], &self.shutdown).await
     }
 

@@ -61,7 +61,7 @@ pub async fn start(
     let in_flight = config.max_in_flight;
     tasks.spawn(async move {
         if let Err(e) = crate::run(worker, in_flight, in_flight).await {
-            warn!(error = %e, "delivery worker stopped");
+            warn!(error = %smsc_runtime::telemetry::error_chain(&e), "delivery worker stopped");
         }
     });
 
@@ -78,7 +78,7 @@ pub async fn start(
         (deps.bus.clone(), config.notify_in_flight, config.pending_interval);
     tasks.spawn(async move {
         if let Err(e) = dispatch::run(dispatcher, bus, notify, notify, interval).await {
-            warn!(error = %e, "dispatcher stopped");
+            warn!(error = %smsc_runtime::telemetry::error_chain(&e), "dispatcher stopped");
         }
     });
 

@@ -253,7 +253,7 @@ async fn hold_slots(shared: Arc<Shared>, pool: String, holder: String) {
                 }
                 Ok(SlotClaim::Busy { .. }) => {}
                 Err(e) => {
-                    warn!(connector = %shared.name, error = %e, "cannot claim a bind slot");
+                    warn!(connector = %shared.name, error = %smsc_runtime::telemetry::error_chain(&e), "cannot claim a bind slot");
                     break;
                 }
             }
@@ -298,7 +298,7 @@ async fn run_slot(shared: &Arc<Shared>, pool: &str, slot: u32, holder: &str) {
                 break;
             }
             Err(e) => {
-                warn!(connector = %shared.name, slot, error = %e, "bind slot lease not refreshed");
+                warn!(connector = %shared.name, slot, error = %smsc_runtime::telemetry::error_chain(&e), "bind slot lease not refreshed");
                 if confirmed.elapsed() >= give_up {
                     warn!(connector = %shared.name, slot, "bind slot lease unconfirmed too long; closing its binds");
                     break;
@@ -313,7 +313,7 @@ async fn run_slot(shared: &Arc<Shared>, pool: &str, slot: u32, holder: &str) {
     match store.release_slot(pool, slot, holder).await {
         Ok(_) => {}
         Err(e) => {
-            warn!(connector = %shared.name, slot, error = %e, "bind slot not released; it frees at its TTL")
+            warn!(connector = %shared.name, slot, error = %smsc_runtime::telemetry::error_chain(&e), "bind slot not released; it frees at its TTL")
         }
     }
 }

@@ -443,7 +443,7 @@ pub async fn heartbeat(edge: Arc<Edge>, shutdown: CancellationToken) {
         for h in edge.registry.all() {
             let lease = session::lease(&edge, &h.system_id, &h.session_id, h.bind);
             if let Err(e) = edge.store.put_session(lease, edge.settings.session_lease_ttl).await {
-                warn!(error = %e, system_id = %h.system_id, "session lease refresh failed");
+                warn!(error = %smsc_runtime::telemetry::error_chain(&e), system_id = %h.system_id, "session lease refresh failed");
             }
         }
     }

@@ -324,7 +324,7 @@ impl Rebalancer {
             let remote = match remote {
                 Ok(n) => n,
                 Err(e) => {
-                    debug!(system_id = %id, error = %e, "session directory unavailable; not rebalancing");
+                    debug!(system_id = %id, error = %smsc_runtime::telemetry::error_chain(&e), "session directory unavailable; not rebalancing");
                     return None;
                 }
             };

@@ -319,7 +319,11 @@ async fn bus_full_is_rmsgqful() {
 
 #[tokio::test]
 async fn bus_unavailable_is_rsyserr() {
-    let resp = status_when_bus_fails(BusError::Unavailable("broker down".into())).await;
+    let resp = status_when_bus_fails(BusError::unavailable_by(
+        "publishing",
+        std::io::Error::other("broker down"),
+    ))
+    .await;
     assert_status(&resp, CommandStatus::ESME_RSYSERR);
 }
 

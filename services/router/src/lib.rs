@@ -96,7 +96,7 @@ pub fn start(
         Router::new(deps.bus, deps.store, routes, tiers, deps.clock, deps.metrics, shutdown);
     tasks.spawn(async move {
         if let Err(e) = run(router, lanes, lanes).await {
-            warn!(error = %e, "router stopped");
+            warn!(error = %smsc_runtime::telemetry::error_chain(&e), "router stopped");
         }
     });
 }
@@ -124,7 +124,6 @@ pub async fn run(router: Arc<Router>, lanes: usize, max_in_flight: usize) -> Res
     .await;
     Ok(())
 }
-
 
 fn stored_address(a: Option<&smsc_proto::Address>) -> StoredAddress {
     a.map(|a| StoredAddress { ton: a.ton as u8, npi: a.npi as u8, addr: a.addr.clone() })

@@ -238,12 +238,52 @@ pub enum SlotClaim {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    /// The store cannot be reached or refused the operation: `what` failed, and why is
+    /// the source (the driver's error; none when only a message came, from a store server).
+    #[error("store unavailable: {what}")]
+    Unavailable {
+        what: String,
+        #[source]
+        source: Option<Cause>,
+    },
     #[error("store operation timed out")]
     Timeout,
-    #[error("stored row is malformed: {0}")]
-    Corrupt(String),
+    /// A stored row (or a store server's reply) that does not make what it should.
+    #[error("stored row is malformed: {what}")]
+    Corrupt {
+        what: String,
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+/// The error behind a [`StoreError`], shared so that the error stays `Clone`.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+impl StoreError {
+    pub fn unavailable(what: impl Into<String>) -> Self {
+        Self::Unavailable { what: what.into(), source: None }
+    }
+
+    /// `what` failed because of `source`.
+    pub fn unavailable_by(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Unavailable { what: what.into(), source: Some(Arc::new(source)) }
+    }
+
+    pub fn corrupt(what: impl Into<String>) -> Self {
+        Self::Corrupt { what: what.into(), source: None }
+    }
+
+    /// `what` does not read back, because of `source`.
+    pub fn corrupt_by(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Corrupt { what: what.into(), source: Some(Arc::new(source)) }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -351,7 +391,7 @@ where
         match op().await {
             Ok(v) => return Some(v),
             Err(e) => {
-                warn!(error = %e, what, "store operation failed; retrying");
+                warn!(error = %smsc_runtime::telemetry::error_chain(&e), what, "store operation failed; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return None,
                     _ = tokio::time::sleep(backoff) => {}

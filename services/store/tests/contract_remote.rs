@@ -166,7 +166,7 @@ mod failures {
             l.local_addr().expect("bound")
         };
         let e = RemoteStore::connect(quick(addr.to_string())).await.expect_err("nothing listens");
-        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+        assert!(matches!(e, StoreError::Unavailable { .. }), "{e:?}");
     }
 
     #[tokio::test]
@@ -180,7 +180,7 @@ mod failures {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             match client.get_message("m").await {
-                Err(StoreError::Unavailable(_)) => break,
+                Err(StoreError::Unavailable { .. }) => break,
                 Ok(_) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }

@@ -162,11 +162,16 @@ async fn fails_within_timeout<T: std::fmt::Debug>(
 
 /// Unavailable for the reason the node gave, not, say, a serialization error here.
 fn is_replicas_unavailable(e: &StoreError) -> bool {
-    matches!(e, StoreError::Unavailable(why) if why.contains("Not enough nodes are alive"))
+    matches!(e, StoreError::Unavailable { .. }) && chain(e).contains("Not enough nodes are alive")
 }
 
 fn is_connection_lost(e: &StoreError) -> bool {
-    matches!(e, StoreError::Unavailable(why) if why.to_lowercase().contains("connection"))
+    matches!(e, StoreError::Unavailable { .. }) && chain(e).to_lowercase().contains("connection")
+}
+
+/// The error with its causes: the driver's words are in the causes.
+fn chain(e: &StoreError) -> String {
+    smsc_runtime::telemetry::error_chain(e).to_string()
 }
 
 fn is_timeout(e: &StoreError) -> bool {

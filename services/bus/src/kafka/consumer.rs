@@ -255,9 +255,11 @@ impl KafkaConsumer {
             stop: AtomicBool::new(false),
         });
         let context = GroupContext { shared: Arc::clone(&shared) };
-        let consumer: KafkaBaseConsumer =
-            config.consumer(group).create_with_context(context).map_err(|e| unavailable(&e))?;
-        consumer.subscribe(topics).map_err(|e| unavailable(&e))?;
+        let consumer: KafkaBaseConsumer = config
+            .consumer(group)
+            .create_with_context(context)
+            .map_err(|e| unavailable("creating the consumer", &e))?;
+        consumer.subscribe(topics).map_err(|e| unavailable("subscribing", &e))?;
         let consumer = Arc::new(consumer);
 
         let (done_tx, driver_done) = mpsc::channel();
@@ -266,7 +268,7 @@ impl KafkaConsumer {
         std::thread::Builder::new()
             .name(format!("kafka-{group}"))
             .spawn(move || drive(driver_consumer, driver_shared, done_tx))
-            .map_err(|e| BusError::Unavailable(format!("consumer thread: {e}")))?;
+            .map_err(|e| BusError::unavailable_by("starting the consumer thread", e))?;
 
         let mut this = Self {
             shared,
@@ -300,7 +302,7 @@ impl KafkaConsumer {
         let mut guard = self.shared.lock();
         let state = &mut *guard;
         if let Some(fatal) = &state.fatal {
-            return Step::Failed(BusError::Unavailable(fatal.clone()));
+            return Step::Failed(BusError::unavailable(format!("fatal consumer error: {fatal}")));
         }
         if state.in_flight >= self.max_in_flight {
             // Only an `ack` (not while `recv` borrows us) or a revoke frees a slot.
@@ -443,10 +445,10 @@ impl Consumer for KafkaConsumer {
             let next = i64::try_from(next).unwrap_or(i64::MAX);
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&delivery.topic, p, Offset::Offset(next))
-                .map_err(|e| unavailable(&e))?;
+                .map_err(|e| unavailable("storing an offset", &e))?;
             // Under the state lock: a revoke (which takes it) cannot slip in between the
             // check above and the store.
-            consumer.store_offsets(&tpl).map_err(|e| unavailable(&e))?;
+            consumer.store_offsets(&tpl).map_err(|e| unavailable("storing an offset", &e))?;
         }
         Ok(())
     }

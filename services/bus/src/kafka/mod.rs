@@ -109,6 +109,7 @@ fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, message: &str) {
     }
 }
 
-fn unavailable(error: &KafkaError) -> BusError {
-    BusError::Unavailable(error.to_string())
+/// `what` failed on the client library's `error`.
+fn unavailable(what: &str, error: &KafkaError) -> BusError {
+    BusError::unavailable_by(what, error.clone())
 }

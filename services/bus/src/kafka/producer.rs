@@ -82,15 +82,15 @@ impl KafkaBus {
         let producer: FutureProducer<ProducerContext> = config
             .producer()
             .create_with_context(ProducerContext { health: Arc::clone(&health) })
-            .map_err(|e| unavailable(&e))?;
+            .map_err(|e| unavailable("creating the producer", &e))?;
         let admin: AdminClient<DefaultClientContext> =
-            config.admin().create().map_err(|e| unavailable(&e))?;
+            config.admin().create().map_err(|e| unavailable("creating the admin client", &e))?;
 
         let probe = producer.clone();
         tokio::task::spawn_blocking(move || probe.client().fetch_metadata(None, ADMIN_TIMEOUT))
             .await
-            .map_err(|e| BusError::Unavailable(e.to_string()))?
-            .map_err(|e| unavailable(&e))?;
+            .map_err(|e| BusError::unavailable_by("fetching the cluster's metadata", e))?
+            .map_err(|e| unavailable("fetching the cluster's metadata", &e))?;
         health.ready.store(true, Ordering::Relaxed);
 
         let topics = config.topics.clone();
@@ -113,7 +113,7 @@ impl KafkaBus {
     pub fn flush(&self, timeout: Duration) -> Result<(), BusError> {
         self.inner.producer.flush(timeout).map_err(|e| match e {
             KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut) => BusError::Timeout,
-            e => unavailable(&e),
+            e => unavailable("flushing the producer", &e),
         })
     }
 }
@@ -140,8 +140,11 @@ impl Inner {
         let options = AdminOptions::new()
             .request_timeout(Some(ADMIN_TIMEOUT))
             .operation_timeout(Some(ADMIN_TIMEOUT));
-        let results =
-            self.admin.create_topics(&new_topics, &options).await.map_err(|e| unavailable(&e))?;
+        let results = self
+            .admin
+            .create_topics(&new_topics, &options)
+            .await
+            .map_err(|e| unavailable("creating topics", &e))?;
         let mut known = self.lock_topics();
         for result in results {
             match result {
@@ -149,7 +152,7 @@ impl Inner {
                     known.insert(topic);
                 }
                 Err((topic, code)) => {
-                    return Err(BusError::Unavailable(format!("creating topic {topic}: {code}")));
+                    return Err(BusError::unavailable_by(format!("creating topic {topic}"), code));
                 }
             }
         }
@@ -161,7 +164,7 @@ fn delivery_error(error: &KafkaError) -> BusError {
     match error.rdkafka_error_code() {
         Some(RDKafkaErrorCode::MessageTimedOut) => BusError::Timeout,
         Some(RDKafkaErrorCode::QueueFull) => BusError::Full,
-        _ => unavailable(error),
+        _ => unavailable("publishing", error),
     }
 }
 

@@ -111,7 +111,7 @@ impl Session {
         let (store, ttl) = (self.edge.store.clone(), self.edge.settings.session_lease_ttl);
         tokio::spawn(async move {
             if let Err(e) = store.put_session(lease, ttl).await {
-                warn!(error = %e, "session lease not registered; the heartbeat retries");
+                warn!(error = %smsc_runtime::telemetry::error_chain(&e), "session lease not registered; the heartbeat retries");
             }
         });
         self.state = State::Bound(Box::new(Bound {
@@ -163,7 +163,7 @@ impl Session {
             (self.edge.store.clone(), b.account.system_id.clone(), b.handle.session_id.clone());
         tokio::spawn(async move {
             if let Err(e) = store.remove_session(&system_id, &session_id).await {
-                debug!(error = %e, "lease removal failed; it expires by TTL");
+                debug!(error = %smsc_runtime::telemetry::error_chain(&e), "lease removal failed; it expires by TTL");
             }
         });
     }
@@ -237,7 +237,7 @@ async fn authenticate(
     let bound = match edge.store.sessions(&account.system_id).await {
         Ok(s) => s.len(),
         Err(e) => {
-            warn!(error = %e, "session directory unavailable; counting this pod only");
+            warn!(error = %smsc_runtime::telemetry::error_chain(&e), "session directory unavailable; counting this pod only");
             edge.registry.count(&account.system_id)
         }
     };

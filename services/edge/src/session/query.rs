@@ -37,7 +37,7 @@ impl Session {
                     }
                 },
                 Err(e) => {
-                    warn!(error = %e, "query_sm: store unavailable");
+                    warn!(error = %smsc_runtime::telemetry::error_chain(&e), "query_sm: store unavailable");
                     Pdu::error_response(CommandId::QuerySmResp, seq, Status::ESME_RSYSERR)
                 }
             };

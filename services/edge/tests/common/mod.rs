@@ -608,7 +608,7 @@ impl Bus for TestBus {
         _topics: &[&str],
         _max_in_flight: usize,
     ) -> Result<Box<dyn Consumer>, BusError> {
-        Err(BusError::Unavailable("the test bus has no consumers".into()))
+        Err(BusError::unavailable("the test bus has no consumers"))
     }
 
     fn is_ready(&self) -> bool {

@@ -154,11 +154,8 @@ impl RemoteStore {
         let channel = match tokio::time::timeout(config.connect_timeout, endpoint.connect()).await {
             Err(_) => return Err(StoreError::Timeout),
             Ok(Err(e)) => {
-                return Err(StoreError::Unavailable(format!(
-                    "connecting to {}: {}",
-                    config.endpoint,
-                    smsc_runtime::telemetry::error_chain(&e)
-                )));
+                let what = format!("connecting to {}", config.endpoint);
+                return Err(StoreError::unavailable_by(what, e));
             }
             Ok(Ok(channel)) => channel,
         };
@@ -174,7 +171,7 @@ impl RemoteStore {
     fn endpoint(config: &RemoteStoreConfig) -> StoreResult<Endpoint> {
         let endpoint = smsc_runtime::grpc_tls::endpoint(&config.endpoint, config.tls.as_ref())
             .map_err(|e| {
-                StoreError::Unavailable(format!("store endpoint `{}`: {e}", config.endpoint))
+                StoreError::unavailable_by(format!("store endpoint `{}`", config.endpoint), e)
             })?;
         Ok(endpoint.connect_timeout(config.connect_timeout).tcp_nodelay(true))
     }
@@ -233,7 +230,7 @@ impl Store for RemoteStore {
         });
         Box::pin(async move {
             let pb::batch_result::Result::Rows(reply) = self.batched(op).await? else {
-                return Err(StoreError::Corrupt("batch result: rows expected".into()));
+                return Err(StoreError::corrupt("batch result: rows expected"));
             };
             reply
                 .rows
@@ -422,6 +419,6 @@ impl Store for RemoteStore {
 fn applied_from_result(result: pb::batch_result::Result) -> StoreResult<Applied> {
     match result {
         pb::batch_result::Result::Applied(a) => applied_from_proto(a).map_err(corrupt),
-        _ => Err(StoreError::Corrupt("batch result: applied expected".into())),
+        _ => Err(StoreError::corrupt("batch result: applied expected")),
     }
 }

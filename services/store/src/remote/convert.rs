@@ -290,9 +290,18 @@ pub(super) fn ttl_to_proto(ttl: Duration) -> u64 {
 /// The status a server answers for a store error; [`error_from_status`] undoes it.
 pub fn error_to_status(e: &StoreError) -> Status {
     match e {
-        StoreError::Unavailable(m) => Status::unavailable(m.clone()),
+        StoreError::Unavailable { what, source } => Status::unavailable(detail(what, source)),
         StoreError::Timeout => Status::deadline_exceeded("store operation timed out"),
-        StoreError::Corrupt(m) => Status::data_loss(m.clone()),
+        StoreError::Corrupt { what, source } => Status::data_loss(detail(what, source)),
+    }
+}
+
+/// What a store error says beyond its kind, its causes included: only text crosses the
+/// wire.
+fn detail(what: &str, source: &Option<crate::Cause>) -> String {
+    match source {
+        Some(cause) => format!("{what}: {}", smsc_runtime::telemetry::error_chain(&**cause)),
+        None => what.to_owned(),
     }
 }
 
@@ -304,17 +313,17 @@ pub fn error_from_status(s: &Status) -> StoreError {
         Code::DeadlineExceeded => StoreError::Timeout,
         // tonic's own client-side timeout.
         Code::Cancelled if s.message().contains("Timeout expired") => StoreError::Timeout,
-        Code::DataLoss => StoreError::Corrupt(s.message().to_owned()),
+        Code::DataLoss => StoreError::corrupt(s.message()),
         Code::InvalidArgument => {
-            StoreError::Corrupt(format!("the store server rejected the request: {}", s.message()))
+            StoreError::corrupt(format!("the store server rejected the request: {}", s.message()))
         }
-        Code::Unavailable => StoreError::Unavailable(s.message().to_owned()),
-        code => StoreError::Unavailable(format!("{code:?}: {}", s.message())),
+        Code::Unavailable => StoreError::unavailable(s.message()),
+        code => StoreError::unavailable(format!("{code:?}: {}", s.message())),
     }
 }
 
 pub(super) fn corrupt(e: ConvertError) -> StoreError {
-    StoreError::Corrupt(format!("store server reply: {e}"))
+    StoreError::corrupt_by("store server reply", e)
 }
 
 pub(super) fn invalid(e: ConvertError) -> Status {

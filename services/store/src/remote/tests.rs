@@ -169,14 +169,19 @@ fn narrowing_rejects_values_that_do_not_fit() {
 #[test]
 fn store_errors_survive_the_status_round_trip() {
     let errors = [
-        StoreError::Unavailable("scylla down".into()),
+        StoreError::unavailable("scylla down"),
+        StoreError::unavailable_by("the request failed", std::io::Error::other("node down")),
         StoreError::Timeout,
-        StoreError::Corrupt("bad row".into()),
+        StoreError::corrupt("bad row"),
+        StoreError::corrupt_by("a row", std::io::Error::other("not UTF-8")),
     ];
+    // Only text crosses the wire: the kind and the whole chain of causes.
+    let chain = |e: &StoreError| smsc_runtime::telemetry::error_chain(e).to_string();
     for e in errors {
         let back = error_from_status(&error_to_status(&e));
-        assert_eq!(back.to_string(), e.to_string());
+        assert_eq!(chain(&back), chain(&e));
+        assert_eq!(std::mem::discriminant(&back), std::mem::discriminant(&e));
     }
     let refused = Status::unavailable("tcp connect error");
-    assert!(matches!(error_from_status(&refused), StoreError::Unavailable(_)));
+    assert!(matches!(error_from_status(&refused), StoreError::Unavailable { .. }));
 }

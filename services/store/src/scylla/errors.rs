@@ -44,21 +44,21 @@ pub(super) fn execution_error(e: ExecutionError) -> StoreError {
     match e {
         ExecutionError::RequestTimeout(_) => StoreError::Timeout,
         ExecutionError::LastAttemptError(e) => attempt_error(e),
-        other => StoreError::Unavailable(other.to_string()),
+        other => StoreError::unavailable_by("the request failed", other),
     }
 }
 
 fn attempt_error(e: RequestAttemptError) -> StoreError {
     match e {
         RequestAttemptError::DbError(db, reason) => db_error(db, &reason),
-        other => StoreError::Unavailable(other.to_string()),
+        other => StoreError::unavailable_by("the request failed", other),
     }
 }
 
 fn db_error(db: DbError, reason: &str) -> StoreError {
     match db {
         DbError::ReadTimeout { .. } | DbError::WriteTimeout { .. } => StoreError::Timeout,
-        other => StoreError::Unavailable(format!("{other}: {reason}")),
+        other => StoreError::unavailable_by(format!("the database refused: {reason}"), other),
     }
 }
 
@@ -66,32 +66,32 @@ fn request_error(e: RequestError) -> StoreError {
     match e {
         RequestError::RequestTimeout(_) => StoreError::Timeout,
         RequestError::LastAttemptError(e) => attempt_error(e),
-        other => StoreError::Unavailable(other.to_string()),
+        other => StoreError::unavailable_by("the request failed", other),
     }
 }
 
 pub(super) fn pager_error(e: PagerExecutionError) -> StoreError {
     match e {
         PagerExecutionError::NextPageError(e) => next_page_error(e),
-        other => StoreError::Unavailable(other.to_string()),
+        other => StoreError::unavailable_by("the paged query failed", other),
     }
 }
 
 fn next_page_error(e: NextPageError) -> StoreError {
     match e {
         NextPageError::RequestFailure(e) => request_error(e),
-        other => StoreError::Unavailable(other.to_string()),
+        other => StoreError::unavailable_by("the next page failed", other),
     }
 }
 
 pub(super) fn next_row_error(e: NextRowError) -> StoreError {
     match e {
         NextRowError::NextPageError(e) => next_page_error(e),
-        NextRowError::RowDeserializationError(e) => StoreError::Corrupt(e.to_string()),
-        other => StoreError::Unavailable(other.to_string()),
+        NextRowError::RowDeserializationError(e) => StoreError::corrupt_by("a row", e),
+        other => StoreError::unavailable_by("the next row failed", other),
     }
 }
 
 pub(super) fn rows_error(e: IntoRowsResultError) -> StoreError {
-    StoreError::Unavailable(format!("unexpected result: {e}"))
+    StoreError::unavailable_by("an unexpected result", e)
 }

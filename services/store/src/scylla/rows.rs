@@ -170,7 +170,7 @@ impl<'frame, 'metadata> DeserializeRow<'frame, 'metadata> for CqlRow {
 }
 
 pub(super) fn corrupt(table: &str, column: &str, problem: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{table}.{column}: {problem}"))
+    StoreError::corrupt(format!("{table}.{column}: {problem}"))
 }
 
 /// Typed, checked access to one row's columns; every error names the column.
@@ -261,7 +261,7 @@ pub(super) fn state_to_cql(state: MessageState) -> StoreResult<i8> {
     let known = state.name().is_some() || crate::is_internal(state);
     match (known, i8::try_from(state.0)) {
         (true, Ok(v)) => Ok(v),
-        _ => Err(StoreError::Corrupt(format!("messages.state: unknown message state {}", state.0))),
+        _ => Err(StoreError::corrupt(format!("messages.state: unknown message state {}", state.0))),
     }
 }
 
@@ -505,7 +505,7 @@ pub(super) const SLOT_CLAIM_ROUNDS: usize = 3;
 pub(super) fn applied(row: &CqlRow) -> StoreResult<bool> {
     match row.get("[applied]") {
         Some(Some(CqlValue::Boolean(b))) => Ok(*b),
-        other => Err(StoreError::Corrupt(format!("LWT result: [applied] is {other:?}"))),
+        other => Err(StoreError::corrupt(format!("LWT result: [applied] is {other:?}"))),
     }
 }
 

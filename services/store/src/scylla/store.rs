@@ -200,7 +200,7 @@ impl ScyllaStore {
     ) -> StoreResult<CqlRow> {
         let result =
             self.session.execute_unpaged(statement, values).await.map_err(execution_error)?;
-        first_row(result)?.ok_or_else(|| StoreError::Corrupt("LWT result: no row".to_owned()))
+        first_row(result)?.ok_or_else(|| StoreError::corrupt("LWT result: no row"))
     }
 
     /// The row as of the last Paxos round (a linearizable read).
@@ -255,8 +255,9 @@ impl ScyllaStore {
 
 fn first_row(result: QueryResult) -> StoreResult<Option<CqlRow>> {
     let rows = result.into_rows_result().map_err(rows_error)?;
-    let mut rows = rows.rows::<CqlRow>().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    rows.next().transpose().map_err(|e| StoreError::Corrupt(e.to_string()))
+    let mut rows =
+        rows.rows::<CqlRow>().map_err(|e| StoreError::corrupt_by("the result's rows", e))?;
+    rows.next().transpose().map_err(|e| StoreError::corrupt_by("a row", e))
 }
 
 /// Every row of a paged read, mapped as they arrive; at most `limit` of them.
@@ -268,7 +269,9 @@ async fn select_mapped<T>(
     mut map: impl FnMut(&CqlRow) -> StoreResult<Option<T>>,
 ) -> StoreResult<Vec<T>> {
     let pager = session.execute_iter(statement.clone(), values).await.map_err(pager_error)?;
-    let mut rows = pager.rows_stream::<CqlRow>().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut rows = pager
+        .rows_stream::<CqlRow>()
+        .map_err(|e| StoreError::corrupt_by("the result's rows", e))?;
     let mut out = Vec::new();
     while out.len() < limit
         && let Some(row) = rows.next().await
@@ -511,7 +514,7 @@ impl Store for ScyllaStore {
                     SlotLwt::HeldBy(_) | SlotLwt::Gone => continue,
                 }
             }
-            Err(StoreError::Unavailable(format!(
+            Err(StoreError::unavailable(format!(
                 "bind_slots: the lease of {pool}/{slot} kept changing"
             )))
         })

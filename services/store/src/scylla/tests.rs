@@ -237,7 +237,7 @@ fn without(row: &CqlRow, column: &str) -> CqlRow {
 
 fn corrupt_column(result: StoreResult<impl std::fmt::Debug>) -> String {
     match result {
-        Err(StoreError::Corrupt(what)) => what,
+        Err(StoreError::Corrupt { what, .. }) => what,
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
@@ -699,8 +699,8 @@ fn lwt_results_map_to_applied() {
     );
 
     let bad = CqlRow { columns: vec![("[applied]".to_owned(), None)] };
-    assert!(matches!(message_lwt_outcome(&bad), Err(StoreError::Corrupt(_))));
-    assert!(matches!(applied(&CqlRow::default()), Err(StoreError::Corrupt(_))));
+    assert!(matches!(message_lwt_outcome(&bad), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(applied(&CqlRow::default()), Err(StoreError::Corrupt { .. })));
     assert!(!applied(&CqlRow { columns: vec![applied_col(false)] }).expect("applied"));
 }
 
@@ -730,7 +730,7 @@ fn db(error: DbError) -> ExecutionError {
 #[test]
 fn driver_errors_map_to_timeout_or_unavailable() {
     let timeout = |e| matches!(e, StoreError::Timeout);
-    let unavailable = |e| matches!(e, StoreError::Unavailable(_));
+    let unavailable = |e| matches!(e, StoreError::Unavailable { .. });
     assert!(timeout(execution_error(ExecutionError::RequestTimeout(Duration::from_secs(1)))));
     let write_timeout = DbError::WriteTimeout {
         consistency: Consistency::LocalSerial,
@@ -748,12 +748,11 @@ fn driver_errors_map_to_timeout_or_unavailable() {
     assert!(timeout(execution_error(db(read_timeout))));
     let down =
         DbError::Unavailable { consistency: Consistency::LocalQuorum, required: 2, alive: 1 };
-    match execution_error(db(down)) {
-        StoreError::Unavailable(what) => {
-            assert!(what.contains("alive: 1") && what.contains("reason"), "{what}")
-        }
-        other => panic!("{other:?}"),
-    }
+    let e = execution_error(db(down));
+    assert!(unavailable(e.clone()), "{e:?}");
+    // The node's words stay in the chain: the reason it gave and its DbError.
+    let what = smsc_runtime::telemetry::error_chain(&e).to_string();
+    assert!(what.contains("alive: 1") && what.contains("reason"), "{what}");
     assert!(unavailable(execution_error(db(DbError::Overloaded))));
     assert!(unavailable(execution_error(db(DbError::Invalid))));
     assert!(unavailable(execution_error(ExecutionError::EmptyPlan)));
@@ -768,5 +767,5 @@ fn driver_errors_map_to_timeout_or_unavailable() {
         NextRowError::NextPageError(NextPageError::RequestFailure(RequestError::EmptyPlan));
     assert!(unavailable(next_row_error(page_down)));
     let bad_row = NextRowError::RowDeserializationError(DeserializationError::new(std::fmt::Error));
-    assert!(matches!(next_row_error(bad_row), StoreError::Corrupt(_)));
+    assert!(matches!(next_row_error(bad_row), StoreError::Corrupt { .. }));
 }

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use smsc_bus::kafka::{KafkaBus, KafkaBusConfig};
 use smsc_bus::{Bus, Record};
-use smsc_smpp::MessageState;
+use smsc_store::DeliveryState;
 use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 use smsc_store::{Store, StoredAddress, StoredMessage, Update};
 
@@ -165,7 +165,7 @@ fn message(i: usize, now_ms: i64) -> StoredMessage {
         data_coding: 0,
         esm_class: 0,
         payload: Bytes::from_static(b"Your code is 123456"),
-        state: MessageState::ENROUTE,
+        state: DeliveryState::Enroute,
         error_code: 0,
         attempts: 0,
         submitted_at: now_ms,
@@ -197,12 +197,12 @@ async fn store(rows: &mut Vec<(String, String)>) {
     let started = Instant::now();
     for i in 0..STORE_OPS {
         let update = Update {
-            state: Some(MessageState::DELIVERED),
+            state: Some(DeliveryState::Delivered),
             final_at: Some(now_ms),
             ..Update::default()
         };
         let id = format!("{i:016x}");
-        let applied = store.transition(&id, 0, MessageState::ENROUTE, update).await;
+        let applied = store.transition(&id, 0, DeliveryState::Enroute, update).await;
         assert!(applied.expect("transition").applied());
     }
     figure("transition", started);

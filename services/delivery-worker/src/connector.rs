@@ -237,7 +237,7 @@ mod tests {
             data_coding: 0,
             esm_class: 0,
             payload: bytes::Bytes::new(),
-            state: smsc_smpp::MessageState::ENROUTE,
+            state: smsc_store::DeliveryState::Enroute,
             error_code: 0,
             attempts: 0,
             submitted_at: 0,

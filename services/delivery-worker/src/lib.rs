@@ -6,10 +6,10 @@
 //! while none does.
 //!
 //! A message's life here, all transitions `IF state = <read state>`:
-//! `ENROUTE|SCHEDULED → IN_DELIVERY` (the claim; only the claimer calls the network)
+//! `ENROUTE|SCHEDULED → DeliveryState::InDelivery` (the claim; only the claimer calls the network)
 //! `→ DELIVERED | UNDELIVERABLE | EXPIRED` (final, then the receipt), or
 //! `→ ENROUTE` (temporary failure; a retry task is on a tier first), or
-//! `→ AT_UPSTREAM` (an SMPP upstream accepted it: the link between its id and ours is
+//! `→ DeliveryState::AtUpstream` (an SMPP upstream accepted it: the link between its id and ours is
 //! written first, a check task waits on the tiers for the validity's end) and from there
 //! `→ <the state the upstream's receipt reports>` or, when no receipt came in time,
 //! `→ EXPIRED`. A message at the upstream is never submitted again.
@@ -36,13 +36,12 @@ use smsc_bus::{Bus, BusError, Delivery, Record, topics};
 use smsc_runtime::telemetry::Metrics;
 use smsc_store::store_until_ok;
 use smsc_store::{
-    AT_UPSTREAM, Applied, Clock, IN_DELIVERY, Store, StoredMessage, Update, UpstreamEntry,
-    UpstreamLink,
+    Applied, Clock, DeliveryState, Store, StoredMessage, Update, UpstreamEntry, UpstreamLink,
 };
 
 use smsc_proto::{DeliveryTask, MoEvent, Notification, NotificationKind};
 use smsc_smpp::receipt::ReceiptStat;
-use smsc_smpp::{CommandStatus, MessageState, RegisteredDelivery};
+use smsc_smpp::{CommandStatus, RegisteredDelivery};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -129,18 +128,18 @@ pub async fn run(worker: Arc<Worker>, lanes: usize, max_in_flight: usize) -> Res
 }
 
 /// The final state and receipt word of an outcome.
-fn final_of(o: Outcome) -> (MessageState, ReceiptStat, u16) {
+fn final_of(o: Outcome) -> (DeliveryState, ReceiptStat, u16) {
     match o {
-        Outcome::Delivered => (MessageState::DELIVERED, ReceiptStat::Delivered, 0),
+        Outcome::Delivered => (DeliveryState::Delivered, ReceiptStat::Delivered, 0),
         Outcome::Permanent { error_code } => {
-            (MessageState::UNDELIVERABLE, ReceiptStat::Undeliverable, error_code)
+            (DeliveryState::Undeliverable, ReceiptStat::Undeliverable, error_code)
         }
         Outcome::Temporary { error_code } => {
-            (MessageState::EXPIRED, ReceiptStat::Expired, error_code)
+            (DeliveryState::Expired, ReceiptStat::Expired, error_code)
         }
         // Not an end: handled before any final write. Should one get here, the truth
         // is that nobody knows.
-        Outcome::Accepted { .. } => (MessageState::UNKNOWN, ReceiptStat::Unknown, 0),
+        Outcome::Accepted { .. } => (DeliveryState::Unknown, ReceiptStat::Unknown, 0),
     }
 }
 
@@ -171,7 +170,7 @@ impl Worker {
             return true;
         };
         let now = self.clock.now_ms();
-        if task.upstream_check && m.state != AT_UPSTREAM {
+        if task.upstream_check && m.state != DeliveryState::AtUpstream {
             // Ended already (its receipt went with the final write), or not ours to check.
             return true;
         }
@@ -180,15 +179,15 @@ impl Worker {
             // receipt may not have gone out, so it goes (again). Receipts may repeat.
             return self.receipt(&m, m.state, m.error_code, m.final_at.unwrap_or(now)).await;
         }
-        if m.state == AT_UPSTREAM {
+        if m.state == DeliveryState::AtUpstream {
             // Handed to an upstream: only its receipt or the validity's end moves it on.
             if now >= m.expire_at {
                 let expired = Outcome::Temporary { error_code: m.error_code };
-                return self.finish(&m, AT_UPSTREAM, expired, now).await;
+                return self.finish(&m, DeliveryState::AtUpstream, expired, now).await;
             }
             return self.upstream_check(task, &m, now).await;
         }
-        if m.state == IN_DELIVERY {
+        if m.state == DeliveryState::InDelivery {
             let holder_gave_up = !task.check_claim && task.attempt == m.attempts;
             if !holder_gave_up {
                 return self.held_elsewhere(task, &m).await;
@@ -209,8 +208,11 @@ impl Worker {
         }
         // The claim: only the worker whose write applies hands the message to the network.
         let attempt = m.attempts + 1;
-        let claim =
-            Update { state: Some(IN_DELIVERY), attempts: Some(attempt), ..Update::default() };
+        let claim = Update {
+            state: Some(DeliveryState::InDelivery),
+            attempts: Some(attempt),
+            ..Update::default()
+        };
         let Some(applied) = store_until_ok("claim", &self.shutdown, || {
             self.store.transition(&m.message_id, m.dest_index, m.state, claim.clone())
         })
@@ -222,7 +224,7 @@ impl Worker {
             Applied::Yes => {}
             // Someone holds it: possibly this very claim, applied by an attempt that timed
             // out. Either way the holder check settles it without a second handoff.
-            Applied::No(Some(row)) if row.state == IN_DELIVERY => {
+            Applied::No(Some(row)) if row.state == DeliveryState::InDelivery => {
                 return self.held_elsewhere(task, &row).await;
             }
             Applied::No(_) => {
@@ -240,10 +242,10 @@ impl Worker {
             Outcome::Temporary { error_code } => {
                 let (delay, topic) = self.tiers.for_attempt(attempt);
                 if now.saturating_add(delay.as_millis() as i64) >= m.expire_at {
-                    return self.finish(&m, IN_DELIVERY, outcome, now).await;
+                    return self.finish(&m, DeliveryState::InDelivery, outcome, now).await;
                 }
                 // The retry task first, then ENROUTE: a crash in between leaves a task
-                // that finds IN_DELIVERY with its own attempt count and carries on.
+                // that finds DeliveryState::InDelivery with its own attempt count and carries on.
                 let retry = DeliveryTask { attempt, check_claim: false, seen_claim: 0, ..task };
                 let mut record = Record::new(
                     Bytes::from(m.dest.addr.clone().into_bytes()),
@@ -258,12 +260,17 @@ impl Worker {
                     .with_label_values(&[topic.trim_start_matches("smsc.retry.")])
                     .inc();
                 let back = Update {
-                    state: Some(MessageState::ENROUTE),
+                    state: Some(DeliveryState::Enroute),
                     error_code: Some(error_code),
                     ..Update::default()
                 };
                 let released = store_until_ok("release", &self.shutdown, || {
-                    self.store.transition(&m.message_id, m.dest_index, IN_DELIVERY, back.clone())
+                    self.store.transition(
+                        &m.message_id,
+                        m.dest_index,
+                        DeliveryState::InDelivery,
+                        back.clone(),
+                    )
                 })
                 .await
                 .is_some();
@@ -272,7 +279,7 @@ impl Worker {
                 }
                 released
             }
-            _ => self.finish(&m, IN_DELIVERY, outcome, now).await,
+            _ => self.finish(&m, DeliveryState::InDelivery, outcome, now).await,
         }
     }
 
@@ -301,9 +308,9 @@ impl Worker {
         (Outcome::Temporary { error_code: 0 }, None)
     }
 
-    /// An upstream accepted the message (we hold it IN_DELIVERY): the link from its id
+    /// An upstream accepted the message (we hold it DeliveryState::InDelivery): the link from its id
     /// to ours first, so that its receipt finds the message; then a receipt that
-    /// overtook the submit_sm_resp (parked) ends it, or it waits `AT_UPSTREAM` with a
+    /// overtook the submit_sm_resp (parked) ends it, or it waits `DeliveryState::AtUpstream` with a
     /// check task on the tiers for the end of its validity.
     async fn handed_off(
         &self,
@@ -333,22 +340,30 @@ impl Worker {
         let parked = entry
             .and_then(|e| e.parked_receipt)
             .and_then(|pdu| upstream::inbound::parse_parked(&pdu, format))
-            .filter(|r| r.state.is_final());
-        if let Some(r) = parked {
+            .and_then(|r| Some((r.final_state()?, r)));
+        if let Some((state, r)) = parked {
             self.upstream_metrics
                 .receipts_total
                 .with_label_values(&[connector, "matched_late"])
                 .inc();
-            let done = self.finish_as(m, IN_DELIVERY, r.state, r.error_code, now).await;
+            let done = self.finish_as(m, DeliveryState::InDelivery, state, r.error_code, now).await;
             if done {
                 self.mark_handled(connector, upstream_id, r.park_ttl).await;
             }
             return done;
         }
-        let to_upstream =
-            Update { state: Some(AT_UPSTREAM), error_code: Some(0), ..Update::default() };
+        let to_upstream = Update {
+            state: Some(DeliveryState::AtUpstream),
+            error_code: Some(0),
+            ..Update::default()
+        };
         let Some(applied) = store_until_ok("at_upstream", &self.shutdown, || {
-            self.store.transition(&m.message_id, m.dest_index, IN_DELIVERY, to_upstream.clone())
+            self.store.transition(
+                &m.message_id,
+                m.dest_index,
+                DeliveryState::InDelivery,
+                to_upstream.clone(),
+            )
         })
         .await
         else {
@@ -470,7 +485,7 @@ impl Worker {
         };
         let now = self.clock.now_ms();
         if m.state.is_final() {
-            if prior_parked && m.state == r.state {
+            if prior_parked && Some(m.state) == DeliveryState::from_smpp(r.state) {
                 let at = m.final_at.unwrap_or(now);
                 if !self.receipt(&m, m.state, m.error_code, at).await {
                     return LATER;
@@ -479,7 +494,8 @@ impl Worker {
             }
             return CommandStatus::ESME_ROK;
         }
-        if !r.state.is_final() {
+        // A final state SMPP names; anything else says the message is still on its way.
+        let Some(reported) = r.final_state() else {
             // ENROUTE, ACCEPTED: the message is still on its way, which an ESME that
             // asked for intermediate notifications hears (as it does of our retries).
             let stat = ReceiptStat::from_message_state(r.state);
@@ -490,10 +506,10 @@ impl Worker {
                 return LATER;
             }
             return CommandStatus::ESME_ROK;
-        }
+        };
         loop {
             let update = Update {
-                state: Some(r.state),
+                state: Some(reported),
                 error_code: Some(r.error_code),
                 final_at: Some(now),
                 ..Update::default()
@@ -508,7 +524,7 @@ impl Worker {
             match applied {
                 // Ours, also when an attempt that timed out applied it.
                 ref a if a.applied_or_already(&update) => {
-                    if !self.finished(&m, r.state, r.error_code, now).await {
+                    if !self.finished(&m, reported, r.error_code, now).await {
                         return LATER;
                     }
                     self.mark_handled(connector, &key, r.park_ttl).await;
@@ -543,19 +559,24 @@ impl Worker {
         if task.check_claim && task.seen_claim == m.attempts {
             let now = self.clock.now_ms();
             let update = Update {
-                state: Some(MessageState::UNKNOWN),
+                state: Some(DeliveryState::Unknown),
                 final_at: Some(now),
                 ..Update::default()
             };
             return match store_until_ok("unknown", &self.shutdown, || {
-                self.store.transition(&m.message_id, m.dest_index, IN_DELIVERY, update.clone())
+                self.store.transition(
+                    &m.message_id,
+                    m.dest_index,
+                    DeliveryState::InDelivery,
+                    update.clone(),
+                )
             })
             .await
             {
                 Some(a) if a.applied_or_already(&update) => {
                     warn!(message_id = %m.message_id, "holder died mid-delivery; message state UNKNOWN");
                     self.metrics.final_total.with_label_values(&["UNKNOWN"]).inc();
-                    self.receipt(m, MessageState::UNKNOWN, 0, now).await
+                    self.receipt(m, DeliveryState::Unknown, 0, now).await
                 }
                 Some(_) => true,
                 None => false,
@@ -583,7 +604,7 @@ impl Worker {
     async fn finish(
         &self,
         m: &StoredMessage,
-        from: MessageState,
+        from: DeliveryState,
         outcome: Outcome,
         now: i64,
     ) -> bool {
@@ -595,8 +616,8 @@ impl Worker {
     async fn finish_as(
         &self,
         m: &StoredMessage,
-        from: MessageState,
-        state: MessageState,
+        from: DeliveryState,
+        state: DeliveryState,
         error_code: u16,
         now: i64,
     ) -> bool {
@@ -626,11 +647,11 @@ impl Worker {
     async fn finished(
         &self,
         m: &StoredMessage,
-        state: MessageState,
+        state: DeliveryState,
         error_code: u16,
         now: i64,
     ) -> bool {
-        let label = state.name().unwrap_or("other");
+        let label = state.name();
         self.metrics.final_total.with_label_values(&[label]).inc();
         self.metrics.end_to_end_seconds.observe((now - m.submitted_at).max(0) as f64 / 1000.0);
         self.receipt(m, state, error_code, now).await
@@ -640,12 +661,13 @@ impl Worker {
     async fn receipt(
         &self,
         m: &StoredMessage,
-        state: MessageState,
+        state: DeliveryState,
         error_code: u16,
         at: i64,
     ) -> bool {
-        let Some(stat) = ReceiptStat::from_message_state(state) else { return true };
-        if RegisteredDelivery(m.registered_delivery).wants_receipt(state == MessageState::DELIVERED)
+        let Some(stat) = ReceiptStat::from_message_state(state.to_smpp()) else { return true };
+        if RegisteredDelivery(m.registered_delivery)
+            .wants_receipt(state == DeliveryState::Delivered)
         {
             return self.notify_receipt(m, stat, error_code, at).await;
         }

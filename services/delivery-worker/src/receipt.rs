@@ -79,7 +79,7 @@ mod tests {
             data_coding: 0,
             esm_class: 0,
             payload: bytes::Bytes::from_static(b"Your code is 123456, valid 5 minutes"),
-            state: smsc_smpp::MessageState::DELIVERED,
+            state: smsc_store::DeliveryState::Delivered,
             error_code: 0,
             attempts: 1,
             submitted_at: 1_795_000_000_000,

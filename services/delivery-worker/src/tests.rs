@@ -76,7 +76,7 @@ impl Store for LostAnswers {
         &self,
         id: &str,
         dest_index: u32,
-        from: MessageState,
+        from: DeliveryState,
         update: Update,
     ) -> BoxFuture<'_, StoreResult<Applied>> {
         let lost = update.final_at.is_some()
@@ -248,7 +248,7 @@ impl Setup {
         self.store.get_message(id).await.expect("store").into_iter().next().expect("row")
     }
 
-    async fn wait_state(&self, id: &str, state: MessageState) -> StoredMessage {
+    async fn wait_state(&self, id: &str, state: DeliveryState) -> StoredMessage {
         let reached = tokio::time::timeout(WAIT, async {
             loop {
                 let row = self.row(id).await;
@@ -286,8 +286,8 @@ impl Setup {
     }
 }
 
-fn receipt(key: &str, state: MessageState, error_code: u16) -> UpstreamReceipt {
-    let stat = ReceiptStat::from_message_state(state).expect("stat");
+fn receipt(key: &str, state: DeliveryState, error_code: u16) -> UpstreamReceipt {
+    let stat = ReceiptStat::from_message_state(state.to_smpp()).expect("stat");
     let text = format!("id:{key} stat:{stat} err:{error_code:03}");
     let d = smsc_smpp::pdu::DeliverSm {
         esm_class: smsc_smpp::EsmClass(smsc_smpp::EsmClass::TYPE_DELIVERY_RECEIPT),
@@ -296,7 +296,7 @@ fn receipt(key: &str, state: MessageState, error_code: u16) -> UpstreamReceipt {
     };
     UpstreamReceipt {
         keys: vec![key.to_owned()],
-        state,
+        state: state.to_smpp(),
         error_code,
         pdu: Pdu::new(1, Body::DeliverSm(d)).to_bytes().expect("encodes"),
         park_ttl: Duration::from_secs(600),
@@ -308,7 +308,7 @@ async fn an_accepted_message_waits_at_the_upstream_and_its_receipt_ends_it() {
     let mut s = Setup::start(vec![Outcome::Accepted { upstream_id: "U1".into() }]).await;
     let id = "m1";
     s.submit(id, Duration::from_secs(60)).await;
-    let row = s.wait_state(id, AT_UPSTREAM).await;
+    let row = s.wait_state(id, DeliveryState::AtUpstream).await;
     assert_eq!(row.attempts, 1);
     let entry = s.store.upstream_entry("up", "U1").await.expect("store").expect("linked");
     assert_eq!(entry.link, Some(UpstreamLink { message_id: id.into(), dest_index: 0 }));
@@ -317,9 +317,9 @@ async fn an_accepted_message_waits_at_the_upstream_and_its_receipt_ends_it() {
         "no receipt while at the upstream"
     );
 
-    let status = s.worker.upstream_receipt("up", receipt("U1", MessageState::DELIVERED, 0)).await;
+    let status = s.worker.upstream_receipt("up", receipt("U1", DeliveryState::Delivered, 0)).await;
     assert_eq!(status, CommandStatus::ESME_ROK);
-    let row = s.wait_state(id, MessageState::DELIVERED).await;
+    let row = s.wait_state(id, DeliveryState::Delivered).await;
     assert!(row.final_at.is_some());
     let got = s.receipts_within(Duration::from_secs(1)).await;
     assert_eq!(
@@ -329,23 +329,23 @@ async fn an_accepted_message_waits_at_the_upstream_and_its_receipt_ends_it() {
     assert_eq!(s.receipts_metric("matched"), 1);
 
     // The upstream sends it again (our answer got lost): answered, and ours not repeated.
-    let again = s.worker.upstream_receipt("up", receipt("U1", MessageState::DELIVERED, 0)).await;
+    let again = s.worker.upstream_receipt("up", receipt("U1", DeliveryState::Delivered, 0)).await;
     assert_eq!(again, CommandStatus::ESME_ROK);
     assert!(s.receipts_within(Duration::from_secs(1)).await.is_empty());
     // We crashed after the final write, before our receipt went out (the id's receipt is
     // parked, not marked done): when the upstream sends it again, ours goes out.
-    let r = receipt("U1", MessageState::DELIVERED, 0);
+    let r = receipt("U1", DeliveryState::Delivered, 0);
     s.store.park_upstream_receipt("up", "U1", r.pdu.clone(), r.park_ttl).await.expect("store");
     assert_eq!(s.worker.upstream_receipt("up", r).await, CommandStatus::ESME_ROK);
     assert_eq!(s.receipts_within(Duration::from_secs(1)).await.len(), 1);
     // A contradicting one changes nothing.
     let other =
-        s.worker.upstream_receipt("up", receipt("U1", MessageState::UNDELIVERABLE, 1)).await;
+        s.worker.upstream_receipt("up", receipt("U1", DeliveryState::Undeliverable, 1)).await;
     assert_eq!(other, CommandStatus::ESME_ROK);
     // Past the validity: the check task finds it final and says nothing more.
     tokio::time::sleep(Duration::from_secs(70)).await;
     assert!(s.receipts_within(Duration::from_secs(1)).await.is_empty());
-    assert_eq!(s.row(id).await.state, MessageState::DELIVERED);
+    assert_eq!(s.row(id).await.state, DeliveryState::Delivered);
     assert_eq!(s.connector.calls.load(Ordering::SeqCst), 1);
 }
 
@@ -358,12 +358,12 @@ async fn an_intermediate_upstream_receipt_reaches_an_esme_that_asked_for_one() {
     ];
     let mut s = Setup::start(script).await;
     s.submit_asking("m7", Duration::from_secs(60), asking).await;
-    s.wait_state("m7", AT_UPSTREAM).await;
+    s.wait_state("m7", DeliveryState::AtUpstream).await;
     s.submit_asking("m8", Duration::from_secs(60), 0x01).await;
-    s.wait_state("m8", AT_UPSTREAM).await;
+    s.wait_state("m8", DeliveryState::AtUpstream).await;
 
     for id in ["U7", "U8"] {
-        let status = s.worker.upstream_receipt("up", receipt(id, MessageState::ENROUTE, 0)).await;
+        let status = s.worker.upstream_receipt("up", receipt(id, DeliveryState::Enroute, 0)).await;
         assert_eq!(status, CommandStatus::ESME_ROK);
     }
     let got = s.receipts_within(Duration::from_secs(1)).await;
@@ -372,9 +372,9 @@ async fn an_intermediate_upstream_receipt_reaches_an_esme_that_asked_for_one() {
         [("m7", ReceiptStat::Enroute)],
         "only the message that asked for intermediate notifications"
     );
-    assert_eq!(s.row("m7").await.state, AT_UPSTREAM, "still on its way");
+    assert_eq!(s.row("m7").await.state, DeliveryState::AtUpstream, "still on its way");
 
-    let status = s.worker.upstream_receipt("up", receipt("U7", MessageState::DELIVERED, 0)).await;
+    let status = s.worker.upstream_receipt("up", receipt("U7", DeliveryState::Delivered, 0)).await;
     assert_eq!(status, CommandStatus::ESME_ROK);
     let got = s.receipts_within(Duration::from_secs(1)).await;
     assert_eq!(
@@ -387,7 +387,7 @@ async fn an_intermediate_upstream_receipt_reaches_an_esme_that_asked_for_one() {
 async fn a_receipt_that_overtakes_the_submit_resp_ends_the_message_once_linked() {
     let mut s = Setup::start(vec![Outcome::Accepted { upstream_id: "U2".into() }]).await;
     let early =
-        s.worker.upstream_receipt("up", receipt("U2", MessageState::UNDELIVERABLE, 11)).await;
+        s.worker.upstream_receipt("up", receipt("U2", DeliveryState::Undeliverable, 11)).await;
     assert_eq!(early, CommandStatus::ESME_ROK, "parked: durable");
     assert_eq!(s.receipts_metric("unmatched"), 1);
     let parked = s.store.upstream_entry("up", "U2").await.expect("store").expect("parked");
@@ -395,7 +395,7 @@ async fn a_receipt_that_overtakes_the_submit_resp_ends_the_message_once_linked()
 
     let id = "m2";
     s.submit(id, Duration::from_secs(60)).await;
-    let row = s.wait_state(id, MessageState::UNDELIVERABLE).await;
+    let row = s.wait_state(id, DeliveryState::Undeliverable).await;
     assert_eq!(row.error_code, 11);
     let got = s.receipts_within(Duration::from_secs(5)).await;
     assert_eq!(
@@ -417,8 +417,8 @@ async fn without_a_receipt_the_message_expires_at_the_end_of_its_validity() {
     let mut s = Setup::start(vec![Outcome::Accepted { upstream_id: "U3".into() }]).await;
     let id = "m3";
     let m = s.submit(id, Duration::from_secs(5)).await;
-    s.wait_state(id, AT_UPSTREAM).await;
-    let row = s.wait_state(id, MessageState::EXPIRED).await;
+    s.wait_state(id, DeliveryState::AtUpstream).await;
+    let row = s.wait_state(id, DeliveryState::Expired).await;
     assert!(row.final_at >= Some(m.expire_at), "{row:?}");
     let got = s.receipts_within(Duration::from_secs(1)).await;
     assert_eq!(
@@ -426,9 +426,9 @@ async fn without_a_receipt_the_message_expires_at_the_end_of_its_validity() {
         [(id, ReceiptStat::Expired)]
     );
     // A receipt after that changes nothing.
-    let late = s.worker.upstream_receipt("up", receipt("U3", MessageState::DELIVERED, 0)).await;
+    let late = s.worker.upstream_receipt("up", receipt("U3", DeliveryState::Delivered, 0)).await;
     assert_eq!(late, CommandStatus::ESME_ROK);
-    assert_eq!(s.row(id).await.state, MessageState::EXPIRED);
+    assert_eq!(s.row(id).await.state, DeliveryState::Expired);
     assert!(s.receipts_within(Duration::from_secs(1)).await.is_empty());
     assert_eq!(s.connector.calls.load(Ordering::SeqCst), 1);
 }
@@ -438,17 +438,17 @@ async fn a_task_seen_again_never_submits_a_message_at_the_upstream_twice() {
     let s = Setup::start(vec![Outcome::Accepted { upstream_id: "U4".into() }]).await;
     let id = "m4";
     s.submit(id, Duration::from_secs(600)).await;
-    s.wait_state(id, AT_UPSTREAM).await;
+    s.wait_state(id, DeliveryState::AtUpstream).await;
     for _ in 0..3 {
         s.publish_task(id).await;
     }
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(s.connector.calls.load(Ordering::SeqCst), 1);
-    assert_eq!(s.row(id).await.state, AT_UPSTREAM);
+    assert_eq!(s.row(id).await.state, DeliveryState::AtUpstream);
     // Intermediate news from the upstream moves nothing either.
-    let enroute = s.worker.upstream_receipt("up", receipt("U4", MessageState::ENROUTE, 0)).await;
+    let enroute = s.worker.upstream_receipt("up", receipt("U4", DeliveryState::Enroute, 0)).await;
     assert_eq!(enroute, CommandStatus::ESME_ROK);
-    assert_eq!(s.row(id).await.state, AT_UPSTREAM);
+    assert_eq!(s.row(id).await.state, DeliveryState::AtUpstream);
 }
 
 #[tokio::test(start_paused = true)]
@@ -460,7 +460,7 @@ async fn a_temporary_upstream_failure_is_retried_on_the_tiers() {
     .await;
     let id = "m5";
     s.submit(id, Duration::from_secs(600)).await;
-    let row = s.wait_state(id, AT_UPSTREAM).await;
+    let row = s.wait_state(id, DeliveryState::AtUpstream).await;
     assert_eq!(row.attempts, 2);
     assert_eq!(s.connector.calls.load(Ordering::SeqCst), 2);
     assert_eq!(s.worker.metrics.retries_total.with_label_values(&["1s"]).get(), 1);
@@ -495,7 +495,7 @@ async fn mo_from_an_upstream_goes_to_smsc_mo() {
 async fn a_final_write_whose_answer_was_lost_still_sends_its_receipt() {
     let mut s = Setup::start_losing(vec![Outcome::Delivered], 1).await;
     s.submit_asking("lost-answer", Duration::from_secs(600), 1).await;
-    s.wait_state("lost-answer", MessageState::DELIVERED).await;
+    s.wait_state("lost-answer", DeliveryState::Delivered).await;
     let receipts = s.receipts_within(Duration::from_secs(5)).await;
     assert_eq!(receipts.len(), 1, "{receipts:?}");
     assert_eq!(receipts[0].stat, ReceiptStat::Delivered);

@@ -20,7 +20,7 @@ use smsc_smpp::{
     Address, Body, CommandId, CommandStatus, MessageState, Npi, Pdu, RegisteredDelivery, Tlv, Tlvs,
     Ton,
 };
-use smsc_store::{BindKind, Store, StoredAddress, StoredMessage};
+use smsc_store::{BindKind, DeliveryState, Store, StoredAddress, StoredMessage};
 
 fn with_payload_tlv(mut sm: SubmitSm, payload: &'static [u8]) -> SubmitSm {
     sm.tlvs.push(Tlv::MessagePayload(Bytes::from_static(payload)));
@@ -343,7 +343,7 @@ async fn edge_with_stored_message() -> TestEdge {
         data_coding: 0,
         esm_class: 0,
         payload: Bytes::from_static(b"original"),
-        state: MessageState::ENROUTE,
+        state: DeliveryState::Enroute,
         error_code: 0,
         attempts: 0,
         submitted_at: 1_700_000_000_000,
@@ -419,7 +419,7 @@ async fn replace_sm_changes_the_stored_payload() {
     assert_status(&resp, CommandStatus::ESME_ROK);
     let m = stored(&edge).await;
     assert_eq!(&m.payload[..], b"replaced");
-    assert_eq!(m.state, MessageState::ENROUTE);
+    assert_eq!(m.state, DeliveryState::Enroute);
 }
 
 #[tokio::test]
@@ -430,7 +430,7 @@ async fn cancel_sm_deletes_once_and_then_replace_fails() {
     assert_eq!(resp.command_id(), CommandId::CancelSmResp);
     assert_status(&resp, CommandStatus::ESME_ROK);
     let m = stored(&edge).await;
-    assert_eq!(m.state, MessageState::DELETED);
+    assert_eq!(m.state, DeliveryState::Deleted);
     assert!(m.final_at.is_some());
 
     assert_status(&c.request(cancel()).await, CommandStatus::ESME_RCANCELFAIL);

@@ -23,7 +23,8 @@ use smsc_bus::{Bus, BusError, Delivery, Record, topics};
 use smsc_proto::{DeliveryTask, MoEvent, Notification, NotificationKind, SubmitEvent};
 use smsc_runtime::telemetry::Metrics;
 use smsc_smpp::pdu::{DeliverSm, ShortMessage};
-use smsc_smpp::{Body, DataCoding, EsmClass, MessageState, Pdu, Tlvs};
+use smsc_smpp::{Body, DataCoding, EsmClass, Pdu, Tlvs};
+use smsc_store::DeliveryState;
 use smsc_store::store_until_ok;
 use smsc_store::{Applied, Clock, Store, StoredAddress, StoredMessage};
 use tokio_util::sync::CancellationToken;
@@ -154,7 +155,7 @@ impl Router {
             data_coding: ev.data_coding as u8,
             esm_class: ev.esm_class as u8,
             payload: Bytes::from(ev.payload.clone()),
-            state: if scheduled { MessageState::SCHEDULED } else { MessageState::ENROUTE },
+            state: if scheduled { DeliveryState::Scheduled } else { DeliveryState::Enroute },
             error_code: 0,
             attempts: 0,
             submitted_at: ev.submitted_at_ms,

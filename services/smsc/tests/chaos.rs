@@ -344,8 +344,8 @@ async fn chaos_loses_and_duplicates_nothing() {
         let rows = rows.unwrap_or_else(|e| panic!("store read of {id}: {e}"));
         match rows.first() {
             Some(row) if row.state.is_final() => {
-                let name = row.state.name().unwrap_or("other").to_owned();
-                if row.state == smsc_smpp::MessageState::DELIVERED {
+                let name = row.state.name().to_owned();
+                if row.state == smsc_store::DeliveryState::Delivered {
                     delivered.insert(id.clone());
                 }
                 *by_state.entry(name).or_default() += 1;

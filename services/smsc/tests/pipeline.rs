@@ -13,8 +13,8 @@ use smsc_proto::simulator_server::Simulator as _;
 use smsc_proto::{DeliveryTask, InjectMoRequest};
 use smsc_smpp::receipt::ReceiptStat;
 use smsc_smpp::text::{Alphabet, decode};
-use smsc_smpp::{CommandStatus, EsmClass, MessageState};
-use smsc_store::{Applied, IN_DELIVERY, NotificationKind as StoredKind, Store, Update};
+use smsc_smpp::{CommandStatus, EsmClass};
+use smsc_store::{Applied, DeliveryState, NotificationKind as StoredKind, Store, Update};
 
 fn profile(prefix: &str) -> SimProfile {
     SimProfile { prefix: prefix.to_owned(), ..SimProfile::default() }
@@ -51,7 +51,7 @@ async fn delivered_message_gets_one_receipt_naming_it() {
     let id = message_id(1);
     p.submit(&p.event(&id, DELIVERABLE, 1)).await;
 
-    let row = p.wait_state(&id, MessageState::DELIVERED).await;
+    let row = p.wait_state(&id, DeliveryState::Delivered).await;
     assert_eq!((row.attempts, row.error_code), (1, 0));
     let call = only_receipt(&p, &id).await;
     assert_eq!((call.endpoint.as_str(), call.request.system_id.as_str()), (EDGE, ACME));
@@ -75,7 +75,7 @@ async fn no_receipt_unless_asked_for_this_outcome() {
 
     p.wait_receipts(&control, 1).await;
     for id in [&none, &failure_only] {
-        assert_eq!(p.row(id).await.map(|r| r.state), Some(MessageState::DELIVERED));
+        assert_eq!(p.row(id).await.map(|r| r.state), Some(DeliveryState::Delivered));
     }
     p.settle().await;
     let calls = p.edge.calls();
@@ -95,11 +95,11 @@ async fn temporary_failures_retry_on_the_tiers_then_deliver() {
     for attempts in [1, 2] {
         let what = format!("ENROUTE after {attempts} attempts");
         let row = p
-            .wait_row(&id, &what, |r| r.state == MessageState::ENROUTE && r.attempts == attempts)
+            .wait_row(&id, &what, |r| r.state == DeliveryState::Enroute && r.attempts == attempts)
             .await;
         assert_eq!(row.error_code, 27, "absent subscriber");
     }
-    let row = p.wait_state(&id, MessageState::DELIVERED).await;
+    let row = p.wait_state(&id, DeliveryState::Delivered).await;
     assert_eq!(row.attempts, 3);
     let took = row.final_at.expect("final_at") - ev.submitted_at_ms;
     assert!(took >= 300, "waited the 100ms then the 200ms tier, not {took}ms");
@@ -127,7 +127,7 @@ async fn unreachable_until_validity_ends_expires() {
 
     // Attempt 1 at 0ms, attempt 2 after the 100ms tier; the next (200ms later) would
     // be past the validity period, so it ends there.
-    let row = p.wait_state(&id, MessageState::EXPIRED).await;
+    let row = p.wait_state(&id, DeliveryState::Expired).await;
     assert_eq!((row.attempts, row.error_code), (2, 27));
     assert_receipt(&only_receipt(&p, &id).await, &id, ReceiptStat::Expired, 27);
     assert_eq!((p.simulator.handed(), p.deliveries("temporary")), (2, 2));
@@ -139,7 +139,7 @@ async fn permanent_failure_is_undeliverable_after_one_call() {
     let id = message_id(1);
     p.submit(&p.event(&id, UNKNOWN_SUBSCRIBER, 1)).await;
 
-    let row = p.wait_state(&id, MessageState::UNDELIVERABLE).await;
+    let row = p.wait_state(&id, DeliveryState::Undeliverable).await;
     assert_eq!((row.attempts, row.error_code), (1, 1));
     assert_receipt(&only_receipt(&p, &id).await, &id, ReceiptStat::Undeliverable, 1);
     assert_eq!((p.simulator.handed(), p.deliveries("permanent")), (1, 1));
@@ -153,15 +153,15 @@ async fn scheduled_message_waits_for_its_time() {
     ev.schedule_at_ms = ev.submitted_at_ms + 500;
     p.submit(&ev).await;
 
-    let row = p.wait_state(&id, MessageState::SCHEDULED).await;
+    let row = p.wait_state(&id, DeliveryState::Scheduled).await;
     assert_eq!(row.schedule_at, Some(ev.schedule_at_ms));
     // Up to the last millisecond before it is due, nothing reaches the network.
     let due_in = ev.schedule_at_ms - p.now_ms();
     tokio::time::sleep(Duration::from_millis(due_in as u64 - 1)).await;
-    assert_eq!(p.row(&id).await.map(|r| r.state), Some(MessageState::SCHEDULED));
+    assert_eq!(p.row(&id).await.map(|r| r.state), Some(DeliveryState::Scheduled));
     assert_eq!(p.simulator.handed(), 0);
 
-    let row = p.wait_state(&id, MessageState::DELIVERED).await;
+    let row = p.wait_state(&id, DeliveryState::Delivered).await;
     assert!(row.final_at >= Some(ev.schedule_at_ms), "{row:?}");
     assert_receipt(&only_receipt(&p, &id).await, &id, ReceiptStat::Delivered, 0);
     assert_eq!(p.simulator.handed(), 1);
@@ -174,22 +174,23 @@ async fn cancelled_scheduled_message_never_reaches_the_network() {
     let mut ev = p.event(&id, DELIVERABLE, 1);
     ev.schedule_at_ms = ev.submitted_at_ms + 500;
     p.submit(&ev).await;
-    p.wait_state(&id, MessageState::SCHEDULED).await;
+    p.wait_state(&id, DeliveryState::Scheduled).await;
 
     // What the edge's cancel_sm writes.
     let cancel = Update {
-        state: Some(MessageState::DELETED),
+        state: Some(DeliveryState::Deleted),
         final_at: Some(p.now_ms()),
         ..Update::default()
     };
-    let applied = p.store.transition(&id, 0, MessageState::SCHEDULED, cancel).await.expect("store");
+    let applied =
+        p.store.transition(&id, 0, DeliveryState::Scheduled, cancel).await.expect("store");
     assert_eq!(applied, Applied::Yes);
 
     let past_due = ev.schedule_at_ms - p.now_ms() + 100;
     tokio::time::sleep(Duration::from_millis(past_due as u64)).await;
     p.settle().await;
     assert_eq!(p.simulator.handed(), 0);
-    assert_eq!(p.row(&id).await.map(|r| r.state), Some(MessageState::DELETED));
+    assert_eq!(p.row(&id).await.map(|r| r.state), Some(DeliveryState::Deleted));
     // The task that comes due finds the message final and owes the ESME its final
     // receipt: DELETED, never DELIVRD.
     assert_eq!(stats(&p.edge, &id), ["DELETED"]);
@@ -201,7 +202,7 @@ async fn submit_twice(p: &Pipeline) -> String {
     let ev = p.event(&id, DELIVERABLE, 1);
     p.submit(&ev).await;
     p.submit(&ev).await;
-    p.wait_state(&id, MessageState::DELIVERED).await;
+    p.wait_state(&id, DeliveryState::Delivered).await;
     p.wait_receipts(&id, 1).await;
     p.settle().await;
     id
@@ -238,7 +239,7 @@ async fn receipt_waits_pending_until_a_receiver_takes_it() {
     p.edge.answer(Answer::Temporary);
     let id = message_id(1);
     p.submit(&p.event(&id, DELIVERABLE, 1)).await;
-    p.wait_state(&id, MessageState::DELIVERED).await;
+    p.wait_state(&id, DeliveryState::Delivered).await;
 
     let queued = || async { p.store.pending(ACME, None, 10).await.expect("store").items };
     eventually("the receipt pending", || async { !queued().await.is_empty() }).await;
@@ -265,7 +266,7 @@ async fn receipt_refused_for_good_is_dropped() {
     p.edge.answer(Answer::Permanent(CommandStatus::ESME_RX_P_APPN));
     let id = message_id(1);
     p.submit(&p.event(&id, DELIVERABLE, 1)).await;
-    p.wait_state(&id, MessageState::DELIVERED).await;
+    p.wait_state(&id, DeliveryState::Delivered).await;
 
     let refused = || {
         p.metrics
@@ -389,7 +390,7 @@ async fn message_left_in_delivery_by_a_dead_worker_ends_unknown() {
     let id = message_id(1);
     let ev = p.event(&id, DELIVERABLE, 1);
     // A worker claimed attempt 1 and died before it knew the network's answer.
-    let row = p.stored(&ev, IN_DELIVERY, 1);
+    let row = p.stored(&ev, DeliveryState::InDelivery, 1);
     assert_eq!(p.store.insert_message(row).await.expect("store"), Applied::Yes);
     let task = DeliveryTask {
         message_id: id.clone(),
@@ -399,7 +400,7 @@ async fn message_left_in_delivery_by_a_dead_worker_ends_unknown() {
     let published = p.now_ms();
     p.publish_task(DELIVERABLE, &task).await;
 
-    let row = p.wait_state(&id, MessageState::UNKNOWN).await;
+    let row = p.wait_state(&id, DeliveryState::Unknown).await;
     assert_eq!(row.attempts, 1);
     let waited = row.final_at.expect("final_at") - published;
     assert!(waited >= 100, "requeued for the first tier before giving up, not {waited}ms");

@@ -20,8 +20,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::DeliveryState;
 use bytes::Bytes;
-use smsc_smpp::MessageState;
 
 pub use smsc_runtime::testing::{ManualTime, RealTime, TimeControl, unique};
 
@@ -46,7 +46,7 @@ pub fn sample_message(message_id: &str, dest_index: u32, system_id: &str) -> Sto
         data_coding: 0,
         esm_class: 0,
         payload: Bytes::from_static(b"hello"),
-        state: MessageState::ENROUTE,
+        state: DeliveryState::Enroute,
         error_code: 0,
         attempts: 0,
         submitted_at: 1_700_000_000_000,
@@ -104,7 +104,7 @@ pub async fn insert_is_if_not_exists(store: &dyn Store) {
 
     let mut second = sample_message(&id, 0, "other");
     second.payload = Bytes::from_static(b"changed");
-    second.state = MessageState::DELIVERED;
+    second.state = DeliveryState::Delivered;
     let applied = store.insert_message(second).await.expect("second insert");
     assert_eq!(applied, Applied::No(Some(first.clone())), "second insert returns the stored row");
     assert_eq!(store.get_message(&id).await.expect("get"), vec![first], "row unchanged");
@@ -131,35 +131,35 @@ pub async fn transition_applies_only_from_the_stored_state(store: &dyn Store) {
     store.insert_message(other_dest.clone()).await.expect("insert");
 
     let to_delivered = Update {
-        state: Some(MessageState::DELIVERED),
+        state: Some(DeliveryState::Delivered),
         attempts: Some(1),
         final_at: Some(1_700_000_100_000),
         ..Update::default()
     };
-    let wrong = store.transition(&id, 0, MessageState::ACCEPTED, to_delivered.clone()).await;
+    let wrong = store.transition(&id, 0, DeliveryState::Accepted, to_delivered.clone()).await;
     assert_eq!(wrong.expect("transition"), Applied::No(Some(row.clone())), "from a wrong state");
     assert_eq!(store.get_message(&id).await.expect("get")[0], row, "untouched by a refused update");
 
-    let ok = store.transition(&id, 0, MessageState::ENROUTE, to_delivered.clone()).await;
+    let ok = store.transition(&id, 0, DeliveryState::Enroute, to_delivered.clone()).await;
     assert_eq!(ok.expect("transition"), Applied::Yes, "from the stored state");
     let mut delivered = row.clone();
-    delivered.state = MessageState::DELIVERED;
+    delivered.state = DeliveryState::Delivered;
     delivered.attempts = 1;
     delivered.final_at = Some(1_700_000_100_000);
     let stored = store.get_message(&id).await.expect("get");
     assert_eq!(stored, vec![delivered.clone(), other_dest], "only dest 0, only the given fields");
 
-    let again = store.transition(&id, 0, MessageState::ENROUTE, to_delivered).await;
+    let again = store.transition(&id, 0, DeliveryState::Enroute, to_delivered).await;
     assert_eq!(again.expect("transition"), Applied::No(Some(delivered.clone())), "a replay");
 
     // No state in the update: the state stays, other fields change.
     let note = Update { error_code: Some(0x0d), schedule_at: Some(None), ..Update::default() };
-    let applied = store.transition(&id, 0, MessageState::DELIVERED, note).await;
+    let applied = store.transition(&id, 0, DeliveryState::Delivered, note).await;
     assert_eq!(applied.expect("transition"), Applied::Yes);
     let stored = store.get_message(&id).await.expect("get");
-    assert_eq!((stored[0].state, stored[0].error_code), (MessageState::DELIVERED, 0x0d));
+    assert_eq!((stored[0].state, stored[0].error_code), (DeliveryState::Delivered, 0x0d));
 
-    let missing = store.transition(&unique("absent"), 0, MessageState::ENROUTE, Update::default());
+    let missing = store.transition(&unique("absent"), 0, DeliveryState::Enroute, Update::default());
     assert_eq!(missing.await.expect("transition"), Applied::No(None), "no such row");
 }
 
@@ -174,11 +174,11 @@ pub async fn concurrent_transitions_apply_once(store: Arc<dyn Store>) {
             let (store, id) = (Arc::clone(&store), id.clone());
             tokio::spawn(async move {
                 let update = Update {
-                    state: Some(MessageState::UNDELIVERABLE),
+                    state: Some(DeliveryState::Undeliverable),
                     error_code: Some(code),
                     ..Update::default()
                 };
-                (code, store.transition(&id, 0, MessageState::ENROUTE, update).await)
+                (code, store.transition(&id, 0, DeliveryState::Enroute, update).await)
             })
         })
         .collect();
@@ -191,7 +191,7 @@ pub async fn concurrent_transitions_apply_once(store: Arc<dyn Store>) {
         outcomes.iter().filter(|(_, a)| a.applied()).map(|(code, _)| *code).collect();
     assert_eq!(winners.len(), 1, "exactly one transition applies: {winners:?}");
     let stored = store.get_message(&id).await.expect("get");
-    assert_eq!((stored[0].state, stored[0].error_code), (MessageState::UNDELIVERABLE, winners[0]));
+    assert_eq!((stored[0].state, stored[0].error_code), (DeliveryState::Undeliverable, winners[0]));
     for (code, applied) in outcomes {
         if let Applied::No(current) = applied {
             assert_eq!(current.as_ref(), Some(&stored[0]), "loser {code} sees the winner's row");
@@ -214,8 +214,8 @@ pub async fn messages_expire_after_the_ttl(
 
     time.advance(message_ttl - message_ttl / 2 + EXPIRY_MARGIN).await;
     assert!(store.get_message(&id).await.expect("get").is_empty(), "after the TTL");
-    let update = Update { state: Some(MessageState::DELIVERED), ..Update::default() };
-    let applied = store.transition(&id, 0, MessageState::ENROUTE, update).await;
+    let update = Update { state: Some(DeliveryState::Delivered), ..Update::default() };
+    let applied = store.transition(&id, 0, DeliveryState::Enroute, update).await;
     assert_eq!(applied.expect("transition"), Applied::No(None), "an expired row is not updated");
     let applied = store.insert_message(row).await.expect("insert");
     assert_eq!(applied, Applied::Yes, "an expired row does not block an insert");

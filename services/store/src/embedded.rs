@@ -11,8 +11,8 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::DeliveryState;
 use futures::future::BoxFuture;
-use smsc_smpp::MessageState;
 
 use super::{
     Applied, Clock, Page, PendingNotification, SessionLease, SlotClaim, Store, StoreResult,
@@ -374,7 +374,7 @@ impl Store for EmbeddedStore {
         &self,
         message_id: &str,
         dest_index: u32,
-        from: MessageState,
+        from: DeliveryState,
         update: Update,
     ) -> BoxFuture<'_, StoreResult<Applied>> {
         let message_id = message_id.to_owned();
@@ -735,7 +735,7 @@ mod final_ttl_tests {
         for m in [done.clone(), open.clone()] {
             assert!(store.insert_message(m).await.expect("insert").applied());
         }
-        let fin = Update { state: Some(MessageState::DELIVERED), ..Update::default() };
+        let fin = Update { state: Some(DeliveryState::Delivered), ..Update::default() };
         let applied = store.transition("done", 0, done.state, fin).await.expect("transition");
         assert!(applied.applied());
         clock.advance(Duration::from_secs(61));

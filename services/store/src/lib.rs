@@ -20,33 +20,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use smsc_smpp::MessageState;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 // Time as the store sees it is the process's clock.
 pub use smsc_runtime::clock::{Clock, ManualClock, SystemClock, UnixMillis};
-
-/// A worker holds the message and is handing it to the network. Internal (not an SMPP
-/// message_state): query_sm reports it as ENROUTE, and cancel/replace, which only act on
-/// ENROUTE or SCHEDULED messages, cannot race the delivery.
-pub const IN_DELIVERY: MessageState = MessageState(64);
-
-/// An upstream SMSC accepted the message (submit_sm_resp OK) and its final state will
-/// come with the upstream's receipt. Internal, like [`IN_DELIVERY`]: query_sm reports it
-/// as ENROUTE (see [`public_state`]). Left by the upstream's receipt (to its final
-/// state) or, when none comes, by the validity period (EXPIRED).
-pub const AT_UPSTREAM: MessageState = MessageState(65);
-
-/// A state of ours that SMPP does not name ([`IN_DELIVERY`], [`AT_UPSTREAM`]).
-pub const fn is_internal(state: MessageState) -> bool {
-    matches!(state.0, 64 | 65)
-}
-
-/// The state an ESME is told about (query_sm): an internal state is still ENROUTE.
-pub const fn public_state(state: MessageState) -> MessageState {
-    if is_internal(state) { MessageState::ENROUTE } else { state }
-}
 
 /// An address as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -81,7 +59,7 @@ pub struct StoredMessage {
     pub data_coding: u8,
     pub esm_class: u8,
     pub payload: Bytes,
-    pub state: MessageState,
+    pub state: DeliveryState,
     /// Network error code of a failed delivery (0 when none).
     pub error_code: u16,
     pub attempts: u32,
@@ -96,7 +74,7 @@ pub struct StoredMessage {
 /// What a transition writes. `None` fields are left as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Update {
-    pub state: Option<MessageState>,
+    pub state: Option<DeliveryState>,
     pub error_code: Option<u16>,
     pub attempts: Option<u32>,
     pub final_at: Option<UnixMillis>,
@@ -300,7 +278,7 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         &self,
         message_id: &str,
         dest_index: u32,
-        from: MessageState,
+        from: DeliveryState,
         update: Update,
     ) -> BoxFuture<'_, StoreResult<Applied>>;
 
@@ -404,6 +382,9 @@ where
 
 pub mod config;
 pub mod embedded;
+mod state;
+
+pub use state::DeliveryState;
 pub mod remote;
 #[cfg(feature = "scylla")]
 pub mod scylla;

@@ -213,7 +213,7 @@ mod failures {
 mod batching {
     use super::*;
     use smsc_proto as pb;
-    use smsc_smpp::MessageState;
+    use smsc_store::DeliveryState;
     use smsc_store::contract::sample_message;
     use smsc_store::{Applied, Update};
 
@@ -227,9 +227,9 @@ mod batching {
             assert_eq!(applied.expect("insert"), Applied::Yes);
         }
         // Every other message moves; a repeated insert is refused with its own row.
-        let update = Update { state: Some(MessageState::DELIVERED), ..Update::default() };
+        let update = Update { state: Some(DeliveryState::Delivered), ..Update::default() };
         let moves = ids.iter().enumerate().map(|(i, id)| {
-            let from = if i % 2 == 0 { MessageState::ENROUTE } else { MessageState::REJECTED };
+            let from = if i % 2 == 0 { DeliveryState::Enroute } else { DeliveryState::Rejected };
             s.client.transition(id, 0, from, update.clone())
         });
         let again = ids.iter().map(|id| s.client.insert_message(sample_message(id, 0, "other")));
@@ -254,7 +254,7 @@ mod batching {
             let rows = rows.expect("get");
             assert_eq!(rows.len(), 1);
             assert_eq!(rows[0].message_id, ids[i]);
-            let want = if i % 2 == 0 { MessageState::DELIVERED } else { MessageState::ENROUTE };
+            let want = if i % 2 == 0 { DeliveryState::Delivered } else { DeliveryState::Enroute };
             assert_eq!(rows[0].state, want, "message {i}");
         }
     }

@@ -32,6 +32,14 @@ pub struct UpstreamReceipt {
     pub park_ttl: std::time::Duration,
 }
 
+impl UpstreamReceipt {
+    /// The final state it reports, as stored; `None` while the message is on its way
+    /// (ENROUTE, ACCEPTED, or a state SMPP does not name).
+    pub fn final_state(&self) -> Option<smsc_store::DeliveryState> {
+        smsc_store::DeliveryState::from_smpp(self.state).filter(|s| s.is_final())
+    }
+}
+
 /// [`UpstreamReceipt::park_ttl`] until the connector sets its own.
 pub const DEFAULT_PARK_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 

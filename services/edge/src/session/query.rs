@@ -3,7 +3,8 @@
 
 use smsc_accounts::Account;
 use smsc_smpp::pdu::{CancelSm, QuerySm, QuerySmResp, ReplaceSm, TimeString};
-use smsc_smpp::{Body, CommandId, MessageState, Pdu};
+use smsc_smpp::{Body, CommandId, Pdu};
+use smsc_store::DeliveryState;
 use smsc_store::{Applied, Update};
 use tracing::warn;
 
@@ -28,7 +29,7 @@ impl Session {
                             final_date: m.final_at.map(final_date).unwrap_or_default(),
                             // Being handed to the network, or handed to an upstream
                             // that has not reported yet: still en route.
-                            message_state: smsc_store::public_state(m.state),
+                            message_state: m.state.to_smpp(),
                             error_code: m.error_code.min(255) as u8,
                         }),
                     ),
@@ -96,8 +97,8 @@ fn final_date(ms: i64) -> TimeString {
     }
 }
 
-fn pending(state: MessageState) -> bool {
-    matches!(state, MessageState::ENROUTE | MessageState::SCHEDULED | MessageState::ACCEPTED)
+fn pending(state: DeliveryState) -> bool {
+    matches!(state, DeliveryState::Enroute | DeliveryState::Scheduled | DeliveryState::Accepted)
 }
 
 async fn cancel(
@@ -120,8 +121,11 @@ async fn cancel(
         if !c.dest.addr.is_empty() && m.dest.addr.as_bytes() != c.dest.addr.as_bytes() {
             continue;
         }
-        let update =
-            Update { state: Some(MessageState::DELETED), final_at: Some(now), ..Update::default() };
+        let update = Update {
+            state: Some(DeliveryState::Deleted),
+            final_at: Some(now),
+            ..Update::default()
+        };
         // Conditional on the state read: a delivery that got there first wins.
         match store.transition(&m.message_id, m.dest_index, m.state, update).await {
             Ok(Applied::Yes) => cancelled += 1,

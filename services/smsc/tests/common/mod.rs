@@ -40,7 +40,8 @@ use smsc_router::{Router, Routes};
 use smsc_runtime::telemetry::Metrics;
 use smsc_smpp::pdu::DeliverSm;
 use smsc_smpp::receipt::{Receipt, ReceiptStat};
-use smsc_smpp::{Body, CommandStatus, EsmClass, MessageState};
+use smsc_smpp::{Body, CommandStatus, EsmClass};
+pub use smsc_store::DeliveryState;
 use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 use smsc_store::{BindKind, Clock, SessionLease, Store, StoredMessage, UnixMillis};
 use tokio::task::JoinSet;
@@ -365,7 +366,7 @@ impl Pipeline {
     }
 
     /// Waits until the message is in `state`, and returns its row.
-    pub async fn wait_state(&self, message_id: &str, state: MessageState) -> StoredMessage {
+    pub async fn wait_state(&self, message_id: &str, state: DeliveryState) -> StoredMessage {
         self.wait_row(message_id, &state.to_string(), |r| r.state == state).await
     }
 
@@ -377,7 +378,7 @@ impl Pipeline {
     }
 
     /// The row the router writes for `ev`, in `state` after `attempts` attempts.
-    pub fn stored(&self, ev: &SubmitEvent, state: MessageState, attempts: u32) -> StoredMessage {
+    pub fn stored(&self, ev: &SubmitEvent, state: DeliveryState, attempts: u32) -> StoredMessage {
         let address = |a: &Option<Address>| {
             let a = a.clone().unwrap_or_default();
             smsc_store::StoredAddress { ton: a.ton as u8, npi: a.npi as u8, addr: a.addr }

@@ -5,11 +5,11 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::DeliveryState;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use smsc_proto as pb;
 use smsc_proto::store_service_client::StoreServiceClient;
-use smsc_smpp::MessageState;
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Response, Status};
@@ -245,13 +245,13 @@ impl Store for RemoteStore {
         &self,
         message_id: &str,
         dest_index: u32,
-        from: MessageState,
+        from: DeliveryState,
         update: Update,
     ) -> BoxFuture<'_, StoreResult<Applied>> {
         let op = pb::batch_op::Op::Transition(pb::TransitionRequest {
             message_id: message_id.to_owned(),
             dest_index,
-            from: from.0.into(),
+            from: from.code().into(),
             update: Some(update_to_proto(update)),
         });
         Box::pin(async move { applied_from_result(self.batched(op).await?) })

@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use smsc_proto as pb;
-use smsc_smpp::MessageState;
 use tonic::{Code, Status};
 
 use crate::{
-    Applied, BindKind, NotificationKind, Page, PendingNotification, SessionLease, SlotClaim,
-    StoreError, StoredAddress, StoredMessage, Update, UpstreamEntry, UpstreamLink,
+    Applied, BindKind, DeliveryState, NotificationKind, Page, PendingNotification, SessionLease,
+    SlotClaim, StoreError, StoredAddress, StoredMessage, Update, UpstreamEntry, UpstreamLink,
 };
 
 /// A field of a gRPC message that does not convert to the store's type.
@@ -39,8 +38,9 @@ pub(super) fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Co
 pub(super) fn state_from_proto(
     field: &'static str,
     value: u32,
-) -> Result<MessageState, ConvertError> {
-    narrow(field, value).map(MessageState)
+) -> Result<DeliveryState, ConvertError> {
+    let code: u8 = narrow(field, value)?;
+    DeliveryState::from_code(code).ok_or(ConvertError::OutOfRange { field, value: value.into() })
 }
 
 // ---- conversions -------------------------------------------------------------------
@@ -65,7 +65,7 @@ pub fn message_to_proto(m: StoredMessage) -> pb::StoredMessage {
         data_coding: m.data_coding.into(),
         esm_class: m.esm_class.into(),
         payload: m.payload.into(),
-        state: m.state.0.into(),
+        state: m.state.code().into(),
         error_code: m.error_code.into(),
         attempts: m.attempts,
         submitted_at: m.submitted_at,
@@ -103,7 +103,7 @@ pub fn message_from_proto(m: pb::StoredMessage) -> Result<StoredMessage, Convert
 /// whose own `at` is optional, so "leave it", "clear it" and "set it" all survive.
 pub fn update_to_proto(u: Update) -> pb::Update {
     pb::Update {
-        state: u.state.map(|s| s.0.into()),
+        state: u.state.map(|s| s.code().into()),
         error_code: u.error_code.map(Into::into),
         attempts: u.attempts,
         final_at: u.final_at,

@@ -1,6 +1,6 @@
+use crate::DeliveryState;
 use bytes::Bytes;
 use smsc_proto as pb;
-use smsc_smpp::MessageState;
 use tonic::Status;
 
 use super::*;
@@ -31,7 +31,7 @@ fn full_message() -> StoredMessage {
         attempts: 7,
         schedule_at: Some(1_700_000_000_500),
         final_at: Some(-1),
-        state: crate::IN_DELIVERY,
+        state: DeliveryState::InDelivery,
         source: StoredAddress { ton: 255, npi: 255, addr: "SHOP".into() },
         ..sample_message("m-1", 3, "acme")
     }
@@ -47,7 +47,7 @@ fn messages_round_trip() {
 #[test]
 fn updates_round_trip_with_every_schedule_change() {
     let full = Update {
-        state: Some(MessageState::DELIVERED),
+        state: Some(DeliveryState::Delivered),
         error_code: Some(27),
         attempts: Some(2),
         final_at: Some(1_700_000_000_999),

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
+use crate::DeliveryState;
 use bytes::Bytes;
 use scylla::deserialize::row::{ColumnIterator, DeserializeRow};
 use scylla::deserialize::value::DeserializeValue;
 use scylla::errors::{DeserializationError, TypeCheckError};
 use scylla::frame::response::result::ColumnSpec;
 use scylla::value::{CqlTimestamp, CqlValue, MaybeUnset};
-use smsc_smpp::MessageState;
 
 use super::config::MAX_TTL_SECS;
 use super::cql::MESSAGE_COLUMNS;
@@ -233,7 +233,7 @@ impl Columns<'_> {
         }
     }
 
-    fn state(&self, column: &str) -> StoreResult<MessageState> {
+    fn state(&self, column: &str) -> StoreResult<DeliveryState> {
         match self.required(column)? {
             CqlValue::TinyInt(v) => state_from_cql(*v).ok_or_else(|| {
                 corrupt(self.table, column, format_args!("unknown message state {v}"))
@@ -255,19 +255,13 @@ impl Columns<'_> {
     }
 }
 
-/// Only the states SMPP names and our internal ones (`IN_DELIVERY`, `AT_UPSTREAM`) are
-/// stored: anything else is a bug upstream.
-pub(super) fn state_to_cql(state: MessageState) -> StoreResult<i8> {
-    let known = state.name().is_some() || crate::is_internal(state);
-    match (known, i8::try_from(state.0)) {
-        (true, Ok(v)) => Ok(v),
-        _ => Err(StoreError::corrupt(format!("messages.state: unknown message state {}", state.0))),
-    }
+/// `messages.state` is a tinyint: every state's code (at most 65) fits.
+pub(super) fn state_to_cql(state: DeliveryState) -> i8 {
+    state.code() as i8
 }
 
-fn state_from_cql(v: i8) -> Option<MessageState> {
-    let state = MessageState(u8::try_from(v).ok()?);
-    (state.name().is_some() || crate::is_internal(state)).then_some(state)
+fn state_from_cql(v: i8) -> Option<DeliveryState> {
+    DeliveryState::from_code(u8::try_from(v).ok()?)
 }
 
 fn bind_to_cql(bind: BindKind) -> &'static str {
@@ -317,7 +311,7 @@ pub(super) fn message_to_row(m: &StoredMessage, ttl: i32) -> StoreResult<Message
         data_coding: i16::from(m.data_coding),
         esm_class: i16::from(m.esm_class),
         payload: &m.payload,
-        state: state_to_cql(m.state)?,
+        state: state_to_cql(m.state),
         error_code: i32::from(m.error_code),
         attempts: i64::from(m.attempts),
         submitted_at: CqlTimestamp(m.submitted_at),
@@ -369,7 +363,7 @@ pub(super) fn message_from_row(row: &CqlRow) -> StoreResult<Option<StoredMessage
 pub(super) fn update_to_row<'a>(
     message_id: &'a str,
     dest_index: u32,
-    from: MessageState,
+    from: DeliveryState,
     update: &'a Update,
     ttl: i32,
 ) -> StoreResult<UpdateValues<'a>> {
@@ -377,7 +371,7 @@ pub(super) fn update_to_row<'a>(
         v.map_or(MaybeUnset::Unset, |v| MaybeUnset::Set(f(v)))
     }
     let state = match update.state {
-        Some(s) => MaybeUnset::Set(state_to_cql(s)?),
+        Some(s) => MaybeUnset::Set(state_to_cql(s)),
         None => MaybeUnset::Unset,
     };
     Ok(UpdateValues {
@@ -394,7 +388,7 @@ pub(super) fn update_to_row<'a>(
         event: set(update.event.as_ref(), |b| &b[..]),
         message_id,
         dest_index: i64::from(dest_index),
-        expected_state: state_to_cql(from)?,
+        expected_state: state_to_cql(from),
     })
 }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::DeliveryState;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -19,7 +20,6 @@ use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
 use smsc_runtime::config::ClientTls;
-use smsc_smpp::MessageState;
 
 use super::config::ScyllaConfig;
 use super::cql::Cql;
@@ -236,7 +236,7 @@ impl ScyllaStore {
         &self,
         message_id: &str,
         dest_index: u32,
-        from: MessageState,
+        from: DeliveryState,
         update: &Update,
     ) -> StoreResult<Applied> {
         let dest = i64::from(dest_index);
@@ -313,7 +313,7 @@ impl Store for ScyllaStore {
         &self,
         message_id: &str,
         dest_index: u32,
-        from: MessageState,
+        from: DeliveryState,
         update: Update,
     ) -> BoxFuture<'_, StoreResult<Applied>> {
         let message_id = message_id.to_owned();

@@ -25,7 +25,7 @@ use smsc_bus::kafka::{KafkaBus, KafkaBusConfig};
 use smsc_bus::{Bus, Record};
 use smsc_store::DeliveryState;
 use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
-use smsc_store::{Store, StoredAddress, StoredMessage, Update};
+use smsc_store::{Address, Store, StoredMessage, Update};
 
 const BATCH: usize = 256;
 const RECORD_BYTES: usize = 100;
@@ -158,8 +158,8 @@ fn message(i: usize, now_ms: i64) -> StoredMessage {
         message_id: format!("{i:016x}"),
         dest_index: 0,
         system_id: "bench".to_owned(),
-        source: StoredAddress { ton: 5, npi: 0, addr: "SHOP".to_owned() },
-        dest: StoredAddress { ton: 1, npi: 1, addr: format!("4479460{:05}", i % 100_000) },
+        source: Address::new(smsc_smpp::Ton(5), smsc_smpp::Npi(0), "SHOP").expect("address"),
+        dest: Address::international(&format!("4479460{:05}", i % 100_000)).expect("address"),
         service_type: String::new(),
         registered_delivery: 1,
         data_coding: 0,

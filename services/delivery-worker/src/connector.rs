@@ -99,7 +99,9 @@ impl Connector for Simulator {
             if let Some(j) = &self.journal {
                 j.record(m);
             }
-            let Some(p) = self.profile(&m.dest.addr) else { return Outcome::Delivered };
+            let Some(p) = self.profile(m.dest.addr.as_str().unwrap_or_default()) else {
+                return Outcome::Delivered;
+            };
             if !p.latency.is_zero() {
                 tokio::time::sleep(p.latency).await;
             }
@@ -182,8 +184,8 @@ impl Webhook {
             "message_id": m.message_id,
             "dest_index": m.dest_index,
             "system_id": m.system_id,
-            "from": { "ton": m.source.ton, "npi": m.source.npi, "addr": m.source.addr },
-            "to": { "ton": m.dest.ton, "npi": m.dest.npi, "addr": m.dest.addr },
+            "from": { "ton": m.source.ton.0, "npi": m.source.npi.0, "addr": String::from_utf8_lossy(m.source.addr.as_bytes()) },
+            "to": { "ton": m.dest.ton.0, "npi": m.dest.npi.0, "addr": String::from_utf8_lossy(m.dest.addr.as_bytes()) },
             "data_coding": m.data_coding,
             "esm_class": m.esm_class,
             "text": text,
@@ -231,7 +233,8 @@ mod tests {
             dest_index: 0,
             system_id: "a".into(),
             source: Default::default(),
-            dest: smsc_store::StoredAddress { ton: 1, npi: 1, addr: dest.into() },
+            dest: smsc_store::Address::new(smsc_smpp::Ton(1), smsc_smpp::Npi(1), dest)
+                .expect("address"),
             service_type: String::new(),
             registered_delivery: 1,
             data_coding: 0,

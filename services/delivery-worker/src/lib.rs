@@ -248,7 +248,7 @@ impl Worker {
                 // that finds DeliveryState::InDelivery with its own attempt count and carries on.
                 let retry = DeliveryTask { attempt, check_claim: false, seen_claim: 0, ..task };
                 let mut record = Record::new(
-                    Bytes::from(m.dest.addr.clone().into_bytes()),
+                    Bytes::copy_from_slice(m.dest.addr.as_bytes()),
                     Bytes::from(retry.encode_to_vec()),
                 );
                 record.not_before = Some(smsc_runtime::clock::after(now, delay));

@@ -51,8 +51,8 @@ pub fn deliver_sm(
     ]);
     let d = DeliverSm {
         // Addresses swapped: the receipt comes "from" the handset to the ESME's address.
-        source: m.dest.to_smpp(),
-        dest: m.source.to_smpp(),
+        source: m.dest.resized(),
+        dest: m.source.resized(),
         esm_class: EsmClass(EsmClass::TYPE_DELIVERY_RECEIPT),
         short_message: ShortMessage::new(Bytes::from(text)).ok()?,
         tlvs,
@@ -64,7 +64,7 @@ pub fn deliver_sm(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smsc_store::StoredAddress;
+    use smsc_store::Address;
 
     #[test]
     fn receipt_has_standard_text_and_tlvs() {
@@ -72,8 +72,9 @@ mod tests {
             message_id: "0123456789abcdef0123456789abcdef".into(),
             dest_index: 0,
             system_id: "demo".into(),
-            source: StoredAddress { ton: 5, npi: 0, addr: "Bank".into() },
-            dest: StoredAddress { ton: 1, npi: 1, addr: "447700900123".into() },
+            source: Address::new(smsc_smpp::Ton(5), smsc_smpp::Npi(0), "Bank").expect("address"),
+            dest: Address::new(smsc_smpp::Ton(1), smsc_smpp::Npi(1), "447700900123")
+                .expect("address"),
             service_type: String::new(),
             registered_delivery: 1,
             data_coding: 0,

@@ -15,8 +15,7 @@ use smsc_smpp::{Body, Pdu};
 use smsc_store::contract::sample_message;
 use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 use smsc_store::{
-    Page, PendingNotification, SessionLease, SlotClaim, StoreError, StoreResult, StoredAddress,
-    UnixMillis,
+    Page, PendingNotification, SessionLease, SlotClaim, StoreError, StoreResult, UnixMillis,
 };
 
 use super::*;
@@ -221,8 +220,10 @@ impl Setup {
         let now = self.clock.now_ms();
         let m = StoredMessage {
             registered_delivery,
-            source: StoredAddress { ton: 5, npi: 0, addr: "Acme".into() },
-            dest: StoredAddress { ton: 1, npi: 1, addr: "447700900123".into() },
+            source: smsc_store::Address::new(smsc_smpp::Ton(5), smsc_smpp::Npi(0), "Acme")
+                .expect("address"),
+            dest: smsc_store::Address::new(smsc_smpp::Ton(1), smsc_smpp::Npi(1), "447700900123")
+                .expect("address"),
             submitted_at: now,
             expire_at: now + valid.as_millis() as i64,
             event: Bytes::new(),

@@ -378,8 +378,8 @@ pub fn submit_sm(m: &StoredMessage) -> Option<SubmitSm> {
         .map_or(TimeString::EMPTY, |t| TimeString::from_time(&t));
     let sm = SubmitSm {
         service_type: COctetString::new(m.service_type.as_bytes()).unwrap_or_default(),
-        source: m.source.to_smpp(),
-        dest: m.dest.to_smpp(),
+        source: m.source.resized(),
+        dest: m.dest.resized(),
         esm_class: EsmClass(m.esm_class & (EsmClass::UDHI | EsmClass::REPLY_PATH)),
         protocol_id: ev.as_ref().map_or(0, |e| e.protocol_id as u8),
         priority_flag: ev.as_ref().map_or(0, |e| e.priority_flag as u8),

@@ -12,23 +12,9 @@ use smsc_smpp::{
     COctetString, CommandId, CommandStatus, DataCoding, EsmClass, Npi, RegisteredDelivery, TlvTag,
     Tlvs, Ton,
 };
-use smsc_store::UnixMillis;
+use smsc_store::{Address, UnixMillis};
 
 type Status = CommandStatus;
-
-/// An address as a submit carries it, whatever its maximum length.
-#[derive(Debug, Clone, Copy)]
-pub struct Addr<'a> {
-    pub ton: Ton,
-    pub npi: Npi,
-    pub addr: &'a [u8],
-}
-
-impl<'a, const N: usize> From<&'a smsc_smpp::Address<N>> for Addr<'a> {
-    fn from(a: &'a smsc_smpp::Address<N>) -> Self {
-        Self { ton: a.ton, npi: a.npi, addr: a.addr.as_bytes() }
-    }
-}
 
 /// The longest alphanumeric sender a handset displays (GSM 03.40: 11 characters).
 const MAX_ALPHANUMERIC_SENDER: usize = 11;
@@ -39,7 +25,8 @@ fn is_number(addr: &[u8]) -> bool {
 }
 
 /// source_addr: TON/NPI defined, the form its TON implies, and allowed for the account.
-pub fn check_source(account: &Account, a: Addr<'_>) -> Result<(), Status> {
+pub fn check_source(account: &Account, a: &Address) -> Result<(), Status> {
+    let addr = a.addr.as_bytes();
     if !a.ton.is_defined() {
         return Err(Status::ESME_RINVSRCTON);
     }
@@ -47,11 +34,11 @@ pub fn check_source(account: &Account, a: Addr<'_>) -> Result<(), Status> {
         return Err(Status::ESME_RINVSRCNPI);
     }
     let well_formed = match a.ton {
-        Ton::ALPHANUMERIC => !a.addr.is_empty() && a.addr.len() <= MAX_ALPHANUMERIC_SENDER,
-        Ton::INTERNATIONAL | Ton::NATIONAL => is_number(a.addr),
+        Ton::ALPHANUMERIC => !addr.is_empty() && addr.len() <= MAX_ALPHANUMERIC_SENDER,
+        Ton::INTERNATIONAL | Ton::NATIONAL => is_number(addr),
         _ => true,
     };
-    let text = std::str::from_utf8(a.addr).map_err(|_| Status::ESME_RINVSRCADR)?;
+    let text = std::str::from_utf8(addr).map_err(|_| Status::ESME_RINVSRCADR)?;
     if !well_formed || !account.source_allowed(text) {
         return Err(Status::ESME_RINVSRCADR);
     }
@@ -59,7 +46,8 @@ pub fn check_source(account: &Account, a: Addr<'_>) -> Result<(), Status> {
 }
 
 /// destination_addr: present, TON/NPI defined, digits when the TON says it is a number.
-pub fn check_dest(a: Addr<'_>) -> Result<(), Status> {
+pub fn check_dest(a: &Address) -> Result<(), Status> {
+    let addr = a.addr.as_bytes();
     if !a.ton.is_defined() {
         return Err(Status::ESME_RINVDSTTON);
     }
@@ -68,7 +56,7 @@ pub fn check_dest(a: Addr<'_>) -> Result<(), Status> {
     }
     let numeric = matches!(a.ton, Ton::INTERNATIONAL | Ton::NATIONAL | Ton::SUBSCRIBER_NUMBER)
         || a.npi == Npi::ISDN;
-    if a.addr.is_empty() || (numeric && !is_number(a.addr)) {
+    if addr.is_empty() || (numeric && !is_number(addr)) {
         return Err(Status::ESME_RINVDSTADR);
     }
     Ok(())
@@ -165,7 +153,7 @@ pub fn times(
 pub struct Submit<'a> {
     pub command: CommandId,
     pub service_type: &'a [u8],
-    pub source: Addr<'a>,
+    pub source: Address,
     pub esm_class: EsmClass,
     pub protocol_id: u8,
     pub priority_flag: u8,
@@ -183,7 +171,7 @@ impl<'a> From<&'a SubmitSm> for Submit<'a> {
         Self {
             command: CommandId::SubmitSm,
             service_type: sm.service_type.as_bytes(),
-            source: Addr::from(&sm.source),
+            source: sm.source.resized(),
             esm_class: sm.esm_class,
             protocol_id: sm.protocol_id,
             priority_flag: sm.priority_flag,
@@ -203,7 +191,7 @@ impl<'a> From<&'a DataSm> for Submit<'a> {
         Self {
             command: CommandId::DataSm,
             service_type: d.service_type.as_bytes(),
-            source: Addr::from(&d.source),
+            source: d.source.resized(),
             esm_class: d.esm_class,
             protocol_id: 0,
             priority_flag: 0,
@@ -223,7 +211,7 @@ impl<'a> From<&'a SubmitMulti> for Submit<'a> {
         Self {
             command: CommandId::SubmitMulti,
             service_type: m.service_type.as_bytes(),
-            source: Addr::from(&m.source),
+            source: m.source.resized(),
             esm_class: m.esm_class,
             protocol_id: m.protocol_id,
             priority_flag: m.priority_flag,
@@ -244,7 +232,7 @@ impl<'a> From<&'a SubmitMulti> for Submit<'a> {
 /// one with [`check_dest`]), the payload and the schedule and validity times.
 pub fn check<'a>(
     s: Submit<'a>,
-    dest: Option<Addr<'_>>,
+    dest: Option<&Address>,
     account: &Account,
     now: UnixMillis,
 ) -> Result<Message<'a>, Status> {
@@ -255,7 +243,7 @@ pub fn check<'a>(
         s.replace_if_present_flag,
         s.data_coding,
     )?;
-    check_source(account, s.source)?;
+    check_source(account, &s.source)?;
     if let Some(dest) = dest {
         check_dest(dest)?;
     }
@@ -286,7 +274,7 @@ pub fn check<'a>(
 pub struct Message<'a> {
     pub command: &'static str,
     pub service_type: &'a [u8],
-    pub source: Addr<'a>,
+    pub source: Address,
     pub esm_class: EsmClass,
     pub protocol_id: u8,
     pub priority_flag: u8,
@@ -311,7 +299,7 @@ impl Message<'_> {
         arena: &mut BytesMut,
         message_id: &[u8],
         dest_index: u32,
-        dest: Addr<'_>,
+        dest: &Address,
         system_id: &str,
         edge_id: &str,
         now: UnixMillis,
@@ -321,7 +309,7 @@ impl Message<'_> {
         pb::uint(w, 2, u64::from(dest_index));
         pb::bytes(w, 3, system_id.as_bytes());
         pb::bytes(w, 4, edge_id.as_bytes());
-        pb::address(w, 5, self.source);
+        pb::address(w, 5, &self.source);
         pb::address(w, 6, dest);
         pb::bytes(w, 7, self.service_type);
         pb::uint(w, 8, u64::from(self.esm_class.0));
@@ -346,7 +334,7 @@ impl Message<'_> {
 mod pb {
     use bytes::{BufMut, BytesMut};
 
-    use super::Addr;
+    use smsc_store::Address;
 
     fn varint(w: &mut BytesMut, mut v: u64) {
         while v >= 0x80 {
@@ -382,20 +370,17 @@ mod pb {
     }
 
     /// A present `Address` submessage.
-    pub(super) fn address(w: &mut BytesMut, field: u32, a: Addr<'_>) {
+    pub(super) fn address(w: &mut BytesMut, field: u32, a: &Address) {
         let (ton, npi) = (u64::from(a.ton.0), u64::from(a.npi.0));
+        let addr = a.addr.as_bytes();
         let len = if ton != 0 { 1 + varint_len(ton) } else { 0 }
             + if npi != 0 { 1 + varint_len(npi) } else { 0 }
-            + if a.addr.is_empty() {
-                0
-            } else {
-                1 + varint_len(a.addr.len() as u64) + a.addr.len()
-            };
+            + if addr.is_empty() { 0 } else { 1 + varint_len(addr.len() as u64) + addr.len() };
         key(w, field, 2);
         varint(w, len as u64);
         uint(w, 1, ton);
         uint(w, 2, npi);
-        bytes(w, 3, a.addr);
+        bytes(w, 3, addr);
     }
 }
 
@@ -420,8 +405,8 @@ mod tests {
     use smsc_proto::{Address as PAddress, SubmitEvent};
     use smsc_smpp::Tlv;
 
-    fn addr(ton: u8, npi: u8, a: &'static str) -> Addr<'static> {
-        Addr { ton: Ton(ton), npi: Npi(npi), addr: a.as_bytes() }
+    fn addr(ton: u8, npi: u8, a: &'static str) -> Address {
+        Address::new(Ton(ton), Npi(npi), a).expect("fits")
     }
 
     #[test]
@@ -456,7 +441,7 @@ mod tests {
             };
             let mut arena = BytesMut::new();
             let bytes =
-                m.event(&mut arena, b"0123abcd", 3, dest, "demo", "edge-1", 1_700_000_000_000);
+                m.event(&mut arena, b"0123abcd", 3, &dest, "demo", "edge-1", 1_700_000_000_000);
             let expected = SubmitEvent {
                 message_id: "0123abcd".into(),
                 dest_index: 3,
@@ -465,12 +450,12 @@ mod tests {
                 source: Some(PAddress {
                     ton: u32::from(source.ton.0),
                     npi: u32::from(source.npi.0),
-                    addr: String::from_utf8_lossy(source.addr).into(),
+                    addr: String::from_utf8_lossy(source.addr.as_bytes()).into(),
                 }),
                 dest: Some(PAddress {
                     ton: u32::from(dest.ton.0),
                     npi: u32::from(dest.npi.0),
-                    addr: String::from_utf8_lossy(dest.addr).into(),
+                    addr: String::from_utf8_lossy(dest.addr.as_bytes()).into(),
                 }),
                 service_type: "CMT".into(),
                 esm_class: 0x40,

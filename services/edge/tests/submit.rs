@@ -20,7 +20,7 @@ use smsc_smpp::{
     Address, Body, CommandId, CommandStatus, MessageState, Npi, Pdu, RegisteredDelivery, Tlv, Tlvs,
     Ton,
 };
-use smsc_store::{BindKind, DeliveryState, Store, StoredAddress, StoredMessage};
+use smsc_store::{BindKind, DeliveryState, Store, StoredMessage};
 
 fn with_payload_tlv(mut sm: SubmitSm, payload: &'static [u8]) -> SubmitSm {
     sm.tlvs.push(Tlv::MessagePayload(Bytes::from_static(payload)));
@@ -336,8 +336,10 @@ async fn edge_with_stored_message() -> TestEdge {
         message_id: STORED_ID.into(),
         dest_index: 0,
         system_id: ESME.into(),
-        source: StoredAddress { ton: 1, npi: 1, addr: SOURCE.into() },
-        dest: StoredAddress { ton: 1, npi: 1, addr: DEST.into() },
+        source: smsc_store::Address::new(smsc_smpp::Ton(1), smsc_smpp::Npi(1), SOURCE)
+            .expect("address"),
+        dest: smsc_store::Address::new(smsc_smpp::Ton(1), smsc_smpp::Npi(1), DEST)
+            .expect("address"),
         service_type: String::new(),
         registered_delivery: 1,
         data_coding: 0,

@@ -23,10 +23,10 @@ use smsc_bus::{Bus, BusError, Delivery, Record, topics};
 use smsc_proto::{DeliveryTask, MoEvent, Notification, NotificationKind, SubmitEvent};
 use smsc_runtime::telemetry::Metrics;
 use smsc_smpp::pdu::{DeliverSm, ShortMessage};
-use smsc_smpp::{Body, DataCoding, EsmClass, Pdu, Tlvs};
+use smsc_smpp::{Body, DataCoding, EsmClass, Npi, Pdu, Tlvs, Ton};
 use smsc_store::DeliveryState;
 use smsc_store::store_until_ok;
-use smsc_store::{Applied, Clock, Store, StoredAddress, StoredMessage};
+use smsc_store::{Address, Applied, Clock, Store, StoredMessage};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -126,9 +126,10 @@ pub async fn run(router: Arc<Router>, lanes: usize, max_in_flight: usize) -> Res
     Ok(())
 }
 
-fn stored_address(a: Option<&smsc_proto::Address>) -> StoredAddress {
-    a.map(|a| StoredAddress { ton: a.ton as u8, npi: a.npi as u8, addr: a.addr.clone() })
-        .unwrap_or_default()
+/// An event's address as stored. The edge accepted it, so it fits; were it longer it
+/// would be cut rather than refused.
+fn stored_address(a: Option<&smsc_proto::Address>) -> Address {
+    a.map(|a| Address::truncated(Ton(a.ton as u8), Npi(a.npi as u8), &a.addr)).unwrap_or_default()
 }
 
 impl Router {
@@ -164,7 +165,7 @@ impl Router {
             final_at: None,
             event: payload,
         };
-        let dest = row.dest.addr.clone();
+        let dest = row.dest.addr;
         let Some(applied) = store_until_ok("insert_message", &self.shutdown, || {
             self.store.insert_message(row.clone())
         })
@@ -179,8 +180,12 @@ impl Router {
             self.metrics.routed_total.with_label_values(&["duplicate"]).inc();
             return true;
         }
-        let connectors =
-            self.routes.load().mt(&ev.system_id, &dest).map(<[String]>::to_vec).unwrap_or_default();
+        let connectors = self
+            .routes
+            .load()
+            .mt(&ev.system_id, dest.as_str().unwrap_or_default())
+            .map(<[String]>::to_vec)
+            .unwrap_or_default();
         if connectors.is_empty() {
             // The worker turns a task without connectors into UNDELIVERABLE and a receipt.
             self.metrics.routed_total.with_label_values(&["no_route"]).inc();
@@ -195,7 +200,7 @@ impl Router {
             upstream_check: false,
         };
         let mut record =
-            Record::new(Bytes::from(dest.into_bytes()), Bytes::from(task.encode_to_vec()));
+            Record::new(Bytes::copy_from_slice(dest.as_bytes()), Bytes::from(task.encode_to_vec()));
         let topic = if scheduled {
             let wait = Duration::from_millis((ev.schedule_at_ms - now) as u64);
             let (delay, topic) = self.tiers.for_wait(wait);

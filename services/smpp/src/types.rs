@@ -194,6 +194,14 @@ impl<const MAX: usize> Address<MAX> {
         let cut = &bytes[..bytes.len().min(MAX.saturating_sub(1))];
         Self { ton, npi, addr: COctetString::new(cut).unwrap_or_default() }
     }
+
+    /// The same address in a field of another size: exact when it fits, else cut to the
+    /// `M - 1` octets that do (a 64-character data_sm address in a deliver_sm's 20).
+    pub fn resized<const M: usize>(&self) -> Address<M> {
+        let bytes = self.addr.as_bytes();
+        let cut = &bytes[..bytes.len().min(M.saturating_sub(1))];
+        Address { ton: self.ton, npi: self.npi, addr: COctetString::from_checked(cut) }
+    }
 }
 
 /// esm_class (SMPP 3.4 §5.2.12): messaging mode, message type and GSM features.

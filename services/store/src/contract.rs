@@ -26,8 +26,8 @@ use bytes::Bytes;
 pub use smsc_runtime::testing::{ManualTime, RealTime, TimeControl, unique};
 
 use super::{
-    Applied, BindKind, NotificationKind, PendingNotification, SessionLease, SlotClaim, Store,
-    StoredAddress, StoredMessage, Update, UpstreamEntry, UpstreamLink,
+    Address, Applied, BindKind, NotificationKind, PendingNotification, SessionLease, SlotClaim,
+    Store, StoredMessage, Update, UpstreamEntry, UpstreamLink,
 };
 
 /// Slack added to a TTL before a row must be gone, for stores that count in seconds.
@@ -39,8 +39,8 @@ pub fn sample_message(message_id: &str, dest_index: u32, system_id: &str) -> Sto
         message_id: message_id.to_owned(),
         dest_index,
         system_id: system_id.to_owned(),
-        source: StoredAddress { ton: 5, npi: 0, addr: "SHOP".to_owned() },
-        dest: StoredAddress { ton: 1, npi: 1, addr: format!("4479460{dest_index:05}") },
+        source: Address::new(smsc_smpp::Ton(5), smsc_smpp::Npi(0), "SHOP").expect("address"),
+        dest: Address::international(&format!("4479460{dest_index:05}")).expect("address"),
         service_type: String::new(),
         registered_delivery: 1,
         data_coding: 0,

@@ -26,24 +26,9 @@ use tracing::warn;
 // Time as the store sees it is the process's clock.
 pub use smsc_runtime::clock::{Clock, ManualClock, SystemClock, UnixMillis};
 
-/// An address as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StoredAddress {
-    pub ton: u8,
-    pub npi: u8,
-    pub addr: String,
-}
-
-impl StoredAddress {
-    /// As SMPP carries it (cut to 20 characters: it came from our own network).
-    pub fn to_smpp(&self) -> smsc_smpp::Address {
-        smsc_smpp::Address::truncated(
-            smsc_smpp::Ton(self.ton),
-            smsc_smpp::Npi(self.npi),
-            &self.addr,
-        )
-    }
-}
+/// An address as stored: the codec's SMPP address, in the widest field a submit can
+/// fill (data_sm's 64 characters). A deliver_sm's 20 take [`smsc_smpp::Address::resized`].
+pub type Address = smsc_smpp::Address<65>;
 
 /// One destination of one accepted message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +37,8 @@ pub struct StoredMessage {
     /// 0 for submit_sm / data_sm; the destination's index for submit_multi.
     pub dest_index: u32,
     pub system_id: String,
-    pub source: StoredAddress,
-    pub dest: StoredAddress,
+    pub source: Address,
+    pub dest: Address,
     pub service_type: String,
     pub registered_delivery: u8,
     pub data_coding: u8,

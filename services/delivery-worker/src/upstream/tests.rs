@@ -13,7 +13,7 @@ use prost::Message as _;
 use smsc_runtime::telemetry::Metrics;
 use smsc_store::contract::sample_message;
 use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
-use smsc_store::{Clock, ManualClock, SlotClaim, Store, StoredAddress, StoredMessage, SystemClock};
+use smsc_store::{Address, Clock, ManualClock, SlotClaim, Store, StoredMessage, SystemClock};
 
 use crate::metrics::UpstreamMetrics;
 use smsc_proto::{MoEvent, SubmitEvent};
@@ -292,8 +292,8 @@ fn message(payload: &[u8]) -> StoredMessage {
         ..SubmitEvent::default()
     };
     StoredMessage {
-        source: StoredAddress { ton: 5, npi: 0, addr: "Acme".into() },
-        dest: StoredAddress { ton: 1, npi: 1, addr: "447700900123".into() },
+        source: Address::new(smsc_smpp::Ton(5), smsc_smpp::Npi(0), "Acme").expect("address"),
+        dest: Address::new(smsc_smpp::Ton(1), smsc_smpp::Npi(1), "447700900123").expect("address"),
         registered_delivery: 0,
         data_coding: 8,
         esm_class: EsmClass::UDHI | EsmClass::MODE_DATAGRAM,

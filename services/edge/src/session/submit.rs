@@ -10,7 +10,9 @@ use smsc_smpp::pdu::{DataSm, DestAddress, SubmitMulti, SubmitSm, UnsuccessSme};
 
 use super::state::{Accepted, Done, Session, State};
 use super::{READ_CHUNK, Status, status_name};
-use crate::submit::{self, Addr, Message, Submit};
+use smsc_store::Address;
+
+use crate::submit::{self, Message, Submit};
 
 impl Session {
     /// The account of a session that may submit, or the status that refuses it.
@@ -76,12 +78,12 @@ impl Session {
     }
 
     pub(super) fn on_submit(&mut self, seq: u32, sm: SubmitSm) {
-        let dest = Addr::from(&sm.dest);
+        let dest = sm.dest.resized();
         self.accept_single(seq, Submit::from(&sm), dest);
     }
 
     pub(super) fn on_data_sm(&mut self, seq: u32, d: DataSm) {
-        let dest = Addr::from(&d.dest);
+        let dest = d.dest.resized();
         self.accept_single(seq, Submit::from(&d), dest);
     }
 
@@ -99,9 +101,9 @@ impl Session {
         let mut dests = Vec::new();
         for (i, d) in m.dests.iter().enumerate() {
             match d {
-                DestAddress::Sme(a) => match submit::check_dest(Addr::from(a)) {
+                DestAddress::Sme(a) => match submit::check_dest(&a.resized()) {
                     Ok(()) => {
-                        self.publish(&msg, &hex, i as u32, Addr::from(a), &account);
+                        self.publish(&msg, &hex, i as u32, &a.resized(), &account);
                         dests.push(*a);
                     }
                     Err(status) => {
@@ -125,15 +127,15 @@ impl Session {
 
     /// A submit_sm or data_sm (one destination) that passes the checks joins the batch;
     /// a refused one is answered at once.
-    fn accept_single(&mut self, seq: u32, sm: Submit<'_>, dest: Addr<'_>) {
+    fn accept_single(&mut self, seq: u32, sm: Submit<'_>, dest: Address) {
         let Some(account) = self.admit(seq, sm.command, true) else { return };
         let now = self.edge.clock.now_ms();
-        let msg = match submit::check(sm, Some(dest), &account, now) {
+        let msg = match submit::check(sm, Some(&dest), &account, now) {
             Ok(msg) => msg,
             Err(status) => return self.reject(seq, sm.command, status),
         };
         let hex = self.new_id(now);
-        self.publish(&msg, &hex, 0, dest, &account);
+        self.publish(&msg, &hex, 0, &dest, &account);
         let (unsuccess, dests) = (Vec::new(), Vec::new());
         let command = sm.command;
         self.batch.push(Accepted { seq, command, message_id: hex, unsuccess, records: 1, dests });
@@ -151,7 +153,7 @@ impl Session {
         msg: &Message<'_>,
         id: &[u8; 32],
         dest_index: u32,
-        dest: Addr<'_>,
+        dest: &Address,
         account: &Account,
     ) {
         if self.arena.capacity() - self.arena.len() < 1024 {
@@ -167,7 +169,7 @@ impl Session {
             &self.edge.settings.edge_id,
             now,
         );
-        self.arena.extend_from_slice(dest.addr);
+        self.arena.extend_from_slice(dest.addr.as_bytes());
         let key = self.arena.split().freeze();
         self.records.push(Record::new(key, payload));
     }

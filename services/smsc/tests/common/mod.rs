@@ -381,7 +381,12 @@ impl Pipeline {
     pub fn stored(&self, ev: &SubmitEvent, state: DeliveryState, attempts: u32) -> StoredMessage {
         let address = |a: &Option<Address>| {
             let a = a.clone().unwrap_or_default();
-            smsc_store::StoredAddress { ton: a.ton as u8, npi: a.npi as u8, addr: a.addr }
+            smsc_store::Address::new(
+                smsc_smpp::Ton(a.ton as u8),
+                smsc_smpp::Npi(a.npi as u8),
+                &a.addr,
+            )
+            .expect("address")
         };
         StoredMessage {
             message_id: ev.message_id.clone(),

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use smsc_proto as pb;
+use smsc_smpp::{Npi, Ton};
 use tonic::{Code, Status};
 
 use crate::{
-    Applied, BindKind, DeliveryState, NotificationKind, Page, PendingNotification, SessionLease,
-    SlotClaim, StoreError, StoredAddress, StoredMessage, Update, UpstreamEntry, UpstreamLink,
+    Address, Applied, BindKind, DeliveryState, NotificationKind, Page, PendingNotification,
+    SessionLease, SlotClaim, StoreError, StoredMessage, Update, UpstreamEntry, UpstreamLink,
 };
 
 /// A field of a gRPC message that does not convert to the store's type.
@@ -45,12 +46,15 @@ pub(super) fn state_from_proto(
 
 // ---- conversions -------------------------------------------------------------------
 
-pub fn address_to_proto(a: StoredAddress) -> pb::StoredAddress {
-    pb::StoredAddress { ton: a.ton.into(), npi: a.npi.into(), addr: a.addr }
+pub fn address_to_proto(a: Address) -> pb::StoredAddress {
+    let addr = String::from_utf8_lossy(a.addr.as_bytes()).into_owned();
+    pb::StoredAddress { ton: a.ton.0.into(), npi: a.npi.0.into(), addr }
 }
 
-pub fn address_from_proto(a: pb::StoredAddress) -> Result<StoredAddress, ConvertError> {
-    Ok(StoredAddress { ton: narrow("ton", a.ton)?, npi: narrow("npi", a.npi)?, addr: a.addr })
+pub fn address_from_proto(a: pb::StoredAddress) -> Result<Address, ConvertError> {
+    let (ton, npi) = (Ton(narrow("ton", a.ton)?), Npi(narrow("npi", a.npi)?));
+    Address::new(ton, npi, &a.addr)
+        .map_err(|_| ConvertError::OutOfRange { field: "addr", value: a.addr.len() as u64 })
 }
 
 pub fn message_to_proto(m: StoredMessage) -> pb::StoredMessage {

@@ -6,8 +6,8 @@ use tonic::Status;
 use super::*;
 use crate::contract::{sample_lease, sample_message};
 use crate::{
-    Applied, BindKind, NotificationKind, Page, PendingNotification, SessionLease, SlotClaim,
-    StoreError, StoredAddress, StoredMessage, Update, UpstreamEntry, UpstreamLink,
+    Address, Applied, BindKind, NotificationKind, Page, PendingNotification, SessionLease,
+    SlotClaim, StoreError, StoredMessage, Update, UpstreamEntry, UpstreamLink,
 };
 
 fn notification(kind: NotificationKind) -> PendingNotification {
@@ -32,7 +32,7 @@ fn full_message() -> StoredMessage {
         schedule_at: Some(1_700_000_000_500),
         final_at: Some(-1),
         state: DeliveryState::InDelivery,
-        source: StoredAddress { ton: 255, npi: 255, addr: "SHOP".into() },
+        source: Address::new(smsc_smpp::Ton(255), smsc_smpp::Npi(255), "SHOP").expect("address"),
         ..sample_message("m-1", 3, "acme")
     }
 }

@@ -12,12 +12,13 @@ use scylla::deserialize::value::DeserializeValue;
 use scylla::errors::{DeserializationError, TypeCheckError};
 use scylla::frame::response::result::ColumnSpec;
 use scylla::value::{CqlTimestamp, CqlValue, MaybeUnset};
+use smsc_smpp::{Npi, Ton};
 
 use super::config::MAX_TTL_SECS;
 use super::cql::MESSAGE_COLUMNS;
 use crate::{
-    Applied, BindKind, NotificationKind, PendingNotification, SessionLease, StoreError,
-    StoreResult, StoredAddress, StoredMessage, UnixMillis, Update, UpstreamEntry, UpstreamLink,
+    Address, Applied, BindKind, NotificationKind, PendingNotification, SessionLease, StoreError,
+    StoreResult, StoredMessage, UnixMillis, Update, UpstreamEntry, UpstreamLink,
 };
 
 /// Bind values of `insert_message`.
@@ -209,6 +210,15 @@ impl Columns<'_> {
         }
     }
 
+    /// The address in `<prefix>_ton`, `<prefix>_npi` and `<prefix>_addr`.
+    fn address(&self, prefix: &str) -> StoreResult<Address> {
+        let (ton, npi) = (self.u8(&format!("{prefix}_ton"))?, self.u8(&format!("{prefix}_npi"))?);
+        let column = format!("{prefix}_addr");
+        let text = self.text(&column)?;
+        Address::new(Ton(ton), Npi(npi), &text)
+            .map_err(|e| corrupt(self.table, &column, format_args!("{e}")))
+    }
+
     fn u8(&self, column: &str) -> StoreResult<u8> {
         match self.required(column)? {
             CqlValue::SmallInt(v) => u8::try_from(*v)
@@ -253,6 +263,11 @@ impl Columns<'_> {
             Some(other) => Err(self.wrong_type(column, other)),
         }
     }
+}
+
+/// An address's text column: every address stored came from text, so it is UTF-8.
+fn addr_text<'a>(column: &str, a: &'a Address) -> StoreResult<&'a str> {
+    a.addr.as_str().ok_or_else(|| corrupt("messages", column, "not UTF-8"))
 }
 
 /// `messages.state` is a tinyint: every state's code (at most 65) fits.
@@ -300,12 +315,12 @@ pub(super) fn message_to_row(m: &StoredMessage, ttl: i32) -> StoreResult<Message
         message_id: &m.message_id,
         dest_index: i64::from(m.dest_index),
         system_id: &m.system_id,
-        source_ton: i16::from(m.source.ton),
-        source_npi: i16::from(m.source.npi),
-        source_addr: &m.source.addr,
-        dest_ton: i16::from(m.dest.ton),
-        dest_npi: i16::from(m.dest.npi),
-        dest_addr: &m.dest.addr,
+        source_ton: i16::from(m.source.ton.0),
+        source_npi: i16::from(m.source.npi.0),
+        source_addr: addr_text("source_addr", &m.source)?,
+        dest_ton: i16::from(m.dest.ton.0),
+        dest_npi: i16::from(m.dest.npi.0),
+        dest_addr: addr_text("dest_addr", &m.dest)?,
         service_type: &m.service_type,
         registered_delivery: i16::from(m.registered_delivery),
         data_coding: i16::from(m.data_coding),
@@ -334,16 +349,8 @@ pub(super) fn message_from_row(row: &CqlRow) -> StoreResult<Option<StoredMessage
         message_id: c.text("message_id")?,
         dest_index: c.u32("dest_index")?,
         system_id: c.text("system_id")?,
-        source: StoredAddress {
-            ton: c.u8("source_ton")?,
-            npi: c.u8("source_npi")?,
-            addr: c.text("source_addr")?,
-        },
-        dest: StoredAddress {
-            ton: c.u8("dest_ton")?,
-            npi: c.u8("dest_npi")?,
-            addr: c.text("dest_addr")?,
-        },
+        source: c.address("source")?,
+        dest: c.address("dest")?,
         service_type: c.text("service_type")?,
         registered_delivery: c.u8("registered_delivery")?,
         data_coding: c.u8("data_coding")?,

@@ -30,8 +30,8 @@ use super::store::tls_connector;
 use crate::config::StoreConfig;
 use crate::contract::{sample_lease, sample_message};
 use crate::{
-    Applied, BindKind, NotificationKind, PendingNotification, SessionLease, StoreError,
-    StoreResult, StoredAddress, StoredMessage, Update, UpstreamEntry, UpstreamLink,
+    Address, Applied, BindKind, NotificationKind, PendingNotification, SessionLease, StoreError,
+    StoreResult, StoredMessage, Update, UpstreamEntry, UpstreamLink,
 };
 
 const KS: &str = "smsc_test";
@@ -201,8 +201,8 @@ fn as_result_row(values: &impl SerializeRow, specs: &[ColumnSpec<'_>]) -> CqlRow
 fn full_message() -> StoredMessage {
     StoredMessage {
         dest_index: 254,
-        source: StoredAddress { ton: 255, npi: 18, addr: "SHOP".to_owned() },
-        dest: StoredAddress { ton: 1, npi: 1, addr: "447946000001".to_owned() },
+        source: Address::new(smsc_smpp::Ton(255), smsc_smpp::Npi(18), "SHOP").expect("address"),
+        dest: Address::new(smsc_smpp::Ton(1), smsc_smpp::Npi(1), "447946000001").expect("address"),
         service_type: "CMT".to_owned(),
         registered_delivery: 0x11,
         data_coding: 0xf0,

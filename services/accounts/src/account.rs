@@ -1,0 +1,341 @@
+//! [`Account`]: one `accounts` entry checked and compiled ([`Account::from_config`],
+//! [`compile`] for a whole list), what it allows (binds, clients, source addresses),
+//! and its password: argon2 hashing ([`hash_password`]) and verification.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Argon2, Params};
+use ipnet::IpNet;
+use smsc_runtime::config::ConfigError;
+use smsc_store::BindKind;
+
+use crate::config::AccountConfig;
+
+/// SMPP 3.4 system_id: a C-Octet String of at most 16 octets with the NUL.
+const MAX_SYSTEM_ID_LEN: usize = 15;
+
+/// Argon2 memory cost above which a configured hash is refused (KiB): every bind pays
+/// it, so a typo'd `m=` must not let one bind take gigabytes.
+const MAX_M_COST_KIB: u32 = 256 * 1024;
+
+/// Why an account entry or a password cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccountError {
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("password_hash: not a usable argon2 PHC string")]
+    PasswordHash {
+        #[source]
+        source: argon2::password_hash::Error,
+    },
+    #[error("cannot hash the password")]
+    Hashing {
+        #[source]
+        source: argon2::password_hash::Error,
+    },
+}
+
+impl AccountError {
+    fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid { field, reason: reason.into() }
+    }
+}
+
+/// A source_addr pattern, classified once so the common cases skip the matcher.
+#[derive(Clone, PartialEq, Eq)]
+enum SourcePattern {
+    Any,
+    Exact(String),
+    Glob(String),
+}
+
+impl SourcePattern {
+    fn new(pattern: &str) -> Self {
+        if pattern.bytes().all(|b| b == b'*') {
+            Self::Any
+        } else if pattern.contains(['*', '?']) {
+            Self::Glob(pattern.to_owned())
+        } else {
+            Self::Exact(pattern.to_owned())
+        }
+    }
+
+    fn matches(&self, addr: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Exact(p) => p == addr,
+            Self::Glob(p) => glob_match(p, addr),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Any => "*",
+            Self::Exact(p) | Self::Glob(p) => p,
+        }
+    }
+}
+
+/// `*` matches any run of characters (also none), `?` exactly one; everything else
+/// matches itself, case-sensitively.
+///
+/// Iterative, remembering only the last `*`: when a later literal fails, that star
+/// swallows one more character and matching resumes after it. Earlier stars never
+/// need revisiting, so this is O(pattern × text) at worst with no recursion.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    // Byte offsets, always on char boundaries: they only move by whole chars.
+    let (mut p, mut t) = (0, 0);
+    // (offset in pattern just after the last `*`, offset in text it resumes from)
+    let mut star: Option<(usize, usize)> = None;
+    while let Some(tc) = text.get(t..).and_then(|s| s.chars().next()) {
+        match pattern.get(p..).and_then(|s| s.chars().next()) {
+            Some('*') => {
+                p += 1;
+                star = Some((p, t));
+                continue;
+            }
+            Some(pc) if pc == '?' || pc == tc => {
+                p += pc.len_utf8();
+                t += tc.len_utf8();
+                continue;
+            }
+            _ => {}
+        }
+        let Some((star_p, star_t)) = star else { return false };
+        let skipped = text.get(star_t..).and_then(|s| s.chars().next()).map_or(1, char::len_utf8);
+        p = star_p;
+        t = star_t + skipped;
+        star = Some((star_p, t));
+    }
+    pattern.get(p..).is_some_and(|rest| rest.bytes().all(|b| b == b'*'))
+}
+
+/// An account, checked and compiled from an [`AccountConfig`].
+///
+/// Built only by [`Account::from_config`] and [`Account::demo`], so every one in a
+/// directory is valid. `Debug` leaves the password hash out.
+#[derive(Clone)]
+pub struct Account {
+    pub system_id: String,
+    /// PHC string; only [`Account::verify_password`] reads it.
+    password_hash: String,
+    pub bind_types: Vec<BindKind>,
+    pub max_binds: u32,
+    /// Requests in process per session.
+    pub window: u32,
+    /// Messages per second for the account on one pod; 0 = unlimited.
+    pub max_submit_rate: u32,
+    source_patterns: Vec<SourcePattern>,
+    pub allowed_cidrs: Vec<IpNet>,
+    pub enabled: bool,
+    pub default_validity: Duration,
+    pub max_validity: Duration,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sources: Vec<&str> = self.source_patterns.iter().map(SourcePattern::as_str).collect();
+        f.debug_struct("Account")
+            .field("system_id", &self.system_id)
+            .field("password_hash", &"<redacted>")
+            .field("bind_types", &self.bind_types)
+            .field("max_binds", &self.max_binds)
+            .field("window", &self.window)
+            .field("max_submit_rate", &self.max_submit_rate)
+            .field("source_addresses", &sources)
+            .field("allowed_cidrs", &self.allowed_cidrs)
+            .field("enabled", &self.enabled)
+            .field("default_validity", &self.default_validity)
+            .field("max_validity", &self.max_validity)
+            .finish()
+    }
+}
+
+impl Account {
+    /// Checks one entry. The cap on `max_validity` (the store's message TTL) and
+    /// uniqueness of system_ids are checked by the caller, which sees the whole list.
+    pub fn from_config(c: &AccountConfig) -> Result<Account, AccountError> {
+        let id = &c.system_id;
+        if id.is_empty() || id.len() > MAX_SYSTEM_ID_LEN {
+            return Err(AccountError::invalid(
+                "system_id",
+                format!("must be 1 to {MAX_SYSTEM_ID_LEN} characters"),
+            ));
+        }
+        if !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AccountError::invalid("system_id", "printable ASCII without spaces only"));
+        }
+        check_password_hash(&c.password_hash)?;
+        if c.bind_types.is_empty() {
+            return Err(AccountError::invalid("bind_types", "empty: the account could never bind"));
+        }
+        if c.max_binds == 0 {
+            return Err(AccountError::invalid("max_binds", "must be at least 1"));
+        }
+        if c.window == 0 {
+            return Err(AccountError::invalid("window", "must be at least 1"));
+        }
+        if c.source_addresses.is_empty() {
+            return Err(AccountError::invalid("source_addresses", "empty: use [\"*\"] for any"));
+        }
+        if let Some(i) = c.source_addresses.iter().position(String::is_empty) {
+            return Err(AccountError::invalid("source_addresses", format!("entry {i} is empty")));
+        }
+        if c.allowed_cidrs.is_empty() {
+            return Err(AccountError::invalid(
+                "allowed_cidrs",
+                "empty: use [0.0.0.0/0, ::/0] for any client",
+            ));
+        }
+        if c.default_validity.is_zero() {
+            return Err(AccountError::invalid("default_validity", "must be longer than 0s"));
+        }
+        if c.default_validity > c.max_validity {
+            return Err(AccountError::invalid("default_validity", "longer than max_validity"));
+        }
+        Ok(Account {
+            system_id: id.clone(),
+            password_hash: c.password_hash.clone(),
+            bind_types: c.bind_types.clone(),
+            max_binds: c.max_binds,
+            window: c.window,
+            max_submit_rate: c.max_submit_rate,
+            source_patterns: c.source_addresses.iter().map(|p| SourcePattern::new(p)).collect(),
+            allowed_cidrs: c.allowed_cidrs.clone(),
+            enabled: c.enabled,
+            default_validity: c.default_validity,
+            max_validity: c.max_validity,
+        })
+    }
+
+    /// The account `smsc all` starts with: `demo`/`demo`, any bind, source and client.
+    /// Hashes at call time (tens of milliseconds), so call it once at startup.
+    pub fn demo() -> Account {
+        let password_hash =
+            hash_password("demo").expect("argon2 defaults and a fresh salt always hash 4 bytes");
+        Account {
+            system_id: "demo".to_owned(),
+            password_hash,
+            bind_types: vec![BindKind::Transmitter, BindKind::Receiver, BindKind::Transceiver],
+            max_binds: 64,
+            window: 256,
+            max_submit_rate: 0,
+            source_patterns: vec![SourcePattern::Any],
+            allowed_cidrs: vec![
+                IpNet::V4(ipnet::Ipv4Net::default()),
+                IpNet::V6(ipnet::Ipv6Net::default()),
+            ],
+            enabled: true,
+            default_validity: Duration::from_secs(48 * 3600),
+            max_validity: Duration::from_secs(72 * 3600),
+        }
+    }
+
+    pub fn allows_bind(&self, kind: BindKind) -> bool {
+        self.bind_types.contains(&kind)
+    }
+
+    /// Whether a client at `ip` may bind. An IPv4 client seen on a dual-stack socket
+    /// (`::ffff:10.1.2.3`) is matched against the IPv4 networks too.
+    pub fn client_allowed(&self, ip: IpAddr) -> bool {
+        let mapped = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        self.allowed_cidrs
+            .iter()
+            .any(|net| net.contains(&ip) || mapped.is_some_and(|v4| net.contains(&v4)))
+    }
+
+    /// Whether the account may submit with this source_addr.
+    pub fn source_allowed(&self, addr: &str) -> bool {
+        self.source_patterns.iter().any(|p| p.matches(addr))
+    }
+
+    /// Checks a bind's password against the stored hash, in constant time.
+    ///
+    /// Argon2 is deliberately slow (tens of milliseconds, a few MiB of memory): call it
+    /// from `tokio::task::spawn_blocking`, never on a runtime worker. SMPP caps passwords
+    /// at 8 characters, but a longer one is compared whole, not truncated: a hash of a
+    /// 12-character password must not accept its first 8.
+    pub fn verify_password(&self, password: &[u8]) -> bool {
+        match PasswordHash::new(&self.password_hash) {
+            Ok(hash) => Argon2::default().verify_password(password, &hash).is_ok(),
+            // Checked at load; a hash that stopped parsing refuses everyone.
+            Err(_) => false,
+        }
+    }
+}
+
+pub(crate) fn check_password_hash(phc: &str) -> Result<(), AccountError> {
+    let hash = PasswordHash::new(phc).map_err(|source| AccountError::PasswordHash { source })?;
+    if !matches!(hash.algorithm.as_str(), "argon2id" | "argon2i" | "argon2d") {
+        return Err(AccountError::invalid("password_hash", "not an argon2 hash"));
+    }
+    if hash.salt.is_none() || hash.hash.is_none() {
+        return Err(AccountError::invalid("password_hash", "has no salt or no hash output"));
+    }
+    let params = Params::try_from(&hash).map_err(|source| AccountError::PasswordHash { source })?;
+    if params.m_cost() > MAX_M_COST_KIB {
+        return Err(AccountError::invalid(
+            "password_hash",
+            format!("memory cost above {} MiB", MAX_M_COST_KIB / 1024),
+        ));
+    }
+    Ok(())
+}
+
+/// An argon2id PHC string of `password` with a random salt, for `smsc hash-password`.
+/// Slow on purpose (see [`Account::verify_password`]).
+pub fn hash_password(password: &str) -> Result<String, AccountError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|source| AccountError::Hashing { source })
+}
+
+/// Checks a whole accounts list: every entry, unique system_ids, and `max_validity`
+/// within `max_validity_cap` (the store keeps a message no longer than that).
+/// `key_prefix` goes before `accounts[i]` in errors (a file name, or nothing).
+pub fn compile(
+    list: &[AccountConfig],
+    max_validity_cap: Duration,
+    key_prefix: &str,
+) -> Result<Vec<Account>, ConfigError> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(list.len());
+    let mut accounts = Vec::with_capacity(list.len());
+    for (i, c) in list.iter().enumerate() {
+        let key = format!("{key_prefix}accounts[{i}]");
+        let entry_error = |source: AccountError| ConfigError::Account {
+            key: key.clone(),
+            system_id: c.system_id.clone(),
+            source: Box::new(source),
+        };
+        let account = Account::from_config(c).map_err(entry_error)?;
+        if account.max_validity > max_validity_cap {
+            return Err(entry_error(AccountError::invalid(
+                "max_validity",
+                format!(
+                    "{} is longer than store.message_ttl {}",
+                    humantime::format_duration(account.max_validity),
+                    humantime::format_duration(max_validity_cap)
+                ),
+            )));
+        }
+        if let Some(first) = seen.insert(c.system_id.as_str(), i) {
+            return Err(ConfigError::Invalid {
+                key: format!("{key}.system_id"),
+                env_var: None,
+                reason: format!("{:?} is also {key_prefix}accounts[{first}]", c.system_id),
+            });
+        }
+        accounts.push(account);
+    }
+    Ok(accounts)
+}

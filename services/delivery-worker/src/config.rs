@@ -279,9 +279,25 @@ pub fn validate_connectors(
     connectors: &BTreeMap<String, ConnectorConfig>,
 ) -> Result<(), ConfigError> {
     for (name, connector) in connectors {
-        if let ConnectorConfig::Smpp(u) = connector {
-            validate_upstream(name, u)?;
+        match connector {
+            ConnectorConfig::Smpp(u) => validate_upstream(name, u)?,
+            ConnectorConfig::Webhook { url, .. } => validate_webhook_url(name, url)?,
+            ConnectorConfig::Simulator { .. } => {}
         }
+    }
+    Ok(())
+}
+
+/// The webhook client speaks plain HTTP/1.1: `http://host[:port]/path`.
+fn validate_webhook_url(name: &str, url: &str) -> Result<(), ConfigError> {
+    let key = format!("connectors.{name}.url");
+    let uri: hyper::Uri = url.parse().map_err(|e| ConfigError::Invalid {
+        key: key.clone(),
+        env_var: None,
+        reason: format!("`{url}` is not a URL: {e}"),
+    })?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none_or(str::is_empty) {
+        return Err(invalid(&key, format!("`{url}`: give http://host[:port]/path")));
     }
     Ok(())
 }

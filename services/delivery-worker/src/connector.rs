@@ -1,15 +1,21 @@
-//! Network connectors: where a message leaves the SMSC. The built-in network simulator
-//! is here; an SMPP upstream and an HTTP webhook implement the same trait.
+//! Network connectors: where a message leaves the SMSC, and what one that also receives
+//! (an SMPP upstream) reports back ([`Inbound`], [`UpstreamReceipt`]). The network
+//! simulator and the HTTP webhook are here; the SMPP upstream (`upstream`) implements the
+//! same trait. The worker builds them from the config (`start::build_connectors`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
-use smsc_runtime::config::ConfigError;
+use smsc_proto::MoEvent;
+use smsc_smpp::{CommandStatus, MessageState};
+use smsc_store::{Clock, Store, StoredMessage};
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConnectorConfig, SimProfile};
-use smsc_store::StoredMessage;
+use crate::config::SimProfile;
+use crate::metrics::UpstreamMetrics;
 
 /// What the network said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,10 +48,62 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     /// Starts what the connector runs in the background (an SMPP upstream's binds with
     /// their receipt and MO listeners) until `ctx.shutdown`; [`crate::run`] calls it
     /// once, before the first delivery.
-    fn start(&self, ctx: crate::upstream::ConnectorContext) {
+    fn start(&self, ctx: ConnectorContext) {
         let _ = ctx;
     }
 }
+
+/// What a connector that receives from the network reports to the worker: receipts of
+/// messages it handed over, and MO. Each call returns once what it reports is durable
+/// (or could not be made so), with the command_status to answer the network with.
+pub trait Inbound: Send + Sync + std::fmt::Debug {
+    /// A delivery receipt from upstream `connector`.
+    fn receipt<'a>(
+        &'a self,
+        connector: &'a str,
+        receipt: UpstreamReceipt,
+    ) -> BoxFuture<'a, CommandStatus>;
+
+    /// A message from a handset, for `smsc.mo`.
+    fn mo<'a>(&'a self, connector: &'a str, mo: MoEvent) -> BoxFuture<'a, CommandStatus>;
+}
+
+/// Handed to [`Connector::start`].
+#[derive(Debug, Clone)]
+pub struct ConnectorContext {
+    pub inbound: Arc<dyn Inbound>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<UpstreamMetrics>,
+    pub shutdown: CancellationToken,
+}
+
+/// A receipt from an upstream, as understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamReceipt {
+    /// Store keys of the upstream message it is about, most likely first.
+    pub keys: Vec<String>,
+    /// The state it reports: final, or not (ENROUTE, ACCEPTED: nothing to do).
+    pub state: MessageState,
+    /// The network error code (0 when it gives none).
+    pub error_code: u16,
+    /// The PDU as received, re-encoded (kept when the id is not known yet).
+    pub pdu: Bytes,
+    /// How long it is kept for a link that has not come yet (the connector's
+    /// `receipt_park_ttl`).
+    pub park_ttl: std::time::Duration,
+}
+
+impl UpstreamReceipt {
+    /// The final state it reports, as stored; `None` while the message is on its way
+    /// (ENROUTE, ACCEPTED, or a state SMPP does not name).
+    pub fn final_state(&self) -> Option<smsc_store::DeliveryState> {
+        smsc_store::DeliveryState::from_smpp(self.state).filter(|s| s.is_final())
+    }
+}
+
+/// [`UpstreamReceipt::park_ttl`] until the connector sets its own.
+pub const DEFAULT_PARK_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The simulated mobile network for demos, tests and load tests.
 #[derive(Debug, Default)]
@@ -53,7 +111,7 @@ pub struct Simulator {
     /// Longest prefix first.
     profiles: Vec<SimProfile>,
     handed: AtomicU64,
-    journal: Option<Journal>,
+    pub(crate) journal: Option<Journal>,
 }
 
 /// The simulator's record of handoffs: one `message_id dest_index` line per message, each
@@ -119,37 +177,6 @@ impl Connector for Simulator {
 
 /// Connectors by configured name.
 pub type Connectors = BTreeMap<String, Arc<dyn Connector>>;
-
-/// Builds the configured connectors. One that cannot be built (a journal that does not
-/// open, a URL that does not parse, TLS material that does not load) is a config error
-/// naming its key: a worker never runs with a connector quietly left out.
-pub fn build(config: &BTreeMap<String, ConnectorConfig>) -> Result<Connectors, ConfigError> {
-    let unusable = |name: &str, field: &str, source: Box<dyn std::error::Error + Send + Sync>| {
-        ConfigError::Unusable { key: format!("connectors.{name}.{field}"), source }
-    };
-    let mut out = Connectors::new();
-    for (name, c) in config {
-        let connector: Arc<dyn Connector> = match c {
-            ConnectorConfig::Simulator { profiles, journal } => {
-                let mut sim = Simulator::new(profiles.clone());
-                if let Some(path) = journal {
-                    let j = Journal::open(path).map_err(|e| unusable(name, "journal", e.into()))?;
-                    sim.journal = Some(j);
-                }
-                Arc::new(sim)
-            }
-            ConnectorConfig::Webhook { url, timeout } => {
-                Arc::new(Webhook::new(url, *timeout).map_err(|e| unusable(name, "url", e.into()))?)
-            }
-            ConnectorConfig::Smpp(u) => Arc::new(
-                crate::upstream::SmppUpstream::new(name, u)
-                    .map_err(|e| unusable(name, "tls", e.into()))?,
-            ),
-        };
-        out.insert(name.clone(), connector);
-    }
-    Ok(out)
-}
 
 /// Hands messages to an HTTP service: `POST url` with a JSON body; 2xx is delivered,
 /// 4xx a permanent failure (the service refused it), anything else (5xx, timeout,
@@ -353,74 +380,21 @@ mod tests {
         assert_eq!(s.handed(), 7);
     }
 
-    /// Every configured kind this build runs is built: a webhook route must not fall
-    /// back to "no connector" (that turned every message into a retry).
-    #[tokio::test]
-    async fn build_makes_every_configured_connector() {
-        let config = BTreeMap::from([
-            ("sim".to_owned(), ConnectorConfig::default()),
-            (
-                "hook".to_owned(),
-                ConnectorConfig::Webhook {
-                    url: "http://127.0.0.1:9/sms".into(),
-                    timeout: Duration::from_millis(100),
-                },
-            ),
-        ]);
-        let built = build(&config).expect("every connector builds");
-        assert_eq!(built.keys().collect::<Vec<_>>(), ["hook", "sim"]);
-        // Nothing listens on port 9 (discard): a temporary failure, not a panic.
-        let outcome = built["hook"].deliver(&msg("1"), 1).await;
-        assert!(matches!(outcome, Outcome::Temporary { .. }), "{outcome:?}");
-    }
-
     #[tokio::test]
     async fn the_journal_records_every_handoff() {
         let dir = std::env::temp_dir().join(format!("smsc-journal-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("handed");
         let _ = std::fs::remove_file(&path);
-        let config = BTreeMap::from([(
-            "sim".to_owned(),
-            ConnectorConfig::Simulator { profiles: Vec::new(), journal: Some(path.clone()) },
-        )]);
-        let built = build(&config).expect("the journal opens");
+        let mut sim = Simulator::new(Vec::new());
+        sim.journal = Some(Journal::open(&path).expect("the journal opens"));
         let mut m = msg("1");
         for (id, dest) in [("a1", 0), ("b2", 3)] {
             (m.message_id, m.dest_index) = (id.to_owned(), dest);
-            assert_eq!(built["sim"].deliver(&m, 1).await, Outcome::Delivered);
+            assert_eq!(sim.deliver(&m, 1).await, Outcome::Delivered);
         }
         let text = std::fs::read_to_string(&path).expect("journal");
         assert_eq!(text, "a1 0\nb2 3\n");
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// A connector that cannot be built is a config error naming its key, never a
-    /// connector quietly left out.
-    #[test]
-    fn a_connector_that_cannot_be_built_is_a_config_error_naming_its_key() {
-        let cases = [
-            (
-                ConnectorConfig::Webhook {
-                    url: "not a url".into(),
-                    timeout: Duration::from_secs(1),
-                },
-                "connectors.bad.url",
-            ),
-            (
-                ConnectorConfig::Simulator {
-                    profiles: Vec::new(),
-                    journal: Some("/nonexistent-dir/journal".into()),
-                },
-                "connectors.bad.journal",
-            ),
-        ];
-        for (connector, key) in cases {
-            let config = BTreeMap::from([("bad".to_owned(), connector)]);
-            match build(&config) {
-                Err(ConfigError::Unusable { key: k, .. }) => assert_eq!(k, key),
-                other => panic!("{key}: {:?}", other.map(|c| c.len())),
-            }
-        }
     }
 }

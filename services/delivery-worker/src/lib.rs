@@ -46,9 +46,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 pub use connector::{Connector, Connectors, Outcome};
+use connector::{ConnectorContext, Inbound, UpstreamReceipt};
 pub use metrics::{UpstreamMetrics, WorkerMetrics};
-pub use start::{Deps, start};
-use upstream::{ConnectorContext, Inbound, UpstreamReceipt};
+pub use start::{Deps, build_connectors, start};
 
 /// Consumer group of the delivery workers.
 pub const GROUP: &str = "smsc-worker";

@@ -1,11 +1,15 @@
 //! The delivery worker's entry point: what `smsc worker` (and `smsc all`) run. It starts
 //! the delivery consumer (`smsc.deliver` and the retry tiers), the dispatcher of receipts
-//! and MO (`smsc.notify`), and the simulator's handset side (`smsc mo`).
+//! and MO (`smsc.notify`), and the simulator's handset side (`smsc mo`); and it builds the
+//! configured connectors, which the binary does first, so that one that cannot be built
+//! stops the process before anything starts.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use smsc_accounts::AccountDirectory;
 use smsc_bus::{Bus, Tiers};
+use smsc_runtime::config::ConfigError;
 use smsc_runtime::telemetry::Metrics;
 use smsc_store::{Clock, Store};
 use tokio::net::TcpListener;
@@ -13,12 +17,45 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::config::WorkerConfig;
-use crate::connector::Connectors;
+use crate::config::{ConnectorConfig, WorkerConfig};
+use crate::connector::{Connector, Connectors, Journal, Simulator, Webhook};
 use crate::dispatch::Dispatcher;
 use crate::edge_link::DynEdgeLink;
 use crate::simulator::SimulatorGrpc;
 use crate::{Worker, dispatch};
+
+/// Builds the configured connectors. One that cannot be built (a journal that does not
+/// open, a URL that does not parse, TLS material that does not load) is a config error
+/// naming its key: a worker never runs with a connector quietly left out.
+pub fn build_connectors(
+    config: &BTreeMap<String, ConnectorConfig>,
+) -> Result<Connectors, ConfigError> {
+    let unusable = |name: &str, field: &str, source: Box<dyn std::error::Error + Send + Sync>| {
+        ConfigError::Unusable { key: format!("connectors.{name}.{field}"), source }
+    };
+    let mut out = Connectors::new();
+    for (name, c) in config {
+        let connector: Arc<dyn Connector> = match c {
+            ConnectorConfig::Simulator { profiles, journal } => {
+                let mut sim = Simulator::new(profiles.clone());
+                if let Some(path) = journal {
+                    let j = Journal::open(path).map_err(|e| unusable(name, "journal", e.into()))?;
+                    sim.journal = Some(j);
+                }
+                Arc::new(sim)
+            }
+            ConnectorConfig::Webhook { url, timeout } => {
+                Arc::new(Webhook::new(url, *timeout).map_err(|e| unusable(name, "url", e.into()))?)
+            }
+            ConnectorConfig::Smpp(u) => Arc::new(
+                crate::upstream::SmppUpstream::new(name, u)
+                    .map_err(|e| unusable(name, "tls", e.into()))?,
+            ),
+        };
+        out.insert(name.clone(), connector);
+    }
+    Ok(out)
+}
 
 /// What the worker runs on, given by the process that runs it.
 #[derive(Debug, Clone)]
@@ -33,7 +70,7 @@ pub struct Deps {
 }
 
 /// Starts the worker of `node_id` with `connectors` (built from the config:
-/// [`crate::connector::build`]) into `tasks`, until `shutdown`.
+/// [`build_connectors`]) into `tasks`, until `shutdown`.
 pub async fn start(
     config: &WorkerConfig,
     node_id: &str,
@@ -94,4 +131,65 @@ pub async fn start(
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::ConnectorConfig;
+    use crate::connector::Outcome;
+
+    /// Every configured kind this build runs is built: a webhook route must not fall
+    /// back to "no connector" (that turned every message into a retry).
+    #[tokio::test]
+    async fn build_makes_every_configured_connector() {
+        let config = BTreeMap::from([
+            ("sim".to_owned(), ConnectorConfig::default()),
+            (
+                "hook".to_owned(),
+                ConnectorConfig::Webhook {
+                    url: "http://127.0.0.1:9/sms".into(),
+                    timeout: Duration::from_millis(100),
+                },
+            ),
+        ]);
+        let built = build_connectors(&config).expect("every connector builds");
+        assert_eq!(built.keys().collect::<Vec<_>>(), ["hook", "sim"]);
+        // Nothing listens on port 9 (discard): a temporary failure, not a panic.
+        let message = smsc_store::contract::sample_message("1", 0, "a");
+        let outcome = built["hook"].deliver(&message, 1).await;
+        assert!(matches!(outcome, Outcome::Temporary { .. }), "{outcome:?}");
+    }
+
+    /// A connector that cannot be built is a config error naming its key, never a
+    /// connector quietly left out.
+    #[test]
+    fn a_connector_that_cannot_be_built_is_a_config_error_naming_its_key() {
+        let cases = [
+            (
+                ConnectorConfig::Webhook {
+                    url: "not a url".into(),
+                    timeout: Duration::from_secs(1),
+                },
+                "connectors.bad.url",
+            ),
+            (
+                ConnectorConfig::Simulator {
+                    profiles: Vec::new(),
+                    journal: Some("/nonexistent-dir/journal".into()),
+                },
+                "connectors.bad.journal",
+            ),
+        ];
+        for (connector, key) in cases {
+            let config = BTreeMap::from([("bad".to_owned(), connector)]);
+            match build_connectors(&config) {
+                Err(ConfigError::Unusable { key: k, .. }) => assert_eq!(k, key),
+                other => panic!("{key}: {:?}", other.map(|c| c.len())),
+            }
+        }
+    }
 }

@@ -24,50 +24,23 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::config::{SmppUpstreamConfig, UpstreamBindMode};
-use crate::metrics::UpstreamMetrics;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use prost::Message as _;
-use smsc_proto::{MoEvent, SubmitEvent};
+use smsc_proto::SubmitEvent;
 use smsc_smpp::pdu::{ShortMessage, SubmitSm, TimeString};
 use smsc_smpp::time::SmppTime;
 use smsc_smpp::{
     Body, COctetString, CommandStatus, DataCoding, EsmClass, Pdu, RegisteredDelivery, Tlv, Tlvs,
 };
-use smsc_store::{BindKind, Clock, SlotClaim, Store, StoredMessage};
+use smsc_store::{BindKind, SlotClaim, StoredMessage};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::connector::{Connector, Outcome};
-pub use inbound::{UpstreamReceipt, link_key};
+use crate::connector::{Connector, ConnectorContext, Outcome};
+pub use inbound::link_key;
 use session::{Shared, SubmitRequest, SubmitResult};
-
-/// What a connector that receives from the network reports to the worker: receipts of
-/// messages it handed over, and MO. Each call returns once what it reports is durable
-/// (or could not be made so), with the command_status to answer the network with.
-pub trait Inbound: Send + Sync + std::fmt::Debug {
-    /// A delivery receipt from upstream `connector`.
-    fn receipt<'a>(
-        &'a self,
-        connector: &'a str,
-        receipt: UpstreamReceipt,
-    ) -> BoxFuture<'a, CommandStatus>;
-
-    /// A message from a handset, for `smsc.mo`.
-    fn mo<'a>(&'a self, connector: &'a str, mo: MoEvent) -> BoxFuture<'a, CommandStatus>;
-}
-
-/// Handed to [`Connector::start`].
-#[derive(Debug, Clone)]
-pub struct ConnectorContext {
-    pub inbound: Arc<dyn Inbound>,
-    pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
-    pub metrics: Arc<UpstreamMetrics>,
-    pub shutdown: CancellationToken,
-}
 
 /// Why an upstream connector cannot be built.
 #[derive(Debug, thiserror::Error)]

@@ -141,7 +141,7 @@ pub async fn run(
     // What the config names but only opening it tells (files, URLs, certificates) is
     // checked before anything starts: a ConfigError exits 64 like a bad key.
     let connectors = match role.worker() {
-        true => Some(smsc_delivery_worker::connector::build(&config.connectors)?),
+        true => Some(smsc_delivery_worker::build_connectors(&config.connectors)?),
         false => None,
     };
     // Mutual TLS for the gRPC this process dials (edges, the store server).

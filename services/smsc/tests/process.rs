@@ -45,10 +45,12 @@ fn the_binary_runs_without_transparent_huge_pages() {
 fn a_connector_that_cannot_be_built_exits_64_naming_its_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = [
-        ("connectors: { hook: { kind: webhook, url: 'not a url' } }", "connectors.hook.url"),
+        // Refused by the config check (the URL does not parse).
+        ("connectors: { hook: { kind: webhook, url: 'not a url' } }", "connectors.hook.url:"),
         (
             "connectors: { sim: { kind: simulator, journal: /nonexistent-dir/journal } }",
-            "connectors.sim.journal",
+            // Only opening it tells: refused at start-up, before anything listens.
+            "connectors.sim.journal: cannot be used",
         ),
     ];
     for (yaml, key) in cases {
@@ -66,9 +68,6 @@ fn a_connector_that_cannot_be_built_exits_64_naming_its_key() {
             .expect("run smsc worker");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{key}: {stderr}");
-        assert!(
-            stderr.contains(&format!("configuration: {key}: cannot be used")),
-            "{key}: {stderr}"
-        );
+        assert!(stderr.contains(&format!("configuration: {key}")), "{key}: {stderr}");
     }
 }

@@ -222,21 +222,26 @@ pub async fn messages_expire_after_the_ttl(
 }
 
 /// A lease lives for its TTL from its last `put_session`, and a refresh replaces it.
+///
+/// On a real store the TTLs count in whole seconds from when the write reached it, so
+/// every check keeps seconds of slack on both sides: a loaded machine delays the calls.
 pub async fn leases_expire_unless_refreshed(store: &dyn Store, time: &dyn TimeControl) {
-    const TTL: Duration = Duration::from_secs(4);
+    const FIRST: Duration = Duration::from_secs(3);
+    const REFRESHED: Duration = Duration::from_secs(7);
     let system_id = unique("lease");
     let lease = sample_lease(&system_id, "s1");
-    store.put_session(lease.clone(), TTL).await.expect("put");
-    time.advance(Duration::from_secs(2)).await;
+    store.put_session(lease.clone(), FIRST).await.expect("put");
+    time.advance(Duration::from_secs(1)).await;
     assert_eq!(store.sessions(&system_id).await.expect("sessions"), vec![lease.clone()]);
 
     let refreshed = SessionLease { endpoint: "10.0.0.8:7001".to_owned(), ..lease };
-    store.put_session(refreshed.clone(), TTL).await.expect("refresh");
-    time.advance(Duration::from_secs(3)).await;
+    store.put_session(refreshed.clone(), REFRESHED).await.expect("refresh");
+    // Past the first lease's TTL (1 + 4 > 3 + margin), well before the refresh's (1 + 7).
+    time.advance(Duration::from_secs(4)).await;
     let live = store.sessions(&system_id).await.expect("sessions");
     assert_eq!(live, vec![refreshed], "refreshed: alive past the first lease's TTL, updated");
 
-    time.advance(Duration::from_secs(1) + EXPIRY_MARGIN).await;
+    time.advance(REFRESHED - Duration::from_secs(4) + EXPIRY_MARGIN).await;
     assert!(store.sessions(&system_id).await.expect("sessions").is_empty(), "expired");
 }
 

@@ -10,38 +10,12 @@
 //! network_error_code TLV, else the text's `err:`.
 
 use crate::config::ReceiptIdFormat;
+use crate::connector::{DEFAULT_PARK_TTL, UpstreamReceipt};
 use bytes::Bytes;
 use smsc_proto::{Address, MoEvent};
 use smsc_smpp::pdu::DataSm;
 use smsc_smpp::receipt::{Receipt, ReceiptStat};
-use smsc_smpp::{Body, EsmClass, MessageState, Pdu, Tlv, TlvTag, Tlvs};
-
-/// A receipt from an upstream, as understood.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamReceipt {
-    /// Store keys of the upstream message it is about, most likely first.
-    pub keys: Vec<String>,
-    /// The state it reports: final, or not (ENROUTE, ACCEPTED: nothing to do).
-    pub state: MessageState,
-    /// The network error code (0 when it gives none).
-    pub error_code: u16,
-    /// The PDU as received, re-encoded (kept when the id is not known yet).
-    pub pdu: Bytes,
-    /// How long it is kept for a link that has not come yet (the connector's
-    /// `receipt_park_ttl`).
-    pub park_ttl: std::time::Duration,
-}
-
-impl UpstreamReceipt {
-    /// The final state it reports, as stored; `None` while the message is on its way
-    /// (ENROUTE, ACCEPTED, or a state SMPP does not name).
-    pub fn final_state(&self) -> Option<smsc_store::DeliveryState> {
-        smsc_store::DeliveryState::from_smpp(self.state).filter(|s| s.is_final())
-    }
-}
-
-/// [`UpstreamReceipt::park_ttl`] until the connector sets its own.
-pub const DEFAULT_PARK_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+use smsc_smpp::{Body, EsmClass, Pdu, Tlv, TlvTag, Tlvs};
 
 /// Why a receipt cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -309,6 +283,7 @@ pub fn forwarded_tlv(tlv: &Tlv) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use smsc_smpp::MessageState;
     use smsc_smpp::pdu::{DeliverSm, ShortMessage};
     use smsc_smpp::tlv::{NetworkErrorCode, TlvString};
 

@@ -15,6 +15,7 @@ use smsc_store::contract::sample_message;
 use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 use smsc_store::{Address, Clock, ManualClock, SlotClaim, Store, StoredMessage, SystemClock};
 
+use crate::connector::{Inbound, UpstreamReceipt};
 use crate::metrics::UpstreamMetrics;
 use smsc_proto::{MoEvent, SubmitEvent};
 use smsc_smpp::codec::SmppCodec;

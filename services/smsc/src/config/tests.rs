@@ -566,3 +566,19 @@ fn reload_from_the_config_file() {
     assert!(dir.reload_now(&source).is_err());
     assert!(dir.get("b").is_some() && dir.get("z").is_none());
 }
+
+#[test]
+fn a_webhook_url_must_be_plain_http_with_a_host() {
+    let yaml = |url: &str| format!("connectors: {{ hook: {{ kind: webhook, url: '{url}' }} }}");
+    parse(&yaml("http://127.0.0.1:8080/sms"), &[]).expect("plain http is valid");
+    for url in ["not a url", "https://sms.example.com/in", "/sms", "ftp://example.com/x"] {
+        let e = parse(&yaml(url), &[]).expect_err(url);
+        assert!(
+            matches!(&e, ConfigError::Invalid { key, .. } if key == "connectors.hook.url"),
+            "{url}: {e:?}"
+        );
+    }
+    let e =
+        parse("", &[("SMSC_CONNECTORS__HOOK", "{kind: webhook, url: 'x y'}")]).expect_err("env");
+    assert!(chain(&e).contains("SMSC_CONNECTORS__HOOK"), "{}", chain(&e));
+}

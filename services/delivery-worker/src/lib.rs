@@ -13,6 +13,12 @@
 //! written first, a check task waits on the tiers for the validity's end) and from there
 //! `→ <the state the upstream's receipt reports>` or, when no receipt came in time,
 //! `→ EXPIRED`. A message at the upstream is never submitted again.
+//!
+//! [`start`] is the entry point `smsc worker` runs (with [`build_connectors`]);
+//! [`config`] the `connectors:` and `worker:` sections; [`metrics`] the `smsc_worker_*`
+//! and `smsc_upstream_*` families; [`connector`] the connector contract, the simulator
+//! and the webhook; [`upstream`] the SMPP upstream; [`dispatch`] receipts and MO to the
+//! edges over [`edge_link`].
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -5,6 +5,8 @@
 //! Stateless: everything it acknowledges is on the bus before the `_resp` goes out,
 //! so a pod can die at any moment without losing an acknowledged message.
 //!
+//! - [`start`]: the entry point `smsc edge` runs: listeners, serving, heartbeat, rebalance.
+//! - [`config`]: the `edge:` section; [`metrics`]: the `smsc_edge_*` families.
 //! - [`session`]: one task per connection: framing, state machine, timers, window.
 //! - [`submit`]: validation of submit_sm / submit_multi / data_sm into bus events.
 //! - [`registry`]: the sessions of this pod by account.

@@ -5,6 +5,9 @@
 //!
 //! Everything here is idempotent: a record redelivered after a crash finds its row and
 //! produces the same task again, which the worker's conditional writes absorb.
+//!
+//! [`start`] is the entry point `smsc router` runs; [`config`] the `routing:` section;
+//! [`metrics`] the `smsc_router_*` families; [`routes`] the compiled tables.
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -3,10 +3,10 @@
 
 use std::fmt;
 
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+use prometheus::{Histogram, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+use smsc_runtime::telemetry::{
+    Family, LATENCY_BUCKETS, counter_vec, gauge_vec, histogram, histogram_vec,
 };
-use smsc_runtime::telemetry::{Family, LATENCY_BUCKETS, counter_vec, register};
 
 /// `smsc_worker_*`.
 pub struct WorkerMetrics {
@@ -32,14 +32,6 @@ impl fmt::Debug for WorkerMetrics {
 
 impl Family for WorkerMetrics {
     fn register(r: &Registry) -> Self {
-        let h = Histogram::with_opts(
-            HistogramOpts::new(
-                "smsc_worker_end_to_end_seconds",
-                "From submit accepted to final state.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .expect("metric name and buckets are valid");
         Self {
             deliveries_total: counter_vec(
                 r,
@@ -65,7 +57,12 @@ impl Family for WorkerMetrics {
                 "Receipts and MO handed to edges, by kind and outcome.",
                 &["kind", "outcome"],
             ),
-            end_to_end_seconds: register(r, h),
+            end_to_end_seconds: histogram(
+                r,
+                "smsc_worker_end_to_end_seconds",
+                "From submit accepted to final state.",
+                LATENCY_BUCKETS,
+            ),
         }
     }
 }
@@ -102,23 +99,12 @@ impl fmt::Debug for UpstreamMetrics {
 
 impl Family for UpstreamMetrics {
     fn register(r: &Registry) -> Self {
-        let submit_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "smsc_upstream_submit_seconds",
-                "From submit_sm written to the upstream to its submit_sm_resp read.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["connector"],
-        )
-        .expect("metric name, labels and buckets are valid");
         Self {
-            binds: register(
+            binds: gauge_vec(
                 r,
-                IntGaugeVec::new(
-                    Opts::new("smsc_upstream_binds", "Binds to upstream SMSCs that are up."),
-                    &["connector", "bind_type"],
-                )
-                .expect("metric name and labels are valid"),
+                "smsc_upstream_binds",
+                "Binds to upstream SMSCs that are up.",
+                &["connector", "bind_type"],
             ),
             bind_attempts_total: counter_vec(
                 r,
@@ -132,7 +118,13 @@ impl Family for UpstreamMetrics {
                 "submit_sm to upstream SMSCs by submit_sm_resp command_status.",
                 &["connector", "status"],
             ),
-            submit_seconds: register(r, submit_seconds),
+            submit_seconds: histogram_vec(
+                r,
+                "smsc_upstream_submit_seconds",
+                "From submit_sm written to the upstream to its submit_sm_resp read.",
+                &["connector"],
+                LATENCY_BUCKETS,
+            ),
             receipts_total: counter_vec(
                 r,
                 "smsc_upstream_receipts_total",

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use smsc_accounts::AccountDirectory;
 use smsc_bus::{Bus, Tiers};
 use smsc_runtime::config::ConfigError;
+use smsc_runtime::listen::{BindError, bind};
 use smsc_runtime::telemetry::Metrics;
 use smsc_store::{Clock, Store};
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -79,13 +79,8 @@ pub async fn start(
     deps: Deps,
     tasks: &mut JoinSet<()>,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let simulator = TcpListener::bind(config.simulator_listen).await.map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("binding worker.simulator_listen {}: {e}", config.simulator_listen),
-        )
-    })?;
+) -> Result<(), BindError> {
+    let simulator = bind("worker.simulator_listen", config.simulator_listen).await?;
     let worker = Worker::new(
         deps.bus.clone(),
         deps.store.clone(),

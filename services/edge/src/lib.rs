@@ -143,8 +143,6 @@ pub struct Edge {
     pub accounts: Arc<AccountDirectory>,
     pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn Store>,
-    /// The process's registry (what is not the edge's own families).
-    pub process_metrics: Arc<Metrics>,
     pub metrics: Arc<EdgeMetrics>,
     pub clock: Arc<dyn Clock>,
     pub ids: IdGenerator,
@@ -188,7 +186,6 @@ impl Edge {
             bus,
             store,
             metrics: metrics.family::<EdgeMetrics>(),
-            process_metrics: metrics,
             clock,
             ids: IdGenerator::new(),
             registry: Registry::default(),

@@ -2,10 +2,10 @@
 
 use std::fmt;
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use smsc_runtime::telemetry::{
+    Family, LATENCY_BUCKETS, counter, counter_vec, gauge, gauge_vec, histogram,
 };
-use smsc_runtime::telemetry::{Family, LATENCY_BUCKETS, register};
 
 /// Requests in process on a session, up to the largest windows ESMEs ask for.
 const WINDOW_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
@@ -61,104 +61,89 @@ impl fmt::Debug for EdgeMetrics {
 }
 
 impl Family for EdgeMetrics {
-    fn register(registry: &Registry) -> Self {
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)
-                .expect("metric name and labels are valid");
-            register(registry, c)
-        };
-        let histogram = |name: &str, help: &str, buckets: &[f64]| {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
-                .expect("metric name and buckets are valid");
-            register(registry, h)
-        };
+    fn register(r: &Registry) -> Self {
         Self {
             sessions_shed_total: counter_vec(
+                r,
                 "smsc_edge_sessions_shed_total",
                 "Sessions unbound to spread them over the edge pods, by bind type.",
                 &["bind_type"],
             ),
             binds_total: counter_vec(
+                r,
                 "smsc_edge_binds_total",
                 "Bind attempts by bind type and bind_resp command_status.",
                 &["bind_type", "result"],
             ),
-            sessions: register(
-                registry,
-                IntGaugeVec::new(
-                    Opts::new("smsc_edge_sessions", "Bound SMPP sessions by bind type."),
-                    &["bind_type"],
-                )
-                .expect("metric name and labels are valid"),
+            sessions: gauge_vec(
+                r,
+                "smsc_edge_sessions",
+                "Bound SMPP sessions by bind type.",
+                &["bind_type"],
             ),
             submit_total: counter_vec(
+                r,
                 "smsc_edge_submit_total",
                 "ESME requests by command and response command_status.",
                 &["command", "status"],
             ),
             submit_seconds: histogram(
+                r,
                 "smsc_edge_submit_seconds",
                 "Time from a request read to its response written.",
                 LATENCY_BUCKETS,
             ),
-            throttled_total: register(
-                registry,
-                IntCounter::new(
-                    "smsc_edge_throttled_total",
-                    "Requests answered ESME_RTHROTTLED (window full or rate exceeded).",
-                )
-                .expect("metric name is valid"),
+            throttled_total: counter(
+                r,
+                "smsc_edge_throttled_total",
+                "Requests answered ESME_RTHROTTLED (window full or rate exceeded).",
             ),
             deliver_sm_total: counter_vec(
+                r,
                 "smsc_edge_deliver_sm_total",
                 "deliver_sm sent by kind (receipt, mo) and outcome.",
                 &["kind", "outcome"],
             ),
             deliver_sm_seconds: histogram(
+                r,
                 "smsc_edge_deliver_sm_seconds",
                 "Time from deliver_sm written to deliver_sm_resp read.",
                 LATENCY_BUCKETS,
             ),
             window_in_use: histogram(
+                r,
                 "smsc_edge_window_in_use",
                 "Requests in process on a session, observed at each admitted request.",
                 WINDOW_BUCKETS,
             ),
-            connections: register(
-                registry,
-                IntGauge::new("smsc_edge_connections", "Open SMPP TCP connections.")
-                    .expect("metric name is valid"),
-            ),
+            connections: gauge(r, "smsc_edge_connections", "Open SMPP TCP connections."),
             decode_errors_total: counter_vec(
+                r,
                 "smsc_edge_decode_errors_total",
                 "PDUs that failed to decode, by the command_status answered.",
                 &["status"],
             ),
             connections_refused_total: counter_vec(
+                r,
                 "smsc_edge_connections_refused_total",
                 "Connections closed without being served, by reason (per_pod, per_ip, lockout).",
                 &["reason"],
             ),
             lockouts_total: counter_vec(
+                r,
                 "smsc_edge_lockouts_total",
                 "system_id and client address pairs locked out after failed binds, by reason.",
                 &["reason"],
             ),
-            pdu_read_timeouts_total: register(
-                registry,
-                IntCounter::new(
-                    "smsc_edge_pdu_read_timeouts_total",
-                    "Connections closed because a started PDU did not complete in time.",
-                )
-                .expect("metric name is valid"),
+            pdu_read_timeouts_total: counter(
+                r,
+                "smsc_edge_pdu_read_timeouts_total",
+                "Connections closed because a started PDU did not complete in time.",
             ),
-            sessions_revoked: register(
-                registry,
-                IntCounter::new(
-                    "smsc_edge_sessions_revoked_total",
-                    "Bound sessions unbound because the account set no longer admits them.",
-                )
-                .expect("metric name is valid"),
+            sessions_revoked: counter(
+                r,
+                "smsc_edge_sessions_revoked_total",
+                "Bound sessions unbound because the account set no longer admits them.",
             ),
         }
     }

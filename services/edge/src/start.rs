@@ -3,7 +3,6 @@
 //! the directory heartbeat and rebalancing, and hands back the edge for in-process
 //! `Edge.Deliver` calls.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use smsc_accounts::AccountDirectory;
@@ -11,9 +10,9 @@ use smsc_bus::Bus;
 use smsc_proto::edge_server::EdgeServer;
 use smsc_runtime::config::ConfigError;
 use smsc_runtime::grpc_tls::GrpcTls;
+use smsc_runtime::listen::{BindError, bind, local_addr};
 use smsc_runtime::telemetry::Metrics;
 use smsc_store::{Clock, Store};
-use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -37,15 +36,10 @@ pub struct Deps {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    #[error("binding {key} {addr}")]
-    Bind {
-        key: &'static str,
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    /// `edge.tls` or `grpc_tls` name files that do not make a TLS configuration.
     #[error(transparent)]
+    Bind(#[from] BindError),
+    /// `edge.tls` or `grpc_tls` name files that do not make a TLS configuration.
+    #[error("the edge's configuration")]
     Config(#[from] ConfigError),
 }
 
@@ -119,16 +113,4 @@ pub async fn start(
     }
     let serving = tokio::spawn(crate::serve(edge.clone(), smpp, tls, shutdown));
     Ok(Started { edge, endpoint, serving })
-}
-
-async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { key, addr, source })
-}
-
-fn local_addr(
-    l: &TcpListener,
-    key: &'static str,
-    addr: SocketAddr,
-) -> Result<SocketAddr, StartError> {
-    l.local_addr().map_err(|source| StartError::Bind { key, addr, source })
 }

@@ -37,7 +37,7 @@ async fn edge_with(limits: Limits) -> TestEdge {
 
 /// The metrics text has this exact line.
 fn has_metric(edge: &TestEdge, line: &str) -> bool {
-    edge.edge.process_metrics.encode().lines().any(|l| l == line)
+    edge.metrics.encode().lines().any(|l| l == line)
 }
 
 /// `n` binds with a wrong password on one connection from `source`, each refused as a
@@ -120,10 +120,7 @@ async fn a_successful_bind_resets_the_count() {
     // Two more failures: four in all, but only two since the success.
     let mut c = fail_binds(&edge, "127.0.0.1", ESME, 2).await;
     c.bind_ok(BindKind::Transceiver, ESME).await;
-    assert!(
-        !edge.edge.process_metrics.encode().contains("smsc_edge_lockouts_total{"),
-        "no lockout"
-    );
+    assert!(!edge.metrics.encode().contains("smsc_edge_lockouts_total{"), "no lockout");
 }
 
 #[tokio::test]
@@ -209,7 +206,7 @@ async fn the_lockout_warning_names_system_id_and_address_and_no_password_is_logg
     for secret in [WRONG, PASSWORD] {
         assert!(!text.contains(secret), "{secret:?} in the logs:\n{text}");
     }
-    let metrics = edge.edge.process_metrics.encode();
+    let metrics = edge.metrics.encode();
     for secret in [WRONG, PASSWORD, ESME, OTHER] {
         assert!(!metrics.contains(secret), "{secret:?} in the metrics:\n{metrics}");
     }

@@ -57,3 +57,16 @@ impl Clock for ManualClock {
 pub fn after(now: UnixMillis, delay: Duration) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(now).unwrap_or(0)) + delay
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_adds_the_delay_to_the_clock_s_milliseconds() {
+        let at = after(1_700_000_000_123, Duration::from_secs(10));
+        let ms = at.duration_since(std::time::UNIX_EPOCH).expect("after the epoch").as_millis();
+        assert_eq!(ms, 1_700_000_010_123);
+        assert_eq!(after(-5, Duration::ZERO), std::time::UNIX_EPOCH);
+    }
+}

@@ -5,6 +5,7 @@
 //! - [`shutdown`]: SIGTERM/SIGINT and SIGHUP.
 //! - [`grpc_tls`]: mutual TLS for the gRPC between pods.
 //! - [`ids`]: cluster-unique message ids without coordination.
+//! - [`listen`]: binding listeners, naming the config key on failure.
 //! - [`clock`]: time as the store and the embedded bus see it.
 //! - [`config`]: how the one YAML config file is read (errors, `SMSC_*` overrides); each
 //!   role declares its own section.
@@ -16,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod grpc_tls;
 pub mod ids;
+pub mod listen;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

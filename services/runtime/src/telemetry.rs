@@ -156,7 +156,7 @@ impl Metrics {
 
 /// Registers a collector built here; names are unique by construction (each family is
 /// registered once per registry).
-pub fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
     registry.register(Box::new(c.clone())).expect("metric names are unique within the registry");
     c
 }

@@ -283,6 +283,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_address_resized_is_exact_when_it_fits_and_cut_when_not() {
+        let wide = Address::<65>::new(Ton(5), Npi(0), &"x".repeat(30)).expect("fits 65");
+        let narrow: Address<21> = wide.resized();
+        assert_eq!((narrow.ton, narrow.npi), (Ton(5), Npi(0)));
+        assert_eq!(narrow.addr.as_bytes(), "x".repeat(20).as_bytes());
+        let short = Address::<21>::international("447700900123").expect("fits");
+        let back: Address<21> = short.resized::<65>().resized();
+        assert_eq!(back, short);
+    }
+
+    #[test]
     fn limits_are_enforced() {
         assert!(COctetString::<21>::new(&[b'1'; 20]).is_ok());
         assert_eq!(

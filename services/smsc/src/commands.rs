@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use smsc_runtime::admin::{self, Readiness};
+use smsc_runtime::listen::bind;
 use smsc_runtime::telemetry::Metrics;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -100,11 +100,8 @@ pub async fn run_store_server(
         message_ttl: config.store.message_ttl,
         final_ttl: config.store.final_ttl,
     }));
-    let admin_listener = TcpListener::bind(config.admin_listen)
-        .await
-        .with_context(|| format!("binding admin_listen {}", config.admin_listen))?;
-    let listener =
-        TcpListener::bind(listen).await.with_context(|| format!("binding --listen {listen}"))?;
+    let admin_listener = bind("admin_listen", config.admin_listen).await?;
+    let listener = bind("--listen", listen).await?;
     let addr = listener.local_addr()?;
     let server = smsc_runtime::grpc_tls::server(config.grpc_tls.as_ref()).context("grpc_tls")?;
 

@@ -20,9 +20,9 @@ use smsc_edge::grpc::EdgeGrpc;
 use smsc_edge::rebalance::PeerSource;
 use smsc_router::config::MoRoute;
 use smsc_runtime::admin::{self, Readiness, ReadyCondition};
+use smsc_runtime::listen::bind;
 use smsc_runtime::telemetry::Metrics;
 use smsc_store::{Clock, SystemClock};
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -140,10 +140,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // What the config names but only opening it tells (files, URLs, certificates) is
     // checked before anything starts: a ConfigError exits 64 like a bad key.
-    let connectors = match role.worker() {
-        true => Some(smsc_delivery_worker::build_connectors(&config.connectors)?),
-        false => None,
-    };
+    let connectors = role
+        .worker()
+        .then(|| smsc_delivery_worker::build_connectors(&config.connectors))
+        .transpose()?;
     // Mutual TLS for the gRPC this process dials (edges, the store server).
     let client_tls = config
         .grpc_tls
@@ -161,9 +161,7 @@ pub async fn run(
 
     // The admin port opens before the engines are reached: /live answers and /ready says
     // what is awaited, instead of an exit that Kubernetes would turn into CrashLoopBackOff.
-    let admin_listener = TcpListener::bind(config.admin_listen)
-        .await
-        .with_context(|| format!("binding admin_listen {}", config.admin_listen))?;
+    let admin_listener = bind("admin_listen", config.admin_listen).await?;
     tasks.spawn(admin::serve_until(admin_listener, metrics.clone(), ready.clone(), token.clone()));
     let bus_ready = ready.condition("bus");
     let store_ready = ready.condition("store");
@@ -199,11 +197,7 @@ pub async fn run(
                 &mut tasks,
                 token.clone(),
             )
-            .await
-            .map_err(|e| match e {
-                smsc_edge::StartError::Config(c) => anyhow::Error::from(c),
-                other => other.into(),
-            })?;
+            .await?;
             Some(started)
         }
         false => None,

@@ -130,9 +130,9 @@ fn config_error(e: &(dyn std::error::Error + 'static)) -> ExitCode {
     ExitCode::from(64)
 }
 
-/// Runs `f` on the process's one runtime: 0 when it returns Ok, 64 on a config error
-/// found only at start-up (a file, URL or certificate that cannot be used), 1 on any
-/// other error.
+/// Runs `f` on the process's one runtime: 0 when it returns Ok, 64 when a config error
+/// is anywhere in its error's chain (a file or certificate that cannot be used, found
+/// only at start-up, by the binary or by a role's `start`), 1 on any other error.
 fn block_on(what: &str, f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -143,7 +143,7 @@ fn block_on(what: &str, f: impl std::future::Future<Output = anyhow::Result<()>>
     };
     match runtime.block_on(f) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => match e.downcast_ref::<smsc::config::ConfigError>() {
+        Err(e) => match e.chain().find_map(|c| c.downcast_ref::<smsc::config::ConfigError>()) {
             Some(config) => config_error(config),
             None => {
                 tracing::error!(error = format!("{e:#}"), "{what} stopped on an error");

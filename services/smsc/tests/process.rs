@@ -71,3 +71,45 @@ fn a_connector_that_cannot_be_built_exits_64_naming_its_key() {
         assert!(stderr.contains(&format!("configuration: {key}")), "{key}: {stderr}");
     }
 }
+
+/// TLS files that do not load are refused like a bad key: exit 64 naming the key, whether
+/// the binary finds it (`grpc_tls`, before anything starts) or a role's `start` does
+/// (`edge.tls`, once the engines are reached).
+#[test]
+fn tls_files_that_do_not_load_exit_64_naming_their_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.pem");
+    let missing = missing.display();
+    let cases = [
+        (
+            "edge",
+            format!("edge: {{ tls: {{ listen: 127.0.0.1:0, cert: {missing}, key: {missing} }} }}"),
+            "edge.tls",
+        ),
+        (
+            "worker",
+            format!("grpc_tls: {{ ca: {missing}, cert: {missing}, key: {missing} }}"),
+            "grpc_tls",
+        ),
+    ];
+    for (role, yaml, key) in cases {
+        let path = dir.path().join("smsc.yaml");
+        let text = format!(
+            "admin_listen: 127.0.0.1:0\nworker: {{ simulator_listen: 127.0.0.1:0 }}\n{yaml}\n"
+        );
+        std::fs::write(&path, text).expect("write config");
+        let out = Command::new(env!("CARGO_BIN_EXE_smsc"))
+            .args([role, "--config"])
+            .arg(&path)
+            .args(["--smpp-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run smsc");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{key}: {stderr}");
+        assert!(
+            stderr.contains(&format!("configuration: {key}: cannot be used")),
+            "{key}: {stderr}"
+        );
+    }
+}

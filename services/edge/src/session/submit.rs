@@ -101,15 +101,18 @@ impl Session {
         let mut dests = Vec::new();
         for (i, d) in m.dests.iter().enumerate() {
             match d {
-                DestAddress::Sme(a) => match submit::check_dest(&a.resized()) {
-                    Ok(()) => {
-                        self.publish(&msg, &hex, i as u32, &a.resized(), &account);
-                        dests.push(*a);
+                DestAddress::Sme(a) => {
+                    let dest = a.resized();
+                    match submit::check_dest(&dest) {
+                        Ok(()) => {
+                            self.publish(&msg, &hex, i as u32, &dest, &account);
+                            dests.push(*a);
+                        }
+                        Err(status) => {
+                            unsuccess.push(UnsuccessSme { dest: *a, error_status_code: status })
+                        }
                     }
-                    Err(status) => {
-                        unsuccess.push(UnsuccessSme { dest: *a, error_status_code: status })
-                    }
-                },
+                }
                 // Distribution lists are an SMSC-side feature this SMSC does not offer.
                 DestAddress::DistributionList(_) => unsuccess.push(UnsuccessSme {
                     dest: smsc_smpp::Address::default(),

@@ -108,6 +108,8 @@ pub struct TestEdge {
     /// The embedded bus (what the edge publishes to unless [`Setup::bus`] replaced it).
     pub bus: EmbeddedBus,
     pub store: Arc<EmbeddedStore>,
+    /// The registry the edge's metrics are in.
+    pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
     pub serving: JoinHandle<()>,
 }
@@ -121,13 +123,14 @@ impl TestEdge {
             .collect();
         let bus = EmbeddedBus::new(EmbeddedBusConfig::default());
         let store = Arc::new(EmbeddedStore::new(EmbeddedStoreConfig::default()));
+        let metrics = Metrics::new();
         let edge = Edge::with_limits(
             setup.settings,
             setup.limits,
             Arc::new(AccountDirectory::new(accounts)),
             setup.bus.unwrap_or_else(|| Arc::new(bus.clone())),
             store.clone(),
-            Metrics::new(),
+            metrics.clone(),
             Arc::new(SystemClock),
         );
         let listener = loopback().await;
@@ -142,7 +145,7 @@ impl TestEdge {
         };
         let shutdown = CancellationToken::new();
         let serving = tokio::spawn(smsc_edge::serve(edge.clone(), listener, tls, shutdown.clone()));
-        Self { edge, addr, tls_addr, bus, store, shutdown, serving }
+        Self { edge, addr, tls_addr, bus, store, metrics, shutdown, serving }
     }
 
     pub async fn connect(&self) -> Client {

@@ -10,6 +10,7 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, Params};
 use ipnet::IpNet;
+use smsc_bus::Class;
 use smsc_runtime::config::ConfigError;
 use smsc_store::BindKind;
 
@@ -135,6 +136,10 @@ pub struct Account {
     pub enabled: bool,
     pub default_validity: Duration,
     pub max_validity: Duration,
+    /// Traffic class of the account's messages.
+    pub class: Class,
+    /// The highest class its submits' priority_flag may ask for.
+    pub max_class: Class,
 }
 
 impl std::fmt::Debug for Account {
@@ -152,6 +157,8 @@ impl std::fmt::Debug for Account {
             .field("enabled", &self.enabled)
             .field("default_validity", &self.default_validity)
             .field("max_validity", &self.max_validity)
+            .field("class", &self.class)
+            .field("max_class", &self.max_class)
             .finish()
     }
 }
@@ -210,7 +217,15 @@ impl Account {
             enabled: c.enabled,
             default_validity: c.default_validity,
             max_validity: c.max_validity,
+            class: c.class,
+            max_class: c.max_class.unwrap_or(c.class),
         })
+    }
+
+    /// The class of a submit with `priority_flag`: each step one class above the
+    /// account's, up to its `max_class`.
+    pub fn class_of(&self, priority_flag: u8) -> Class {
+        self.class.raised(priority_flag, self.max_class)
     }
 
     /// The account `smsc all` starts with: `demo`/`demo`, any bind, source and client.
@@ -233,6 +248,9 @@ impl Account {
             enabled: true,
             default_validity: Duration::from_secs(48 * 3600),
             max_validity: Duration::from_secs(72 * 3600),
+            // priority_flag 1 or more lifts a message to interactive.
+            class: Class::Standard,
+            max_class: Class::Interactive,
         }
     }
 

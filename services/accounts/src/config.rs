@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
+use smsc_bus::Class;
 use smsc_runtime::config::{ConfigError, duration, invalid, yaml_tree};
 use smsc_store::BindKind;
 
@@ -78,6 +79,13 @@ pub struct AccountConfig {
     /// Longer requested validity periods are cut to this.
     #[serde(default = "max_validity", deserialize_with = "duration")]
     pub max_validity: Duration,
+    /// Traffic class of the account's messages: `interactive`, `standard` or `bulk`.
+    #[serde(default)]
+    pub class: Class,
+    /// The highest class a submit's priority_flag may lift a message to (each step of
+    /// the flag one class up); absent: the account's class, whatever the flag.
+    #[serde(default)]
+    pub max_class: Option<Class>,
 }
 
 impl std::fmt::Debug for AccountConfig {
@@ -94,6 +102,8 @@ impl std::fmt::Debug for AccountConfig {
             .field("enabled", &self.enabled)
             .field("default_validity", &self.default_validity)
             .field("max_validity", &self.max_validity)
+            .field("class", &self.class)
+            .field("max_class", &self.max_class)
             .finish()
     }
 }

@@ -44,5 +44,7 @@ pub fn account(system_id: &str) -> AccountConfig {
         enabled: true,
         default_validity: Duration::from_secs(3600),
         max_validity: Duration::from_secs(48 * 3600),
+        class: Default::default(),
+        max_class: None,
     }
 }

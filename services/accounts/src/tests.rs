@@ -27,6 +27,8 @@ fn config(system_id: &str) -> AccountConfig {
         enabled: true,
         default_validity: Duration::from_secs(3600),
         max_validity: Duration::from_secs(7200),
+        class: Default::default(),
+        max_class: None,
     }
 }
 

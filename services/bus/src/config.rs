@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::fair::Shares;
 use serde::Deserialize;
 use smsc_runtime::config::{ClientTls, ConfigError, duration, durations, invalid};
 
@@ -28,6 +29,9 @@ pub struct BusConfig {
     /// Kafka: more librdkafka settings (`security.protocol`, SASL, ...), applied after
     /// the others, so they win.
     pub extra: BTreeMap<String, String>,
+    /// How the router, the workers and the dispatchers share their lanes among the
+    /// traffic classes when all have work (picks out of the sum; none starves).
+    pub class_shares: Shares,
 }
 
 impl Default for BusConfig {
@@ -41,6 +45,7 @@ impl Default for BusConfig {
             session_timeout: Duration::from_secs(10),
             tls: None,
             extra: BTreeMap::new(),
+            class_shares: Shares::default(),
         }
     }
 }

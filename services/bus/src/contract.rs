@@ -97,7 +97,7 @@ pub async fn publish_then_consume(bus: &dyn Bus) {
     assert!(bus.is_ready(), "a fresh bus is ready");
     let topic = unique("contract.roundtrip");
     let mut records = distinct_keys(3);
-    records[0].headers.push(("traceparent".to_owned(), Bytes::from_static(b"00-abc-def-01")));
+    records[0].headers.push(("traceparent".into(), Bytes::from_static(b"00-abc-def-01")));
     records[1].payload = Bytes::from_static(&[0, 0xff, 0x80]);
     bus.publish(&topic, records.clone()).await.expect("publish");
 

@@ -22,10 +22,15 @@ pub mod topics {
     pub const DELIVER: &str = "smsc.deliver";
     pub const NOTIFY: &str = "smsc.notify";
     pub const MO: &str = "smsc.mo";
+    /// The accounts crowding each hop (`pressure.rs`), for the edges.
+    pub const PRESSURE: &str = "smsc.pressure";
+
+    /// What every retry tier's name starts with.
+    pub const RETRY_PREFIX: &str = "smsc.retry.";
 
     /// A delayed retry tier, e.g. `smsc.retry.10s`.
     pub fn retry(tier: &str) -> String {
-        format!("smsc.retry.{tier}")
+        format!("{RETRY_PREFIX}{tier}")
     }
 }
 
@@ -34,8 +39,9 @@ pub struct Record {
     /// Partitioning key (the destination address for submits: per-destination order).
     pub key: Bytes,
     pub payload: Bytes,
-    /// Trace context and similar; small.
-    pub headers: Vec<(String, Bytes)>,
+    /// Trace context, the flow ([`fair::Flow`]) and similar; small. Static names cost
+    /// no allocation per record.
+    pub headers: Vec<(std::borrow::Cow<'static, str>, Bytes)>,
     /// Not to be consumed before this instant (delayed tiers).
     pub not_before: Option<SystemTime>,
 }
@@ -140,7 +146,7 @@ pub trait Consumer: Send {
     /// record of the partition is acked too.
     fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError>;
 
-    /// Reads this member's lag (records not yet committed, per topic, over its assigned
+    /// Reads this member's lag (records not yet handled, acked in order, per topic, over its assigned
     /// partitions) from any thread, while the consumer itself is busy in `recv`.
     fn lag_probe(&self) -> Option<LagProbe> {
         None
@@ -152,12 +158,15 @@ pub type LagProbe = Box<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
 
 pub mod config;
 pub mod embedded;
+pub mod fair;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod lanes;
+pub mod pressure;
 pub mod tiers;
 
 pub use config::{BusConfig, BusKind, RetryConfig};
+pub use fair::{Class, Flow, Shares};
 pub use tiers::Tiers;
 
 // The properties every `Bus` keeps, as functions a test of any implementation calls.

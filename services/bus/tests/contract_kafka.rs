@@ -124,11 +124,11 @@ mod kafka_specific {
         let topic = unique("kafka.headers");
         let mut plain = Record::new("k", "plain");
         plain.headers = vec![
-            ("traceparent".to_owned(), Bytes::from_static(b"00-0af7651916cd43dd-b7ad6b71-01")),
-            ("x-bin".to_owned(), Bytes::from_static(&[0, 0xff, 0x80, 0])),
-            ("x-rep".to_owned(), Bytes::from_static(b"1")),
-            ("x-rep".to_owned(), Bytes::from_static(b"2")),
-            ("x-empty".to_owned(), Bytes::new()),
+            ("traceparent".into(), Bytes::from_static(b"00-0af7651916cd43dd-b7ad6b71-01")),
+            ("x-bin".into(), Bytes::from_static(&[0, 0xff, 0x80, 0])),
+            ("x-rep".into(), Bytes::from_static(b"1")),
+            ("x-rep".into(), Bytes::from_static(b"2")),
+            ("x-empty".into(), Bytes::new()),
         ];
         plain.not_before = Some(SystemTime::now() - Duration::from_secs(1));
         bus.publish(&topic, vec![plain.clone()]).await.expect("publish");
@@ -154,7 +154,7 @@ mod kafka_specific {
         let got = got.expect("recv");
         assert_eq!(
             got.record.headers,
-            vec![(PARENT_SPAN_HEADER.to_owned(), Bytes::from(format!("{span_id:016x}")))]
+            vec![(PARENT_SPAN_HEADER.into(), Bytes::from(format!("{span_id:016x}")))]
         );
     }
 

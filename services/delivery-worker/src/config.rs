@@ -24,12 +24,18 @@ pub enum ConnectorConfig {
         /// (the chaos test checks no message reaches the network twice).
         #[serde(default)]
         journal: Option<std::path::PathBuf>,
+        /// Messages per second from each worker; 0 = unlimited. More wait their turn.
+        #[serde(default)]
+        rate: u32,
     },
     /// POSTs JSON to `url`: 2xx delivered, 4xx permanent failure, 5xx temporary.
     Webhook {
         url: String,
         #[serde(default = "default_webhook_timeout", deserialize_with = "duration")]
         timeout: Duration,
+        /// Requests per second from each worker; 0 = unlimited. More wait their turn.
+        #[serde(default)]
+        rate: u32,
     },
     /// Another SMSC or an aggregator over SMPP (docs/upstreams.md).
     Smpp(Box<SmppUpstreamConfig>),
@@ -212,7 +218,7 @@ fn default_webhook_timeout() -> Duration {
 
 impl Default for ConnectorConfig {
     fn default() -> Self {
-        Self::Simulator { profiles: Vec::new(), journal: None }
+        Self::Simulator { profiles: Vec::new(), journal: None, rate: 0 }
     }
 }
 

@@ -51,6 +51,12 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     fn start(&self, ctx: ConnectorContext) {
         let _ = ctx;
     }
+
+    /// Waits until the connector may take one more message (its `rate`:
+    /// [`crate::pace`]); the worker asks before it claims the message.
+    fn turn(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// What a connector that receives from the network reports to the worker: receipts of

@@ -14,7 +14,7 @@ use futures::StreamExt as _;
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use prost::Message as _;
 use smsc_accounts::AccountDirectory;
-use smsc_bus::lanes::{join, run_lanes};
+use smsc_bus::lanes::{Lanes, join, run_lanes};
 use smsc_bus::{Bus, BusError, Delivery, topics};
 use smsc_store::store_until_ok;
 
@@ -406,13 +406,12 @@ fn kind_label(k: NotificationKind) -> &'static str {
 pub async fn run(
     d: Arc<Dispatcher>,
     bus: Arc<dyn Bus>,
-    lanes: usize,
-    max_in_flight: usize,
+    lanes: Lanes,
     interval: Duration,
 ) -> Result<(), BusError> {
+    let metrics = Some(&d.process_metrics);
     let Some(consumer) =
-        join(&bus, GROUP, &[topics::NOTIFY], max_in_flight, &d.shutdown, Some(&d.process_metrics))
-            .await
+        join(&bus, GROUP, &[topics::NOTIFY], lanes.read_ahead, &d.shutdown, metrics).await
     else {
         return Ok(());
     };

@@ -17,8 +17,8 @@
 //! [`start`] is the entry point `smsc worker` runs (with [`build_connectors`]);
 //! [`config`] the `connectors:` and `worker:` sections; [`metrics`] the `smsc_worker_*`
 //! and `smsc_upstream_*` families; [`connector`] the connector contract, the simulator
-//! and the webhook; [`upstream`] the SMPP upstream; [`dispatch`] receipts and MO to the
-//! edges over [`edge_link`].
+//! and the webhook; [`pace`] a connector's `rate`; [`upstream`] the SMPP upstream;
+//! [`dispatch`] receipts and MO to the edges over [`edge_link`].
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -26,6 +26,7 @@ pub mod connector;
 pub mod dispatch;
 pub mod edge_link;
 pub mod metrics;
+pub mod pace;
 pub mod receipt;
 pub mod simulator;
 pub mod start;
@@ -37,8 +38,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use prost::Message as _;
 use smsc_bus::Tiers;
-use smsc_bus::lanes::{join, publish_until_ok, run_lanes};
+use smsc_bus::lanes::{Lanes, join, publish_until_ok, run_lanes};
 use smsc_bus::{Bus, BusError, Delivery, Record, topics};
+use smsc_bus::{Class, Flow};
 use smsc_runtime::telemetry::Metrics;
 use smsc_store::store_until_ok;
 use smsc_store::{
@@ -98,7 +100,7 @@ impl Worker {
 }
 
 /// Runs delivery until `shutdown`, `lanes` tasks in progress (per destination in order).
-pub async fn run(worker: Arc<Worker>, lanes: usize, max_in_flight: usize) -> Result<(), BusError> {
+pub async fn run(worker: Arc<Worker>, lanes: Lanes) -> Result<(), BusError> {
     let mut topics: Vec<String> = vec![topics::DELIVER.to_owned()];
     topics.extend(worker.tiers.topics());
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -106,7 +108,7 @@ pub async fn run(worker: Arc<Worker>, lanes: usize, max_in_flight: usize) -> Res
         &worker.bus,
         GROUP,
         &names,
-        max_in_flight,
+        lanes.read_ahead,
         &worker.shutdown,
         Some(&worker.process_metrics),
     )
@@ -127,7 +129,7 @@ pub async fn run(worker: Arc<Worker>, lanes: usize, max_in_flight: usize) -> Res
     let shutdown = worker.shutdown.clone();
     run_lanes(consumer, lanes, shutdown, move |d: Delivery| {
         let worker = worker.clone();
-        async move { worker.task(&d.record.payload).await }
+        async move { worker.task(&d.record.payload, &Flow::of(&d.record)).await }
     })
     .await;
     Ok(())
@@ -154,9 +156,9 @@ fn final_of(o: Outcome) -> (DeliveryState, ReceiptStat, u16) {
 const MO_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Worker {
-    /// One delivery task. Returns when its effects are durable (or at shutdown, leaving
-    /// the task unacked for redelivery).
-    pub async fn task(&self, payload: &Bytes) -> bool {
+    /// One delivery task of `flow`. Returns when its effects are durable (or at
+    /// shutdown, leaving the task unacked for redelivery).
+    pub async fn task(&self, payload: &Bytes, flow: &Flow) -> bool {
         let task = match DeliveryTask::decode(payload.clone()) {
             Ok(t) => t,
             Err(e) => {
@@ -191,19 +193,24 @@ impl Worker {
                 let expired = Outcome::Temporary { error_code: m.error_code };
                 return self.finish(&m, DeliveryState::AtUpstream, expired, now).await;
             }
-            return self.upstream_check(task, &m, now).await;
+            return self.upstream_check(task, &m, now, flow).await;
         }
         if m.state == DeliveryState::InDelivery {
             let holder_gave_up = !task.check_claim && task.attempt == m.attempts;
             if !holder_gave_up {
-                return self.held_elsewhere(task, &m).await;
+                return self.held_elsewhere(task, &m, flow).await;
             }
             // The holder scheduled this retry and died before writing ENROUTE: its
             // attempt failed temporarily, so the message is free to try again.
         } else if let Some(at) = m.schedule_at.filter(|at| *at > now) {
             let wait = Duration::from_millis((at - now) as u64);
-            return self.requeue(task, self.tiers.for_wait(wait), Some(wait)).await;
+            return self.requeue(task, self.tiers.for_wait(wait), Some(wait), flow).await;
         }
+        // The connector's rate: the message waits for its turn unclaimed.
+        if let Some(c) = task.connectors.iter().find_map(|n| self.connectors.get(n)) {
+            c.turn().await;
+        }
+        let now = self.clock.now_ms();
         if now >= m.expire_at {
             return self
                 .finish(&m, m.state, Outcome::Temporary { error_code: m.error_code }, now)
@@ -231,7 +238,7 @@ impl Worker {
             // Someone holds it: possibly this very claim, applied by an attempt that timed
             // out. Either way the holder check settles it without a second handoff.
             Applied::No(Some(row)) if row.state == DeliveryState::InDelivery => {
-                return self.held_elsewhere(task, &row).await;
+                return self.held_elsewhere(task, &row, flow).await;
             }
             Applied::No(_) => {
                 debug!(message_id = %m.message_id, "claim lost (cancelled, or another worker)");
@@ -243,13 +250,12 @@ impl Worker {
         match outcome {
             Outcome::Accepted { upstream_id } => {
                 let connector = connector.unwrap_or_default();
-                self.handed_off(task, &m, &connector, &upstream_id).await
+                self.handed_off(task, &m, &connector, &upstream_id, flow).await
             }
             Outcome::Temporary { error_code } => {
-                let (delay, topic) = self.tiers.for_attempt(attempt);
-                if now.saturating_add(delay.as_millis() as i64) >= m.expire_at {
+                let Some((delay, topic)) = self.retry_tier(attempt, now, m.expire_at) else {
                     return self.finish(&m, DeliveryState::InDelivery, outcome, now).await;
-                }
+                };
                 // The retry task first, then ENROUTE: a crash in between leaves a task
                 // that finds DeliveryState::InDelivery with its own attempt count and carries on.
                 let retry = DeliveryTask { attempt, check_claim: false, seen_claim: 0, ..task };
@@ -257,6 +263,7 @@ impl Worker {
                     Bytes::copy_from_slice(m.dest.addr.as_bytes()),
                     Bytes::from(retry.encode_to_vec()),
                 );
+                flow.mark(&mut record);
                 record.not_before = Some(smsc_runtime::clock::after(now, delay));
                 if !publish_until_ok(&*self.bus, topic, vec![record], &self.shutdown).await {
                     return false;
@@ -287,6 +294,20 @@ impl Worker {
             }
             _ => self.finish(&m, DeliveryState::InDelivery, outcome, now).await,
         }
+    }
+
+    /// When and on which tier the retry after failed attempt `attempt` comes, or `None`
+    /// when the validity has ended. A retry tier that would fall past the validity is
+    /// cut short: the message gets its attempts until the validity's end (on the longest
+    /// tier that fits), and expires then, not at the last attempt before it.
+    fn retry_tier(&self, attempt: u32, now: i64, expire_at: i64) -> Option<(Duration, &str)> {
+        let left = Duration::from_millis(u64::try_from(expire_at - now).ok().filter(|l| *l > 0)?);
+        let (delay, topic) = self.tiers.for_attempt(attempt);
+        if delay < left {
+            return Some((delay, topic));
+        }
+        let (delay, topic) = self.tiers.for_wait(left);
+        Some((delay.min(left), topic))
     }
 
     /// Tries the route's connectors in order; a connector this worker does not have is
@@ -324,6 +345,7 @@ impl Worker {
         m: &StoredMessage,
         connector: &str,
         upstream_id: &str,
+        flow: &Flow,
     ) -> bool {
         let now = self.clock.now_ms();
         let link = UpstreamLink { message_id: m.message_id.clone(), dest_index: m.dest_index };
@@ -379,16 +401,22 @@ impl Worker {
             // Its receipt came first and ended it (and sent ours), or it is gone.
             return true;
         }
-        self.upstream_check(task, m, now).await
+        self.upstream_check(task, m, now, flow).await
     }
 
     /// Comes back at the end of the message's validity (hopping tiers) to expire it if
     /// the upstream's receipt has not ended it by then.
-    async fn upstream_check(&self, task: DeliveryTask, m: &StoredMessage, now: i64) -> bool {
+    async fn upstream_check(
+        &self,
+        task: DeliveryTask,
+        m: &StoredMessage,
+        now: i64,
+        flow: &Flow,
+    ) -> bool {
         let wait = Duration::from_millis(u64::try_from(m.expire_at - now).unwrap_or(0));
         let check =
             DeliveryTask { upstream_check: true, check_claim: false, seen_claim: 0, ..task };
-        self.requeue(check, self.tiers.for_wait(wait), Some(wait)).await
+        self.requeue(check, self.tiers.for_wait(wait), Some(wait), flow).await
     }
 
     /// Records that the receipt of `key` was applied and ours sent (an empty parked
@@ -561,7 +589,7 @@ impl Worker {
     /// has not moved it by then (same attempt count), it died mid-delivery and nobody can
     /// know whether the network got it: the message ends UNKNOWN rather than risk a
     /// duplicate to the network.
-    async fn held_elsewhere(&self, task: DeliveryTask, m: &StoredMessage) -> bool {
+    async fn held_elsewhere(&self, task: DeliveryTask, m: &StoredMessage, flow: &Flow) -> bool {
         if task.check_claim && task.seen_claim == m.attempts {
             let now = self.clock.now_ms();
             let update = Update {
@@ -589,7 +617,7 @@ impl Worker {
             };
         }
         let check = DeliveryTask { check_claim: true, seen_claim: m.attempts, ..task };
-        self.requeue(check, self.tiers.for_attempt(1), None).await
+        self.requeue(check, self.tiers.for_attempt(1), None, flow).await
     }
 
     async fn requeue(
@@ -597,9 +625,11 @@ impl Worker {
         task: DeliveryTask,
         (delay, topic): (Duration, &str),
         wait: Option<Duration>,
+        flow: &Flow,
     ) -> bool {
         let key = Bytes::from(task.message_id.clone().into_bytes());
         let mut record = Record::new(key, Bytes::from(task.encode_to_vec()));
+        flow.mark(&mut record);
         let now = self.clock.now_ms();
         record.not_before =
             Some(smsc_runtime::clock::after(now, wait.map_or(delay, |w| w.min(delay))));
@@ -700,10 +730,13 @@ impl Worker {
         };
         // Keyed by message: receipts of one account need no order among themselves, and
         // a system_id key would put all of a busy account's receipts in one lane.
-        let record = Record::new(
+        let mut record = Record::new(
             Bytes::from(m.message_id.clone().into_bytes()),
             Bytes::from(n.encode_to_vec()),
         );
+        // Receipts are scheduled by account; their class is the standard one.
+        let account = Bytes::copy_from_slice(m.system_id.as_bytes());
+        Flow::new(Class::Standard, account).mark(&mut record);
         publish_until_ok(&*self.bus, topics::NOTIFY, vec![record], &self.shutdown).await
     }
 }

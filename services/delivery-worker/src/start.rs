@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use smsc_accounts::AccountDirectory;
-use smsc_bus::{Bus, Tiers};
+use smsc_bus::lanes::Lanes;
+use smsc_bus::pressure::Pressure;
+use smsc_bus::{Bus, Shares, Tiers};
 use smsc_runtime::config::ConfigError;
 use smsc_runtime::listen::{BindError, bind};
 use smsc_runtime::telemetry::Metrics;
@@ -21,6 +23,7 @@ use crate::config::{ConnectorConfig, WorkerConfig};
 use crate::connector::{Connector, Connectors, Journal, Simulator, Webhook};
 use crate::dispatch::Dispatcher;
 use crate::edge_link::DynEdgeLink;
+use crate::pace::Paced;
 use crate::simulator::SimulatorGrpc;
 use crate::{Worker, dispatch};
 
@@ -36,16 +39,18 @@ pub fn build_connectors(
     let mut out = Connectors::new();
     for (name, c) in config {
         let connector: Arc<dyn Connector> = match c {
-            ConnectorConfig::Simulator { profiles, journal } => {
+            ConnectorConfig::Simulator { profiles, journal, rate } => {
                 let mut sim = Simulator::new(profiles.clone());
                 if let Some(path) = journal {
                     let j = Journal::open(path).map_err(|e| unusable(name, "journal", e.into()))?;
                     sim.journal = Some(j);
                 }
-                Arc::new(sim)
+                Paced::wrap(Arc::new(sim), *rate)
             }
-            ConnectorConfig::Webhook { url, timeout } => {
-                Arc::new(Webhook::new(url, *timeout).map_err(|e| unusable(name, "url", e.into()))?)
+            ConnectorConfig::Webhook { url, timeout, rate } => {
+                let hook =
+                    Webhook::new(url, *timeout).map_err(|e| unusable(name, "url", e.into()))?;
+                Paced::wrap(Arc::new(hook), *rate)
             }
             ConnectorConfig::Smpp(u) => Arc::new(
                 crate::upstream::SmppUpstream::new(name, u)
@@ -67,6 +72,10 @@ pub struct Deps {
     pub metrics: Arc<Metrics>,
     /// Receipts and MO to the edges holding the accounts' receivers.
     pub link: DynEdgeLink,
+    /// Where the worker and the dispatcher report the accounts crowding them.
+    pub pressure: Pressure,
+    /// The traffic classes' shares (`bus.class_shares`).
+    pub shares: Shares,
 }
 
 /// Starts the worker of `node_id` with `connectors` (built from the config:
@@ -90,9 +99,15 @@ pub async fn start(
         deps.metrics.clone(),
         shutdown.clone(),
     );
-    let in_flight = config.max_in_flight;
+    let lanes = |n: usize, hop: &'static str| Lanes {
+        shares: deps.shares,
+        pressure: Some((deps.pressure.clone(), hop)),
+        ..Lanes::new(n)
+    };
+    let deliver = lanes(config.max_in_flight, "worker");
+    let notify = lanes(config.notify_in_flight, "dispatcher");
     tasks.spawn(async move {
-        if let Err(e) = crate::run(worker, in_flight, in_flight).await {
+        if let Err(e) = crate::run(worker, deliver).await {
             warn!(error = %smsc_runtime::telemetry::error_chain(&e), "delivery worker stopped");
         }
     });
@@ -106,10 +121,9 @@ pub async fn start(
         shutdown.clone(),
         node_id,
     ));
-    let (bus, notify, interval) =
-        (deps.bus.clone(), config.notify_in_flight, config.pending_interval);
+    let (bus, interval) = (deps.bus.clone(), config.pending_interval);
     tasks.spawn(async move {
-        if let Err(e) = dispatch::run(dispatcher, bus, notify, notify, interval).await {
+        if let Err(e) = dispatch::run(dispatcher, bus, notify, interval).await {
             warn!(error = %smsc_runtime::telemetry::error_chain(&e), "dispatcher stopped");
         }
     });
@@ -148,6 +162,7 @@ mod tests {
                 ConnectorConfig::Webhook {
                     url: "http://127.0.0.1:9/sms".into(),
                     timeout: Duration::from_millis(100),
+                    rate: 50,
                 },
             ),
         ]);
@@ -168,6 +183,7 @@ mod tests {
                 ConnectorConfig::Webhook {
                     url: "not a url".into(),
                     timeout: Duration::from_secs(1),
+                    rate: 0,
                 },
                 "connectors.bad.url",
             ),
@@ -175,6 +191,7 @@ mod tests {
                 ConnectorConfig::Simulator {
                     profiles: Vec::new(),
                     journal: Some("/nonexistent-dir/journal".into()),
+                    rate: 0,
                 },
                 "connectors.bad.journal",
             ),

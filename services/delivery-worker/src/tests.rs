@@ -183,6 +183,15 @@ impl Setup {
 
     /// [`Setup::start`], the answers to the first `lose` final writes lost ([`LostAnswers`]).
     async fn start_losing(script: Vec<Outcome>, lose: u32) -> Self {
+        Self::start_with(script, lose, 0).await
+    }
+
+    /// [`Setup::start`], the connector at `rate` messages per second.
+    async fn start_paced(script: Vec<Outcome>, rate: u32) -> Self {
+        Self::start_with(script, 0, rate).await
+    }
+
+    async fn start_with(script: Vec<Outcome>, lose: u32, rate: u32) -> Self {
         let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
         let bus = EmbeddedBus::with_clock(EmbeddedBusConfig::default(), clock.clone());
         let store =
@@ -193,7 +202,10 @@ impl Setup {
         let worker = Worker::new(
             Arc::new(bus.clone()),
             Arc::new(LostAnswers { inner: store.clone(), lose: AtomicU32::new(lose) }),
-            Connectors::from([("up".to_owned(), connector.clone() as Arc<dyn Connector>)]),
+            Connectors::from([(
+                "up".to_owned(),
+                crate::pace::Paced::wrap(connector.clone() as Arc<dyn Connector>, rate),
+            )]),
             Tiers::new(&TIERS),
             clock.clone(),
             Metrics::new(),
@@ -201,7 +213,8 @@ impl Setup {
         );
         let notify = bus.consumer("test", &[topics::NOTIFY], 1000).expect("consumer");
         let w = worker.clone();
-        tokio::spawn(async move { run(w, 4, 64).await.expect("worker runs") });
+        let lanes = smsc_bus::lanes::Lanes { read_ahead: 64, ..smsc_bus::lanes::Lanes::new(4) };
+        tokio::spawn(async move { run(w, lanes).await.expect("worker runs") });
         Self { worker, store, bus, clock, connector, notify, shutdown }
     }
 
@@ -466,6 +479,60 @@ async fn a_temporary_upstream_failure_is_retried_on_the_tiers() {
     assert_eq!(s.connector.calls.load(Ordering::SeqCst), 2);
     assert_eq!(s.worker.metrics.retries_total.with_label_values(&["1s"]).get(), 1);
     assert!(s.store.upstream_entry("up", "U5").await.expect("store").is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_destination_is_tried_until_its_validity_ends_then_expires() {
+    // Tiers of 1 s and 2 s, 5 s of validity: attempts at 0, 1 and 3 s; the next tier
+    // (2 s) would end at the validity's end, so the message is held until then instead
+    // of being finalised at 3 s, two seconds early.
+    let unreachable = vec![Outcome::Temporary { error_code: 0x0b }; 10];
+    let mut s = Setup::start(unreachable).await;
+    let id = "m-validity";
+    let m = s.submit(id, Duration::from_secs(5)).await;
+    let row = s.wait_state(id, DeliveryState::Expired).await;
+    assert!(row.final_at >= Some(m.expire_at), "expired early: {row:?}");
+    assert_eq!(row.attempts, 3, "{row:?}");
+    assert_eq!(row.error_code, 0x0b, "the last attempt's error");
+    let got = s.receipts_within(Duration::from_secs(1)).await;
+    assert_eq!(
+        got.iter().map(|r| (r.id.as_str(), r.stat)).collect::<Vec<_>>(),
+        [(id, ReceiptStat::Expired)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_near_the_end_of_the_validity_come_on_the_tier_that_fits() {
+    // 2.5 s of validity: attempts at 0 and 1 s; 1.5 s are left, so the third comes on
+    // the 1 s tier (at 2 s) and the message expires at 2.5 s.
+    let unreachable = vec![Outcome::Temporary { error_code: 0x0b }; 10];
+    let s = Setup::start(unreachable).await;
+    let id = "m-fits";
+    let m = s.submit(id, Duration::from_millis(2500)).await;
+    let row = s.wait_state(id, DeliveryState::Expired).await;
+    assert!(row.final_at >= Some(m.expire_at), "{row:?}");
+    assert_eq!(s.connector.calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_its_rate_a_connector_gets_messages_in_turn_and_they_wait_unclaimed() {
+    let delivered = vec![Outcome::Delivered; 3];
+    let s = Setup::start_paced(delivered, 2).await;
+    let ids = ["p1", "p2", "p3"];
+    for id in ids {
+        s.submit(id, Duration::from_secs(600)).await;
+    }
+    s.wait_state("p1", DeliveryState::Delivered).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // 2 per second: the second's turn is 500 ms after the first; it waits unclaimed.
+    let waiting: Vec<_> =
+        [s.row("p2").await, s.row("p3").await].into_iter().map(|r| (r.state, r.attempts)).collect();
+    assert_eq!(waiting, [(DeliveryState::Enroute, 0); 2]);
+    assert_eq!(s.connector.calls.load(Ordering::SeqCst), 1);
+    for id in ids {
+        s.wait_state(id, DeliveryState::Delivered).await;
+    }
+    assert_eq!(s.connector.calls.load(Ordering::SeqCst), 3, "each once");
 }
 
 #[tokio::test(start_paused = true)]

@@ -40,8 +40,8 @@ use std::time::Duration;
 
 use smsc_accounts::AccountDirectory;
 use smsc_bus::Bus;
+use smsc_bus::pressure::Pressure;
 use smsc_runtime::ids::IdGenerator;
-use smsc_runtime::telemetry::Metrics;
 use smsc_store::{Clock, Store};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -145,6 +145,8 @@ pub struct Edge {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<EdgeMetrics>,
     pub clock: Arc<dyn Clock>,
+    /// The accounts crowding the hops behind this edge: their submits are throttled.
+    pub pressure: Pressure,
     pub ids: IdGenerator,
     pub registry: Registry,
     limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
@@ -158,26 +160,12 @@ pub struct Edge {
 
 impl Edge {
     /// An edge with the default [`Limits`].
-    pub fn new(
-        settings: Settings,
-        accounts: Arc<AccountDirectory>,
-        bus: Arc<dyn Bus>,
-        store: Arc<dyn Store>,
-        metrics: Arc<Metrics>,
-        clock: Arc<dyn Clock>,
-    ) -> Arc<Self> {
-        Self::with_limits(settings, Limits::default(), accounts, bus, store, metrics, clock)
+    pub fn new(settings: Settings, deps: Deps) -> Arc<Self> {
+        Self::with_limits(settings, Limits::default(), deps)
     }
 
-    pub fn with_limits(
-        settings: Settings,
-        limits: Limits,
-        accounts: Arc<AccountDirectory>,
-        bus: Arc<dyn Bus>,
-        store: Arc<dyn Store>,
-        metrics: Arc<Metrics>,
-        clock: Arc<dyn Clock>,
-    ) -> Arc<Self> {
+    pub fn with_limits(settings: Settings, limits: Limits, deps: Deps) -> Arc<Self> {
+        let Deps { accounts, bus, store, clock, metrics, pressure } = deps;
         Arc::new(Self {
             settings,
             lockout: Lockout::new(limits.lockout.clone()),
@@ -187,6 +175,7 @@ impl Edge {
             store,
             metrics: metrics.family::<EdgeMetrics>(),
             clock,
+            pressure,
             ids: IdGenerator::new(),
             registry: Registry::default(),
             limiters: Mutex::new(HashMap::new()),

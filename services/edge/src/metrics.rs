@@ -22,8 +22,11 @@ pub struct EdgeMetrics {
     pub submit_total: IntCounterVec,
     /// From a submit's last byte read to its response written.
     pub submit_seconds: Histogram,
-    /// Requests answered ESME_RTHROTTLED (window full or rate exceeded).
+    /// Requests answered ESME_RTHROTTLED (window full, rate exceeded, or the account's backlog).
     pub throttled_total: IntCounter,
+    /// Of those, submits of an account holding more than its share of a hop that falls
+    /// behind (backpressure aimed at the cause).
+    pub backlog_throttled_total: IntCounter,
     /// deliver_sm sent: `kind` = receipt|mo, `outcome` = the deliver_sm_resp
     /// command_status name, or `timeout` / `unbound` when none came.
     pub deliver_sm_total: IntCounterVec,
@@ -96,7 +99,12 @@ impl Family for EdgeMetrics {
             throttled_total: counter(
                 r,
                 "smsc_edge_throttled_total",
-                "Requests answered ESME_RTHROTTLED (window full or rate exceeded).",
+                "Requests answered ESME_RTHROTTLED (window full, rate exceeded, or the account's backlog).",
+            ),
+            backlog_throttled_total: counter(
+                r,
+                "smsc_edge_backlog_throttled_total",
+                "Submits throttled because their account holds more than its share of a hop that falls behind.",
             ),
             deliver_sm_total: counter_vec(
                 r,
@@ -165,6 +173,7 @@ mod tests {
         ok.inc();
         e.submit_seconds.observe(0.000_2);
         e.throttled_total.inc();
+        e.backlog_throttled_total.inc();
         e.deliver_sm_total.with_label_values(&["receipt", "ESME_ROK"]).inc();
         e.deliver_sm_seconds.observe(0.01);
         e.window_in_use.observe(5.0);
@@ -183,6 +192,7 @@ mod tests {
             r#"smsc_edge_submit_seconds_bucket{le="0.00025"} 1"#,
             r#"smsc_edge_submit_seconds_bucket{le="5"} 1"#,
             "smsc_edge_throttled_total 1",
+            "smsc_edge_backlog_throttled_total 1",
             r#"smsc_edge_deliver_sm_total{kind="receipt",outcome="ESME_ROK"} 1"#,
             "smsc_edge_deliver_sm_seconds_count 1",
             r#"smsc_edge_window_in_use_bucket{le="8"} 1"#,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use smsc_accounts::AccountDirectory;
 use smsc_bus::Bus;
+use smsc_bus::pressure::Pressure;
 use smsc_proto::edge_server::EdgeServer;
 use smsc_runtime::config::ConfigError;
 use smsc_runtime::grpc_tls::GrpcTls;
@@ -30,6 +31,8 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// The accounts over their share of the hops behind this edge ([`smsc_bus::pressure`]).
+    pub pressure: Pressure,
 }
 
 /// Why the edge did not start.
@@ -89,15 +92,8 @@ pub async fn start(
     };
     info!(smpp = %local_addr(&smpp, "edge.smpp_listen", config.smpp_listen)?, grpc = %endpoint, "SMPP listening");
 
-    let edge = Edge::with_limits(
-        Settings::from_config(config, node_id, endpoint.clone()),
-        Limits::from_config(config),
-        deps.accounts,
-        deps.bus,
-        deps.store,
-        deps.metrics,
-        deps.clock,
-    );
+    let settings = Settings::from_config(config, node_id, endpoint.clone());
+    let edge = Edge::with_limits(settings, Limits::from_config(config), deps);
     let grpc = grpc.add_service(EdgeServer::new(EdgeGrpc(edge.clone())));
     let stop = shutdown.clone();
     tasks.spawn(async move {

@@ -56,11 +56,14 @@ impl Shared {
                 session_lease_ttl: Duration::from_secs(120),
                 ..Settings::default()
             },
-            self.accounts.clone(),
-            self.bus.clone(),
-            self.store.clone(),
-            metrics.clone(),
-            Arc::new(SystemClock),
+            smsc_edge::Deps {
+                accounts: self.accounts.clone(),
+                bus: self.bus.clone(),
+                store: self.store.clone(),
+                clock: Arc::new(SystemClock),
+                metrics: metrics.clone(),
+                pressure: Default::default(),
+            },
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

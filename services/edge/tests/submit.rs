@@ -11,7 +11,8 @@ use common::{
     number, submit_consumer, submit_sm, submitted,
 };
 use smsc_accounts::AccountConfig;
-use smsc_bus::BusError;
+use smsc_bus::pressure::Pressure;
+use smsc_bus::{BusError, Class, Flow};
 use smsc_smpp::pdu::{
     CancelSm, DataSm, DestAddress, QuerySm, ReplaceSm, ShortMessage, SubmitMulti, SubmitSm,
     TimeString,
@@ -260,6 +261,57 @@ async fn past_the_account_rate_submits_are_throttled() {
     assert_eq!(ok + throttled, 20, "{resps:?}");
 }
 
+#[tokio::test]
+async fn an_account_crowding_the_pipeline_is_throttled_and_no_other() {
+    let pressure = Pressure::default();
+    let setup = Setup {
+        pressure: pressure.clone(),
+        ..Setup::accounts(vec![account("flood"), account(ESME)])
+    };
+    let edge = TestEdge::start(setup).await;
+    let mut flood = edge.bind(BindKind::Transmitter, "flood").await;
+    let mut steady = edge.bind(BindKind::Transmitter, ESME).await;
+    // A hop behind the edge finds `flood` holding more than its share.
+    pressure.report("worker", vec![Bytes::from_static(b"flood")]);
+    flood.submit_refused(submit_sm("more"), CommandStatus::ESME_RTHROTTLED).await;
+    assert_status(&steady.submit(submit_sm("otp")).await, CommandStatus::ESME_ROK);
+    assert_eq!(edge.edge.metrics.backlog_throttled_total.get(), 1);
+    // The hop caught up.
+    pressure.report("worker", Vec::new());
+    assert_status(&flood.submit(submit_sm("more")).await, CommandStatus::ESME_ROK);
+}
+
+#[tokio::test]
+async fn a_submit_carries_its_account_and_class_to_the_hops() {
+    let bank = AccountConfig { max_class: Some(Class::Interactive), ..account(ESME) };
+    let edge = TestEdge::start(Setup::accounts(vec![bank, account("plain")])).await;
+    let mut consumer = submit_consumer(&edge.bus);
+    let mut c = edge.bind(BindKind::Transmitter, ESME).await;
+    let urgent = SubmitSm { priority_flag: 1, ..submit_sm("otp") };
+    for sm in [submit_sm("news"), urgent] {
+        assert_status(&c.submit(sm).await, CommandStatus::ESME_ROK);
+    }
+    // An account without a max_class: the flag lifts nothing.
+    let mut plain = edge.bind(BindKind::Transmitter, "plain").await;
+    let urgent = SubmitSm { priority_flag: 3, ..submit_sm("otp") };
+    assert_status(&plain.submit(urgent).await, CommandStatus::ESME_ROK);
+    let mut flows = Vec::new();
+    for _ in 0..3 {
+        let d = consumer.recv().await.expect("a submit");
+        flows.push(Flow::of(&d.record));
+        consumer.ack(&d).expect("ack");
+    }
+    let esme = Bytes::from_static(ESME.as_bytes());
+    assert_eq!(
+        flows,
+        [
+            Flow::new(Class::Standard, esme.clone()),
+            Flow::new(Class::Interactive, esme),
+            Flow::new(Class::Standard, Bytes::from_static(b"plain")),
+        ]
+    );
+}
+
 async fn status_when_bus_fails(error: BusError) -> Pdu {
     let bus = TestBus::new(Mode::Fail(error));
     let edge = TestEdge::start(Setup::default().with_bus(bus.clone())).await;
@@ -397,6 +449,26 @@ async fn query_sm_reports_the_stored_state() {
     assert_eq!(q.message_id.as_bytes(), STORED_ID.as_bytes());
     assert_eq!(q.message_state, MessageState::ENROUTE);
     assert!(q.final_date.is_empty(), "not final yet");
+}
+
+#[tokio::test]
+async fn query_sm_of_a_scheduled_message_says_enroute_to_an_smpp_34_esme() {
+    let edge = edge_with_stored_message().await;
+    let scheduled = smsc_store::Update {
+        state: Some(DeliveryState::Scheduled),
+        ..smsc_store::Update::default()
+    };
+    let moved = edge.store.transition(STORED_ID, 0, DeliveryState::Enroute, scheduled).await;
+    assert!(moved.expect("store").applied());
+    // SMPP 3.4 defines message_state 1-8: SCHEDULED (0) is 5.0's.
+    let mut v34 = edge.bind(BindKind::Transceiver, ESME).await;
+    let Body::QuerySmResp(q) = v34.request(query(STORED_ID)).await.body else { panic!() };
+    assert_eq!(q.message_state, MessageState::ENROUTE);
+    let mut v50 = edge.connect().await;
+    let password = smsc_accounts::testing::PASSWORD;
+    v50.bind_as(BindKind::Transceiver, ESME, password, 0x50).await;
+    let Body::QuerySmResp(q) = v50.request(query(STORED_ID)).await.body else { panic!() };
+    assert_eq!(q.message_state, MessageState::SCHEDULED);
 }
 
 #[tokio::test]

@@ -154,6 +154,9 @@ pub fn account(
         enabled: s.enabled,
         default_validity,
         max_validity,
+        // Traffic classes are not in the SmppAccount resource yet: standard.
+        class: Default::default(),
+        max_class: None,
     };
     Account::from_config(&config).map_err(|e| {
         let secret_ref = &s.password_secret_ref;

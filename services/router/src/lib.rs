@@ -21,8 +21,10 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use prost::Message as _;
 use smsc_bus::Tiers;
-use smsc_bus::lanes::{join, publish_until_ok, run_lanes};
+use smsc_bus::lanes::{Lanes, join, publish_until_ok, run_lanes};
+use smsc_bus::pressure::Pressure;
 use smsc_bus::{Bus, BusError, Delivery, Record, topics};
+use smsc_bus::{Class, Flow, Shares};
 use smsc_proto::{DeliveryTask, MoEvent, Notification, NotificationKind, SubmitEvent};
 use smsc_runtime::telemetry::Metrics;
 use smsc_smpp::pdu::{DeliverSm, ShortMessage};
@@ -83,6 +85,10 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// Where the router reports the accounts crowding it (the edge slows them).
+    pub pressure: Pressure,
+    /// The traffic classes' shares (`bus.class_shares`).
+    pub shares: Shares,
 }
 
 /// The router's entry point: what `smsc router` (and `smsc all`) run. Starts it into
@@ -96,10 +102,15 @@ pub fn start(
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: CancellationToken,
 ) {
+    let lanes = Lanes {
+        shares: deps.shares,
+        pressure: Some((deps.pressure, "router")),
+        ..Lanes::new(lanes)
+    };
     let router =
         Router::new(deps.bus, deps.store, routes, tiers, deps.clock, deps.metrics, shutdown);
     tasks.spawn(async move {
-        if let Err(e) = run(router, lanes, lanes).await {
+        if let Err(e) = run(router, lanes).await {
             warn!(error = %smsc_runtime::telemetry::error_chain(&e), "router stopped");
         }
     });
@@ -107,12 +118,12 @@ pub fn start(
 
 /// Runs the router until `shutdown`: `lanes` records in progress, per-destination order
 /// kept (the bus key is the destination).
-pub async fn run(router: Arc<Router>, lanes: usize, max_in_flight: usize) -> Result<(), BusError> {
+pub async fn run(router: Arc<Router>, lanes: Lanes) -> Result<(), BusError> {
     let shutdown = router.shutdown.clone();
     let topics = [topics::SUBMIT, topics::MO];
+    let metrics = Some(&router.process_metrics);
     let Some(consumer) =
-        join(&router.bus, GROUP, &topics, max_in_flight, &shutdown, Some(&router.process_metrics))
-            .await
+        join(&router.bus, GROUP, &topics, lanes.read_ahead, &shutdown, metrics).await
     else {
         return Ok(());
     };
@@ -121,7 +132,7 @@ pub async fn run(router: Arc<Router>, lanes: usize, max_in_flight: usize) -> Res
         async move {
             match d.topic.as_str() {
                 topics::MO => router.mo(&d.record.payload).await,
-                _ => router.submit(d.record.payload.clone()).await,
+                _ => router.submit(d.record.payload.clone(), Flow::of(&d.record)).await,
             }
         }
     })
@@ -136,8 +147,8 @@ fn stored_address(a: Option<&smsc_proto::Address>) -> Address {
 }
 
 impl Router {
-    /// One accepted submit (one destination).
-    pub async fn submit(&self, payload: Bytes) -> bool {
+    /// One accepted submit (one destination), of `flow` (its task goes on with it).
+    pub async fn submit(&self, payload: Bytes, flow: Flow) -> bool {
         let ev = match SubmitEvent::decode(payload.clone()) {
             Ok(ev) => ev,
             Err(e) => {
@@ -204,6 +215,7 @@ impl Router {
         };
         let mut record =
             Record::new(Bytes::copy_from_slice(dest.as_bytes()), Bytes::from(task.encode_to_vec()));
+        flow.mark(&mut record);
         let topic = if scheduled {
             let wait = Duration::from_millis((ev.schedule_at_ms - now) as u64);
             let (delay, topic) = self.tiers.for_wait(wait);
@@ -248,7 +260,9 @@ impl Router {
         self.metrics.mo_total.with_label_values(&["routed"]).inc();
         // Keyed by the handset: the parts of its concatenated message stay in order.
         let source = mo.source.as_ref().map(|a| a.addr.clone()).unwrap_or_default();
-        let record = Record::new(Bytes::from(source.into_bytes()), Bytes::from(n.encode_to_vec()));
+        let mut record =
+            Record::new(Bytes::from(source.into_bytes()), Bytes::from(n.encode_to_vec()));
+        Flow::new(Class::Standard, Bytes::from(account.into_bytes())).mark(&mut record);
         publish_until_ok(&*self.bus, topics::NOTIFY, vec![record], &self.shutdown).await
     }
 }

@@ -107,7 +107,7 @@ pub trait Family: Send + Sync + 'static {
 pub struct Metrics {
     registry: Registry,
     families: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
-    /// `smsc_bus_consumer_lag_records{group,topic}`: records not yet committed on the
+    /// `smsc_bus_consumer_lag_records{group,topic}`: records not yet handled (acked in order) on the
     /// partitions this process consumes, refreshed every few seconds by each consumer
     /// (the router's and the worker's alike).
     pub consumer_lag: IntGaugeVec,
@@ -125,7 +125,7 @@ impl Metrics {
         let consumer_lag = gauge_vec(
             &registry,
             "smsc_bus_consumer_lag_records",
-            "Records not yet committed on the partitions this process consumes.",
+            "Records not yet handled (acked in order) on the partitions this process consumes.",
             &["group", "topic"],
         );
         Arc::new(Metrics { registry, families: Mutex::default(), consumer_lag })

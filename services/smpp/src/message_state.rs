@@ -20,6 +20,16 @@ impl MessageState {
     /// SMPP 5.0.
     pub const SKIPPED: Self = Self(9);
 
+    /// The state as a peer of `interface_version` is told it: SMPP 3.4 defines 1-8
+    /// only, so a scheduled message is ENROUTE to a 3.4 (or 3.3) peer.
+    pub const fn for_version(self, interface_version: u8) -> Self {
+        if self.0 == Self::SCHEDULED.0 && interface_version < crate::types::INTERFACE_VERSION_50 {
+            Self::ENROUTE
+        } else {
+            self
+        }
+    }
+
     /// The spec's name, or `None` for a value outside the table.
     pub const fn name(self) -> Option<&'static str> {
         Some(match self.0 {
@@ -48,6 +58,22 @@ impl std::fmt::Display for MessageState {
         match self.name() {
             Some(n) => f.write_str(n),
             None => write!(f, "message_state({})", self.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MessageState;
+
+    #[test]
+    fn scheduled_is_enroute_to_a_peer_before_smpp_5() {
+        let s = MessageState::SCHEDULED;
+        assert_eq!(s.for_version(0x34), MessageState::ENROUTE);
+        assert_eq!(s.for_version(0x33), MessageState::ENROUTE);
+        assert_eq!(s.for_version(0x50), MessageState::SCHEDULED);
+        for v in [0x33, 0x34, 0x50] {
+            assert_eq!(MessageState::DELIVERED.for_version(v), MessageState::DELIVERED);
         }
     }
 }

@@ -165,7 +165,9 @@ fn ready<T: Clone + Send + 'static>(engine: T) -> Connect<T> {
 fn topics(config: &Config) -> Vec<String> {
     use smsc_bus::topics;
     let mut t: Vec<String> =
-        [topics::SUBMIT, topics::DELIVER, topics::NOTIFY, topics::MO].map(str::to_owned).to_vec();
+        [topics::SUBMIT, topics::DELIVER, topics::NOTIFY, topics::MO, topics::PRESSURE]
+            .map(str::to_owned)
+            .to_vec();
     t.extend(smsc_bus::Tiers::new(&config.retry.tiers).topics());
     t
 }

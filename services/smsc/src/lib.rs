@@ -14,6 +14,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use smsc_accounts::{Account, AccountDirectory};
+use smsc_bus::pressure::{self, Pressure};
 use smsc_bus::{Bus, Tiers};
 use smsc_delivery_worker::edge_link::{EdgeLink, GrpcEdgeLink};
 use smsc_edge::grpc::EdgeGrpc;
@@ -177,6 +178,10 @@ pub async fn run(
 
     let accounts = accounts(role, &mut config, &mut tasks, &token)?;
     let tiers = Tiers::new(&config.retry.tiers);
+    // The accounts crowding this process's hops, which its edge slows. Between
+    // processes nothing carries it yet (docs/architecture.md, "Fairness").
+    let pressure = Pressure::default();
+    let shares = config.bus.class_shares;
     let edge = match role.edge() {
         true => {
             let peers = peer_source(&config, &mut tasks, &token).await?;
@@ -186,6 +191,7 @@ pub async fn run(
                 store: store.clone(),
                 clock: clock.clone(),
                 metrics: metrics.clone(),
+                pressure: pressure.clone(),
             };
             let tls = config.grpc_tls.as_ref();
             let started = smsc_edge::start(
@@ -228,6 +234,8 @@ pub async fn run(
             store: store.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
+            pressure: pressure.clone(),
+            shares,
         };
         // As many records in progress as the consumer may hold: through Kafka each one
         // waits milliseconds for its acks=all publish, so 64 lanes capped a router at a
@@ -245,8 +253,16 @@ pub async fn run(
             }),
             None => Arc::new(remote),
         };
-        let deps =
-            smsc_delivery_worker::Deps { accounts, bus: bus.clone(), store, clock, metrics, link };
+        let deps = smsc_delivery_worker::Deps {
+            accounts,
+            bus: bus.clone(),
+            store,
+            clock,
+            metrics,
+            link,
+            pressure: pressure.clone(),
+            shares,
+        };
         smsc_delivery_worker::start(
             &config.worker,
             &config.node_id,
@@ -257,6 +273,16 @@ pub async fn run(
             token.clone(),
         )
         .await?;
+    }
+    if role != Role::All {
+        // Between processes, the hops' reports of crowding accounts go to the edges.
+        if role.edge() {
+            let group: &'static str = format!("smsc-edge-pressure-{}", config.node_id).leak();
+            tasks.spawn(pressure::follow(bus.clone(), pressure.clone(), group, token.clone()));
+        } else {
+            let source = format!("{}/{role:?}", config.node_id);
+            tasks.spawn(pressure::share(bus.clone(), pressure, source, token.clone()));
+        }
     }
     info!(admin = %config.admin_listen, node = %config.node_id, "smsc {role:?} started");
     listening.set(true);

@@ -11,7 +11,8 @@
 //!   receipt reached the ESME (zero lost);
 //! - no message was handed to the network twice (the simulators' journals; zero
 //!   duplicated), and every DELIVERED one was handed exactly once;
-//! - submits not answered OK (connection killed first, or refused) are counted apart.
+//! - submits not answered OK (connection killed first, or refused) are counted apart;
+//!   ESME_RTHROTTLED (the pipeline fell behind) is sent again, as an ESME does.
 //!
 //! The engines are private (the cluster starts them with `tests/engines` in its own run
 //! directory) because breaking the shared ones would disturb the tests running beside this
@@ -57,8 +58,11 @@ const RECEIPT_DEADLINE: Duration = Duration::from_secs(240);
 struct Tally {
     /// message_ids answered ESME_ROK.
     accepted: HashSet<String>,
-    /// Submits answered with an error, by status.
+    /// Submits answered with an error, by status (ESME_RTHROTTLED apart).
     refused: BTreeMap<u32, usize>,
+    /// Submits answered ESME_RTHROTTLED (the pipeline fell behind): sent again, as an
+    /// ESME does, in their place.
+    throttled: usize,
     /// Submits whose connection died before their answer.
     unanswered: usize,
     /// Receipts by receipted_message_id (count, to show repeats).
@@ -167,6 +171,9 @@ async fn connection(load: &Load, addr: SocketAddr) -> Result<(), String> {
                             let mut t = load.lock();
                             if pdu.status == CommandStatus::ESME_ROK {
                                 t.accepted.insert(r.message_id.as_str().unwrap_or_default().to_owned());
+                            } else if pdu.status == CommandStatus::ESME_RTHROTTLED {
+                                t.throttled += 1;
+                                load.sent.fetch_sub(1, Ordering::Relaxed);
                             } else {
                                 *t.refused.entry(pdu.status.0).or_default() += 1;
                             }
@@ -382,9 +389,10 @@ async fn chaos_loses_and_duplicates_nothing() {
         let refused: usize = t.refused.values().sum();
         eprintln!(
             "\n| chaos | count |\n|---|---|\n\
-             | submits sent | {sent} |\n\
+             | submits sent (less the throttled) | {sent} |\n\
              | acknowledged (ESME_ROK) | {accepted} |\n\
              | refused (by status {refused_by:?}) | {refused} |\n\
+             | throttled (sent again) | {throttled} |\n\
              | not answered (connection killed first) | {unanswered} |\n\
              | final states | {by_state:?} |\n\
              | acknowledged, not final | {not_final} |\n\
@@ -395,6 +403,7 @@ async fn chaos_loses_and_duplicates_nothing() {
             sent = messages,
             accepted = t.accepted.len(),
             refused_by = t.refused,
+            throttled = t.throttled,
             unanswered = t.unanswered,
             not_final = not_final.len(),
             twice = twice.len(),

@@ -9,7 +9,7 @@ use smsc_runtime::config::ClientTls;
 
 #[cfg(doc)]
 use super::KafkaBus;
-use super::STATISTICS_INTERVAL;
+use super::{CONSUMER_STATISTICS_INTERVAL, STATISTICS_INTERVAL};
 use crate::config::BusConfig;
 #[cfg(doc)]
 use crate::{Bus, BusError};
@@ -156,8 +156,10 @@ impl KafkaBusConfig {
                 millis((self.session_timeout * 3).max(Duration::from_secs(10))),
             )
             .set("enable.partition.eof", "false")
-            // Consumer lag for the metrics (`Consumer::lag_probe`).
-            .set("statistics.interval.ms", millis(STATISTICS_INTERVAL));
+            // Consumer lag for the metrics and for the hops' backpressure
+            // (`Consumer::lag_probe`): the edges slow a crowding account this much later
+            // at most, so it is short.
+            .set("statistics.interval.ms", millis(CONSUMER_STATISTICS_INTERVAL));
         self.apply_extra(&mut config);
         config
     }

@@ -135,8 +135,10 @@ impl ClientContext for GroupContext {
         tracing::warn!(group = %self.shared.group, %error, reason, "kafka consumer error");
     }
 
-    /// Keeps the lag of the partitions this member holds (librdkafka reports -1 while
-    /// it does not know it yet: left out).
+    /// Keeps the lag of the partitions this member holds: to the offset stored after the
+    /// last acked record (a second fresher than the committed one, which the fairness
+    /// of the hops reads), else to the committed one; librdkafka reports -1 while it
+    /// does not know it yet: left out.
     fn stats(&self, statistics: Statistics) {
         let mut state = self.shared.lock();
         let mut lag = Vec::new();
@@ -146,7 +148,14 @@ impl ClientContext for GroupContext {
                 .partitions
                 .iter()
                 .filter(|(p, _)| assigned.contains_key(p))
-                .filter_map(|(_, p)| u64::try_from(p.consumer_lag).ok())
+                .filter_map(|(_, p)| {
+                    let lag = if p.consumer_lag_stored >= 0 {
+                        p.consumer_lag_stored
+                    } else {
+                        p.consumer_lag
+                    };
+                    u64::try_from(lag).ok()
+                })
                 .sum();
             lag.push((topic.clone(), sum));
         }

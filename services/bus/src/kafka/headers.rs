@@ -14,7 +14,7 @@ pub(super) fn encode_headers(record: &Record, parent_span: Option<u64>) -> Owned
     let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 2);
     let mut has_traceparent = false;
     for (key, value) in &record.headers {
-        if key == NOT_BEFORE_HEADER {
+        if *key == NOT_BEFORE_HEADER {
             // Reserved: `not_before` says it.
             continue;
         }
@@ -84,7 +84,7 @@ pub(super) fn decode(message: &BorrowedMessage<'_>) -> Delivery {
                     );
                 }
             } else {
-                record.headers.push((header.key.to_owned(), Bytes::copy_from_slice(value)));
+                record.headers.push((header.key.to_owned().into(), Bytes::copy_from_slice(value)));
             }
         }
     }

@@ -83,6 +83,8 @@ const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// How often the producer reports statistics (readiness comes back from them).
 pub const STATISTICS_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a consumer reports statistics (its lag).
+pub const CONSUMER_STATISTICS_INTERVAL: Duration = Duration::from_millis(500);
 /// Records a consumer buffers per partition before it pauses the partition.
 const BUFFERED_PER_PARTITION: usize = 512;
 /// How long the driver thread waits in one poll, so it notices a stop request.

@@ -65,8 +65,8 @@ fn not_before_is_read_as_unix_millis() {
 #[test]
 fn headers_carry_not_before_and_the_parent_span_only_without_traceparent() {
     let mut record = Record::new("k", "v");
-    record.headers.push(("a".to_owned(), Bytes::from_static(b"1")));
-    record.headers.push((NOT_BEFORE_HEADER.to_owned(), Bytes::from_static(b"forged")));
+    record.headers.push(("a".into(), Bytes::from_static(b"1")));
+    record.headers.push((NOT_BEFORE_HEADER.into(), Bytes::from_static(b"forged")));
     record.not_before = Some(UNIX_EPOCH + Duration::from_millis(42));
     let names = |h: &OwnedHeaders| -> Vec<(String, Vec<u8>)> {
         h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect()
@@ -80,7 +80,7 @@ fn headers_carry_not_before_and_the_parent_span_only_without_traceparent() {
             (PARENT_SPAN_HEADER.to_owned(), b"00000000000000ab".to_vec()),
         ]
     );
-    record.headers.push(("traceparent".to_owned(), Bytes::from_static(b"00-t-s-01")));
+    record.headers.push(("traceparent".into(), Bytes::from_static(b"00-t-s-01")));
     record.not_before = None;
     let h = encode_headers(&record, Some(0xab));
     assert_eq!(names(&h).len(), 2, "traceparent given: no parent span header");

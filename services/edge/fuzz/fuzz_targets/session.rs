@@ -68,6 +68,8 @@ fn accounts() -> Arc<AccountDirectory> {
         enabled: true,
         default_validity: Duration::from_secs(3600),
         max_validity: Duration::from_secs(48 * 3600),
+        class: Default::default(),
+        max_class: None,
     };
     let account = Account::from_config(&config).expect("valid account");
     Arc::new(AccountDirectory::new(vec![account]))
@@ -75,15 +77,15 @@ fn accounts() -> Arc<AccountDirectory> {
 
 /// A fresh edge per input: nothing carries over from one input to the next.
 fn edge() -> Arc<Edge> {
-    Edge::with_limits(
-        Settings::default(),
-        Limits::default(),
-        accounts(),
-        Arc::new(EmbeddedBus::new(EmbeddedBusConfig::default())),
-        Arc::new(EmbeddedStore::new(EmbeddedStoreConfig::default())),
-        Metrics::new(),
-        Arc::new(SystemClock),
-    )
+    let deps = smsc_edge::Deps {
+        accounts: accounts(),
+        bus: Arc::new(EmbeddedBus::new(EmbeddedBusConfig::default())),
+        store: Arc::new(EmbeddedStore::new(EmbeddedStoreConfig::default())),
+        clock: Arc::new(SystemClock),
+        metrics: Metrics::new(),
+        pressure: Default::default(),
+    };
+    Edge::with_limits(Settings::default(), Limits::default(), deps)
 }
 
 fn bind(kind: u8) -> Pdu {

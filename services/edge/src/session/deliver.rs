@@ -33,7 +33,8 @@ impl Session {
             // it pending: sending it now would deliver it twice.
             return;
         }
-        let v33 = matches!(&self.state, State::Bound(b) if b.interface_version < smsc_smpp::types::INTERFACE_VERSION_34);
+        let v33 = matches!(&self.state, State::Bound(_))
+            && self.interface_version() < smsc_smpp::types::INTERFACE_VERSION_34;
         let seq = self.next_seq();
         let kind = match smsc_smpp::decode(pdu) {
             Ok(Pdu { body: Body::DeliverSm(mut d), .. }) => {

@@ -15,6 +15,7 @@ use crate::submit;
 impl Session {
     pub(super) fn on_query(&mut self, seq: u32, q: QuerySm) {
         let Some(account) = self.admit(seq, CommandId::QuerySm, false) else { return };
+        let version = self.interface_version();
         let store = self.edge.store.clone();
         self.inflight.push(Box::pin(async move {
             let resp = match store
@@ -29,7 +30,7 @@ impl Session {
                             final_date: m.final_at.map(final_date).unwrap_or_default(),
                             // Being handed to the network, or handed to an upstream
                             // that has not reported yet: still en route.
-                            message_state: m.state.to_smpp(),
+                            message_state: m.state.to_smpp().for_version(version),
                             error_code: m.error_code.min(255) as u8,
                         }),
                     ),

@@ -178,4 +178,12 @@ impl Session {
             _ => 1,
         }
     }
+
+    /// The interface_version the ESME bound with (3.4 until it has bound).
+    pub(super) fn interface_version(&self) -> u8 {
+        match &self.state {
+            State::Bound(b) => b.interface_version,
+            _ => smsc_smpp::types::INTERFACE_VERSION_34,
+        }
+    }
 }

@@ -4,15 +4,18 @@
 use std::sync::Arc;
 
 use smsc_accounts::Account;
-use smsc_bus::{BusError, Record, topics};
-use smsc_smpp::CommandId;
+use smsc_bus::{BusError, Flow, Record, topics};
 use smsc_smpp::pdu::{DataSm, DestAddress, SubmitMulti, SubmitSm, UnsuccessSme};
+use smsc_smpp::{CommandId, Pdu};
 
 use super::state::{Accepted, Done, Session, State};
 use super::{READ_CHUNK, Status, status_name};
 use smsc_store::Address;
 
 use crate::submit::{self, Message, Submit};
+
+/// How long the ESME_RTHROTTLED of an account crowding the pipeline is held.
+const BACKLOG_THROTTLE_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Session {
     /// The account of a session that may submit, or the status that refuses it.
@@ -41,6 +44,22 @@ impl Session {
             self.edge.metrics.throttled_total.inc();
             self.count_submit(command, Status::ESME_RTHROTTLED);
             self.respond(seq, command, Status::ESME_RTHROTTLED);
+            return None;
+        }
+        if rated && self.edge.pressure.is_over(account.system_id.as_bytes()) {
+            // The account crowds a hop that falls behind. The answer is held a moment,
+            // its window slot taken meanwhile: an ESME that resubmits at once would
+            // otherwise spin, taking CPU from the very hops it waits for.
+            self.edge.metrics.throttled_total.inc();
+            self.edge.metrics.backlog_throttled_total.inc();
+            self.count_submit(command, Status::ESME_RTHROTTLED);
+            self.in_process += 1;
+            let id = command.response().unwrap_or(CommandId::GenericNack);
+            let pdu = Pdu::error_response(id, seq, Status::ESME_RTHROTTLED);
+            self.inflight.push(Box::pin(async move {
+                tokio::time::sleep(BACKLOG_THROTTLE_HOLD).await;
+                Done::Responses(vec![pdu])
+            }));
             return None;
         }
         self.in_process += 1;
@@ -174,7 +193,11 @@ impl Session {
         );
         self.arena.extend_from_slice(dest.addr.as_bytes());
         let key = self.arena.split().freeze();
-        self.records.push(Record::new(key, payload));
+        self.arena.extend_from_slice(account.system_id.as_bytes());
+        let flow = Flow::new(account.class_of(msg.priority_flag), self.arena.split().freeze());
+        let mut record = Record::new(key, payload);
+        flow.mark(&mut record);
+        self.records.push(record);
     }
 
     /// Publishes the submits of this read as one batch.

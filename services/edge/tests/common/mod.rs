@@ -18,6 +18,7 @@ use prost::Message as _;
 use smsc_accounts::AccountConfig;
 use smsc_accounts::{Account, AccountDirectory};
 use smsc_bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
+use smsc_bus::pressure::Pressure;
 use smsc_bus::{Bus, BusError, Consumer, Record, topics};
 use smsc_edge::grpc::EdgeGrpc;
 use smsc_edge::{Edge, Limits, Settings};
@@ -62,6 +63,8 @@ pub struct Setup {
     pub bus: Option<Arc<dyn Bus>>,
     /// Also serve a TLS listener with this acceptor.
     pub tls: Option<smsc_edge::tls::Acceptor>,
+    /// What the hops behind the edge report (a test sets an account over its share).
+    pub pressure: Pressure,
 }
 
 impl std::fmt::Debug for Setup {
@@ -72,6 +75,7 @@ impl std::fmt::Debug for Setup {
             .field("accounts", &self.accounts)
             .field("bus", &self.bus)
             .field("tls", &self.tls.is_some())
+            .field("pressure", &self.pressure)
             .finish()
     }
 }
@@ -84,6 +88,7 @@ impl Default for Setup {
             accounts: vec![account(ESME)],
             bus: None,
             tls: None,
+            pressure: Pressure::default(),
         }
     }
 }
@@ -124,15 +129,15 @@ impl TestEdge {
         let bus = EmbeddedBus::new(EmbeddedBusConfig::default());
         let store = Arc::new(EmbeddedStore::new(EmbeddedStoreConfig::default()));
         let metrics = Metrics::new();
-        let edge = Edge::with_limits(
-            setup.settings,
-            setup.limits,
-            Arc::new(AccountDirectory::new(accounts)),
-            setup.bus.unwrap_or_else(|| Arc::new(bus.clone())),
-            store.clone(),
-            metrics.clone(),
-            Arc::new(SystemClock),
-        );
+        let deps = smsc_edge::Deps {
+            accounts: Arc::new(AccountDirectory::new(accounts)),
+            bus: setup.bus.unwrap_or_else(|| Arc::new(bus.clone())),
+            store: store.clone(),
+            clock: Arc::new(SystemClock),
+            metrics: metrics.clone(),
+            pressure: setup.pressure,
+        };
+        let edge = Edge::with_limits(setup.settings, setup.limits, deps);
         let listener = loopback().await;
         let addr = listener.local_addr().expect("bound");
         let (tls, tls_addr) = match setup.tls {

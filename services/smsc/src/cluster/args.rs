@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 use super::process::tail;
-use super::{Cluster, ClusterOptions};
+use super::{Cluster, ClusterAccount, ClusterOptions};
 
 /// `smsc cluster` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -44,6 +44,18 @@ pub struct ClusterArgs {
     /// How long the members get to become ready.
     #[arg(long, value_parser = humantime_duration, default_value = "90s")]
     pub ready_timeout: Duration,
+    /// More ESME accounts beside demo / demo, as SYSTEM_ID:PASSWORD (repeatable).
+    #[arg(long = "account", value_parser = account)]
+    pub accounts: Vec<ClusterAccount>,
+}
+
+fn account(s: &str) -> Result<ClusterAccount, String> {
+    match s.split_once(':') {
+        Some((id, password)) if !id.is_empty() && (1..=8).contains(&password.len()) => {
+            Ok(ClusterAccount::new(id, password, &[]))
+        }
+        _ => Err(format!("`{s}` is not SYSTEM_ID:PASSWORD (a password of 1 to 8 characters)")),
+    }
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -63,7 +75,7 @@ pub async fn run(
         );
     }
     let binary = std::env::current_exe().context("locating the smsc binary")?;
-    let options = ClusterOptions {
+    let mut options = ClusterOptions {
         brokers: args.brokers,
         kafka_brokers: args.kafka_brokers,
         cql: args.cql,
@@ -77,6 +89,7 @@ pub async fn run(
         ready_timeout: args.ready_timeout,
         ..ClusterOptions::new(binary)
     };
+    options.accounts.extend(args.accounts.iter().cloned());
     if options.edges == 0 || options.routers == 0 || options.workers == 0 {
         bail!("a cluster needs at least one edge, router and worker");
     }
@@ -84,6 +97,9 @@ pub async fn run(
     let mut cluster = Cluster::start(options).await?;
     println!("{}", cluster.endpoints());
     println!("  account            demo / demo (receives every MO)");
+    for a in &args.accounts {
+        println!("  account            {} / {}", a.system_id, a.password);
+    }
     println!("Ctrl-C stops the cluster.");
 
     tokio::pin!(shutdown);

@@ -25,7 +25,8 @@ use prost::Message as _;
 use smsc_accounts::{Account, AccountDirectory};
 use smsc_bus::Tiers;
 use smsc_bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
-use smsc_bus::{Bus, Record, topics};
+use smsc_bus::lanes::Lanes;
+use smsc_bus::{Bus, Class, Flow, Record, topics};
 use smsc_delivery_worker::config::SimProfile;
 use smsc_delivery_worker::connector::{Connector, Simulator};
 use smsc_delivery_worker::dispatch::Dispatcher;
@@ -282,15 +283,15 @@ impl Pipeline {
         ));
 
         let mut tasks = JoinSet::new();
-        tasks.spawn(async move { smsc_router::run(router, 4, 64).await.expect("router runs") });
-        tasks.spawn(
-            async move { smsc_delivery_worker::run(worker, 4, 64).await.expect("worker runs") },
-        );
+        let lanes = || Lanes { read_ahead: 64, ..Lanes::new(4) };
+        tasks.spawn(async move { smsc_router::run(router, lanes()).await.expect("router runs") });
+        tasks.spawn(async move {
+            smsc_delivery_worker::run(worker, lanes()).await.expect("worker runs")
+        });
         let dispatch = smsc_delivery_worker::dispatch::run(
             dispatcher,
             dyn_bus.clone(),
-            4,
-            64,
+            lanes(),
             PENDING_INTERVAL,
         );
         tasks.spawn(async move { dispatch.await.expect("dispatcher runs") });
@@ -324,10 +325,17 @@ impl Pipeline {
         }
     }
 
-    /// Publishes `ev` to `smsc.submit` as the edge does (key: the destination).
+    /// Publishes `ev` to `smsc.submit` as the edge does (key: the destination; flow:
+    /// its account, standard class).
     pub async fn submit(&self, ev: &SubmitEvent) {
+        self.submit_as(ev, Class::Standard).await;
+    }
+
+    /// [`Pipeline::submit`] in traffic class `class`.
+    pub async fn submit_as(&self, ev: &SubmitEvent, class: Class) {
         let key = ev.dest.as_ref().map(|d| d.addr.clone()).unwrap_or_default();
-        let record = Record::new(Bytes::from(key), Bytes::from(ev.encode_to_vec()));
+        let mut record = Record::new(Bytes::from(key), Bytes::from(ev.encode_to_vec()));
+        Flow::new(class, Bytes::from(ev.system_id.clone())).mark(&mut record);
         self.bus.publish(topics::SUBMIT, vec![record]).await.expect("publish submit");
     }
 

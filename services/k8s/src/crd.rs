@@ -75,6 +75,26 @@ pub struct SmppAccountSpec {
     /// `store.message_ttl`.
     #[serde(default = "max_validity")]
     pub max_validity: String,
+    /// Traffic class of the account's messages: higher classes are served first by
+    /// weighted shares, none starves.
+    #[serde(default)]
+    pub class: TrafficClass,
+    /// The highest class a submit's priority_flag may lift a message to (one class per
+    /// step of the flag); absent: the account's class, whatever the flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_class: Option<TrafficClass>,
+}
+
+/// A traffic class (`accounts[].class` of the config).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TrafficClass {
+    /// One-time passwords, alerts: a person is waiting.
+    Interactive,
+    #[default]
+    Standard,
+    /// Campaigns: throughput over latency.
+    Bulk,
 }
 
 /// A key of a Secret in the resource's namespace.

@@ -154,9 +154,8 @@ pub fn account(
         enabled: s.enabled,
         default_validity,
         max_validity,
-        // Traffic classes are not in the SmppAccount resource yet: standard.
-        class: Default::default(),
-        max_class: None,
+        class: traffic_class(s.class),
+        max_class: s.max_class.map(traffic_class),
     };
     Account::from_config(&config).map_err(|e| {
         let secret_ref = &s.password_secret_ref;
@@ -248,6 +247,15 @@ fn camel_case(field: &str) -> String {
     out
 }
 
+/// The resource's class as the accounts know it.
+fn traffic_class(c: crate::crd::TrafficClass) -> smsc_bus::Class {
+    match c {
+        crate::crd::TrafficClass::Interactive => smsc_bus::Class::Interactive,
+        crate::crd::TrafficClass::Standard => smsc_bus::Class::Standard,
+        crate::crd::TrafficClass::Bulk => smsc_bus::Class::Bulk,
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod fixtures {
     use std::collections::BTreeMap;
@@ -321,6 +329,21 @@ mod tests {
         assert!(a.client_allowed("2001:db8::1".parse().expect("ip")));
         assert!(a.verify_password(b"secret"));
         assert!(!a.verify_password(b"Secret"));
+    }
+
+    #[test]
+    fn the_traffic_class_comes_from_the_resource() {
+        use crate::crd::TrafficClass;
+        use smsc_bus::Class;
+        let secrets = secrets(vec![secret("promo-password", "hash", HASH)]);
+        let mut r = resource("promo", "PROMO", "promo-password");
+        let plain = account(&r, &secrets, CAP).expect("valid");
+        assert_eq!((plain.class, plain.class_of(3)), (Class::Standard, Class::Standard));
+        r.spec.class = TrafficClass::Bulk;
+        r.spec.max_class = Some(TrafficClass::Standard);
+        let a = account(&r, &secrets, CAP).expect("valid");
+        assert_eq!((a.class, a.max_class), (Class::Bulk, Class::Standard));
+        assert_eq!((a.class_of(0), a.class_of(2)), (Class::Bulk, Class::Standard));
     }
 
     #[test]

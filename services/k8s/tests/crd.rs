@@ -37,9 +37,11 @@ fn crd_has_the_account_fields_and_a_status_subresource() {
         [
             "allowedCidrs",
             "bindTypes",
+            "class",
             "defaultValidity",
             "enabled",
             "maxBinds",
+            "maxClass",
             "maxSubmitRate",
             "maxValidity",
             "passwordSecretRef",

@@ -178,8 +178,8 @@ pub async fn run(
 
     let accounts = accounts(role, &mut config, &mut tasks, &token)?;
     let tiers = Tiers::new(&config.retry.tiers);
-    // The accounts crowding this process's hops, which its edge slows. Between
-    // processes nothing carries it yet (docs/architecture.md, "Fairness").
+    // The accounts crowding the hops, which the edge slows: this process's own, and
+    // in a cluster the others' too, over smsc.pressure (below).
     let pressure = Pressure::default();
     let shares = config.bus.class_shares;
     let edge = match role.edge() {

@@ -41,7 +41,7 @@ const REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Consumes `consumer` with up to `lanes.lanes` records in progress at once, chosen
 /// fairly ([`Scheduler`]: classes by their shares, accounts in turn) among the
-/// `read_ahead` received. Records with the same key are handled one after another, in
+/// `read_ahead` received, each handed to `handler` with its flow. Records with the same key are handled one after another, in
 /// order, so per-key order (per destination, per handset) survives the concurrency. A
 /// record is acked only when `handler` returned `true` for it: its work is durable.
 /// `false` means it gave up (shutdown), and the record comes back to whoever consumes
@@ -60,7 +60,7 @@ pub async fn run_lanes<F, Fut>(
     shutdown: CancellationToken,
     handler: F,
 ) where
-    F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+    F: Fn(Flow, Delivery) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send + 'static,
 {
     use futures::stream::{FuturesUnordered, StreamExt};
@@ -90,7 +90,7 @@ pub async fn run_lanes<F, Fut>(
     // Keys being handled, with the records waiting behind them.
     let mut busy: HashMap<bytes::Bytes, VecDeque<(Flow, Delivery)>> = HashMap::new();
     let start = |flow: Flow, d: Delivery| {
-        let fut = handler(d.clone());
+        let fut = handler(flow.clone(), d.clone());
         async move { (fut.await, flow, d) }
     };
     let mut report = tokio::time::interval(REPORT_EVERY);

@@ -11,12 +11,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
+use smsc_runtime::clock::{Clock as _, SystemClock};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::{Bus, Record, topics};
 
@@ -100,10 +101,12 @@ impl Pressure {
             }
             return false;
         }
+        // Debug: a hop near its threshold changes its report every few milliseconds;
+        // `smsc_edge_backlog_throttled_total` counts what it costs the ESMEs.
         if report.until_ms.is_none() {
             let names: Vec<_> =
                 report.accounts.iter().map(|a| String::from_utf8_lossy(a)).collect();
-            info!(hop = reporter, accounts = ?names, "accounts over their share of a hop that falls behind (their submits are throttled)");
+            debug!(hop = reporter, accounts = ?names, "accounts over their share of a hop that falls behind (their submits are throttled)");
         }
         if report.accounts.is_empty() {
             reports.remove(reporter);
@@ -123,11 +126,6 @@ impl Pressure {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Report>> {
         self.0.reports.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-fn now_ms() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A report on `smsc.pressure`: `<unix ms>` then one system_id per line (system_ids are
@@ -161,7 +159,7 @@ pub async fn share(
     loop {
         let accounts = pressure.local();
         if !accounts.is_empty() || accounts != last {
-            let record = Record::new(source.clone(), encode(now_ms(), &accounts));
+            let record = Record::new(source.clone(), encode(SystemClock.now_ms(), &accounts));
             if let Err(e) = bus.publish(topics::PRESSURE, vec![record]).await {
                 debug!(error = %smsc_runtime::telemetry::error_chain(&e), "pressure report not published");
             }
@@ -194,11 +192,11 @@ pub async fn follow(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => pressure.expire(now_ms()),
+            _ = tick.tick() => pressure.expire(SystemClock.now_ms()),
             r = consumer.recv() => match r {
                 Ok(d) => {
                     match decode(&d.record.payload) {
-                        Some((at, accounts)) if at.saturating_add(trust) > now_ms() => {
+                        Some((at, accounts)) if at.saturating_add(trust) > SystemClock.now_ms() => {
                             let source = String::from_utf8_lossy(&d.record.key);
                             pressure.report_remote(&source, accounts, at.saturating_add(trust));
                         }

@@ -52,10 +52,10 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         let _ = ctx;
     }
 
-    /// Waits until the connector may take one more message (its `rate`:
-    /// [`crate::pace`]); the worker asks before it claims the message.
-    fn turn(&self) -> BoxFuture<'_, ()> {
-        Box::pin(std::future::ready(()))
+    /// The connector's `rate` ([`crate::pace`]), if it has one: the worker waits for a
+    /// turn before it claims a message for it.
+    fn pace(&self) -> Option<&crate::pace::Pace> {
+        None
     }
 }
 

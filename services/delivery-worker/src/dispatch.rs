@@ -427,7 +427,7 @@ pub async fn run(
         })
     };
     let shutdown = d.shutdown.clone();
-    run_lanes(consumer, lanes, shutdown, move |m: Delivery| {
+    run_lanes(consumer, lanes, shutdown, move |_, m: Delivery| {
         let d = d.clone();
         async move { d.notification(&m.record.payload).await }
     })

@@ -127,9 +127,9 @@ pub async fn run(worker: Arc<Worker>, lanes: Lanes) -> Result<(), BusError> {
         c.start(ctx.clone());
     }
     let shutdown = worker.shutdown.clone();
-    run_lanes(consumer, lanes, shutdown, move |d: Delivery| {
+    run_lanes(consumer, lanes, shutdown, move |flow: Flow, d: Delivery| {
         let worker = worker.clone();
-        async move { worker.task(&d.record.payload, &Flow::of(&d.record)).await }
+        async move { worker.task(&d.record.payload, &flow).await }
     })
     .await;
     Ok(())
@@ -207,8 +207,9 @@ impl Worker {
             return self.requeue(task, self.tiers.for_wait(wait), Some(wait), flow).await;
         }
         // The connector's rate: the message waits for its turn unclaimed.
-        if let Some(c) = task.connectors.iter().find_map(|n| self.connectors.get(n)) {
-            c.turn().await;
+        let connector = task.connectors.iter().find_map(|n| self.connectors.get(n));
+        if let Some(pace) = connector.and_then(|c| c.pace()) {
+            pace.turn().await;
         }
         let now = self.clock.now_ms();
         if now >= m.expire_at {

@@ -68,8 +68,8 @@ impl Connector for Paced {
         self.inner.start(ctx);
     }
 
-    fn turn(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.pace.turn())
+    fn pace(&self) -> Option<&Pace> {
+        Some(&self.pace)
     }
 }
 

@@ -127,12 +127,12 @@ pub async fn run(router: Arc<Router>, lanes: Lanes) -> Result<(), BusError> {
     else {
         return Ok(());
     };
-    run_lanes(consumer, lanes, shutdown, move |d: Delivery| {
+    run_lanes(consumer, lanes, shutdown, move |flow: Flow, d: Delivery| {
         let router = router.clone();
         async move {
             match d.topic.as_str() {
                 topics::MO => router.mo(&d.record.payload).await,
-                _ => router.submit(d.record.payload.clone(), Flow::of(&d.record)).await,
+                _ => router.submit(d.record.payload.clone(), flow).await,
             }
         }
     })

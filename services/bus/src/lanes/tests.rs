@@ -29,7 +29,7 @@ async fn a_hop_that_falls_behind_names_the_account_crowding_it_until_it_catches_
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let shutdown = CancellationToken::new();
     let handler_gate = gate.clone();
-    let hop = tokio::spawn(run_lanes(consumer, lanes, shutdown.clone(), move |_| {
+    let hop = tokio::spawn(run_lanes(consumer, lanes, shutdown.clone(), move |_, _| {
         let gate = handler_gate.clone();
         async move {
             gate.acquire().await.expect("open").forget();
@@ -62,7 +62,7 @@ async fn every_record_is_handled_once_and_per_key_in_order() {
     let shutdown = CancellationToken::new();
     let log = seen.clone();
     let lanes = Lanes { read_ahead: 16, ..Lanes::new(4) };
-    let hop = tokio::spawn(run_lanes(consumer, lanes, shutdown.clone(), move |d| {
+    let hop = tokio::spawn(run_lanes(consumer, lanes, shutdown.clone(), move |_, d| {
         let log = log.clone();
         async move {
             tokio::time::sleep(Duration::from_micros(50)).await;

@@ -14,7 +14,7 @@ use smsc_bus::Class;
 use smsc_runtime::config::ConfigError;
 use smsc_store::BindKind;
 
-use crate::config::AccountConfig;
+use crate::config::{AccountConfig, Quota};
 
 /// SMPP 3.4 system_id: a C-Octet String of at most 16 octets with the NUL.
 const MAX_SYSTEM_ID_LEN: usize = 15;
@@ -140,6 +140,8 @@ pub struct Account {
     pub class: Class,
     /// The highest class its submits' priority_flag may ask for.
     pub max_class: Class,
+    /// Its daily and monthly limits; never a limit of 0.
+    pub quota: Quota,
 }
 
 impl std::fmt::Debug for Account {
@@ -159,6 +161,7 @@ impl std::fmt::Debug for Account {
             .field("max_validity", &self.max_validity)
             .field("class", &self.class)
             .field("max_class", &self.max_class)
+            .field("quota", &self.quota)
             .finish()
     }
 }
@@ -205,6 +208,14 @@ impl Account {
         if c.default_validity > c.max_validity {
             return Err(AccountError::invalid("default_validity", "longer than max_validity"));
         }
+        for (field, limit) in [("quota.daily", c.quota.daily), ("quota.monthly", c.quota.monthly)] {
+            if limit == Some(0) {
+                return Err(AccountError::invalid(
+                    field,
+                    "0 would refuse every message: set enabled: false instead, or leave it out for no limit",
+                ));
+            }
+        }
         Ok(Account {
             system_id: id.clone(),
             password_hash: c.password_hash.clone(),
@@ -219,6 +230,7 @@ impl Account {
             max_validity: c.max_validity,
             class: c.class,
             max_class: c.max_class.unwrap_or(c.class),
+            quota: c.quota,
         })
     }
 
@@ -251,6 +263,7 @@ impl Account {
             // priority_flag 1 or more lifts a message to interactive.
             class: Class::Standard,
             max_class: Class::Interactive,
+            quota: Quota::default(),
         }
     }
 

@@ -86,6 +86,29 @@ pub struct AccountConfig {
     /// the flag one class up); absent: the account's class, whatever the flag.
     #[serde(default)]
     pub max_class: Option<Class>,
+    /// Messages the account may submit per UTC day and per UTC month, across the cluster.
+    #[serde(default)]
+    pub quota: Quota,
+}
+
+/// `quota:` of an account: how many messages it may submit per calendar day and per
+/// calendar month (UTC), each destination of a submit one message; a limit left out is
+/// no limit. Past one, the edge answers submits with the quota status of
+/// `docs/operations.md` (0x00000400, from the range SMPP leaves to SMSC vendors).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    #[serde(default)]
+    pub daily: Option<u64>,
+    #[serde(default)]
+    pub monthly: Option<u64>,
+}
+
+impl Quota {
+    /// No limit at all: the edge skips the bookkeeping.
+    pub fn is_unlimited(&self) -> bool {
+        self.daily.is_none() && self.monthly.is_none()
+    }
 }
 
 impl std::fmt::Debug for AccountConfig {
@@ -104,6 +127,7 @@ impl std::fmt::Debug for AccountConfig {
             .field("max_validity", &self.max_validity)
             .field("class", &self.class)
             .field("max_class", &self.max_class)
+            .field("quota", &self.quota)
             .finish()
     }
 }

@@ -18,5 +18,5 @@ pub mod testing;
 mod tests;
 
 pub use account::{Account, AccountError, compile, glob_match, hash_password};
-pub use config::{AccountConfig, AccountsCrdConfig, AccountsSource, ReadConfigFile};
+pub use config::{AccountConfig, AccountsCrdConfig, AccountsSource, Quota, ReadConfigFile};
 pub use directory::{AccountDirectory, AuthError, WatchError};

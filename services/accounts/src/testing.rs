@@ -46,5 +46,6 @@ pub fn account(system_id: &str) -> AccountConfig {
         max_validity: Duration::from_secs(48 * 3600),
         class: Default::default(),
         max_class: None,
+        quota: Default::default(),
     }
 }

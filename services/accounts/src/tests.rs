@@ -29,6 +29,7 @@ fn config(system_id: &str) -> AccountConfig {
         max_validity: Duration::from_secs(7200),
         class: Default::default(),
         max_class: None,
+        quota: Default::default(),
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Worker {
     pub metrics: Arc<WorkerMetrics>,
     pub upstream_metrics: Arc<UpstreamMetrics>,
     pub shutdown: CancellationToken,
+    /// The routes' rates, as the tasks carry them.
+    routes: pace::RoutePaces,
 }
 
 impl Worker {
@@ -95,6 +97,7 @@ impl Worker {
             upstream_metrics: metrics.family(),
             process_metrics: metrics,
             shutdown,
+            routes: pace::RoutePaces::default(),
         })
     }
 }
@@ -206,7 +209,10 @@ impl Worker {
             let wait = Duration::from_millis((at - now) as u64);
             return self.requeue(task, self.tiers.for_wait(wait), Some(wait), flow).await;
         }
-        // The connector's rate: the message waits for its turn unclaimed.
+        // The route's and the connector's rates: the message waits for its turns unclaimed.
+        if let Some(pace) = self.routes.get(&task.route, task.route_rate) {
+            pace.turn().await;
+        }
         let connector = task.connectors.iter().find_map(|n| self.connectors.get(n));
         if let Some(pace) = connector.and_then(|c| c.pace()) {
             pace.turn().await;

@@ -1,9 +1,11 @@
-//! Outbound rate limits: a connector's `rate`, messages per second from this worker
-//! toward the network. Paced, never refused: a message waits for its turn, before the
+//! Outbound rate limits: a connector's `rate` and a route's (`routing.mt[].rate`, which
+//! the router puts on each task), messages per second from this worker toward the
+//! network. Paced, never refused: a message waits for its turn, before the
 //! worker claims it, so one waiting is still ENROUTE (a crash meanwhile hands nothing
 //! over and loses nothing) and the hop that falls behind slows the accounts crowding
 //! it at the edge.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use crate::connector::{Connector, ConnectorContext, Outcome};
 /// Turns spaced `1 / rate` apart, given in the order they are asked for.
 #[derive(Debug)]
 pub struct Pace {
+    rate: u32,
     interval: Duration,
     next: Mutex<Instant>,
 }
@@ -24,6 +27,7 @@ impl Pace {
     /// `None` for 0: unlimited.
     pub fn per_second(rate: u32) -> Option<Pace> {
         (rate > 0).then(|| Pace {
+            rate,
             interval: Duration::from_secs(1) / rate,
             next: Mutex::new(Instant::now()),
         })
@@ -39,6 +43,29 @@ impl Pace {
             at
         };
         tokio::time::sleep_until(at).await;
+    }
+}
+
+/// The routes' paces by name, each at the rate its latest task carried (a route whose
+/// rate changed in the router's config starts a new pace).
+#[derive(Debug, Default)]
+pub struct RoutePaces(Mutex<HashMap<String, Arc<Pace>>>);
+
+impl RoutePaces {
+    /// The pace of route `name` at `rate`; `None` for 0: unlimited.
+    pub fn get(&self, name: &str, rate: u32) -> Option<Arc<Pace>> {
+        if rate == 0 {
+            return None;
+        }
+        let mut paces = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match paces.get(name) {
+            Some(pace) if pace.rate == rate => Some(pace.clone()),
+            _ => {
+                let pace = Arc::new(Pace::per_second(rate)?);
+                paces.insert(name.to_owned(), pace.clone());
+                Some(pace)
+            }
+        }
     }
 }
 
@@ -106,5 +133,16 @@ mod tests {
     #[test]
     fn zero_is_unlimited() {
         assert!(Pace::per_second(0).is_none());
+        assert!(RoutePaces::default().get("uk", 0).is_none());
+    }
+
+    #[test]
+    fn a_route_keeps_its_pace_until_its_rate_changes() {
+        let routes = RoutePaces::default();
+        let uk = routes.get("uk", 10).expect("limited");
+        assert!(Arc::ptr_eq(&uk, &routes.get("uk", 10).expect("limited")), "one pace per route");
+        assert!(!Arc::ptr_eq(&uk, &routes.get("fr", 10).expect("limited")), "another route");
+        let changed = routes.get("uk", 20).expect("limited");
+        assert_eq!(changed.interval, Duration::from_millis(50), "the new rate");
     }
 }

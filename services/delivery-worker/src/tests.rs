@@ -158,6 +158,25 @@ impl Store for LostAnswers {
     ) -> BoxFuture<'_, StoreResult<bool>> {
         self.inner.release_slot(pool, slot, holder)
     }
+    fn take_quota(
+        &self,
+        system_id: &str,
+        period: &str,
+        want: u64,
+        limit: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<u64>> {
+        self.inner.take_quota(system_id, period, want, limit, ttl)
+    }
+    fn give_back_quota(
+        &self,
+        system_id: &str,
+        period: &str,
+        n: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.inner.give_back_quota(system_id, period, n, ttl)
+    }
 }
 
 struct Setup {
@@ -230,6 +249,18 @@ impl Setup {
         valid: Duration,
         registered_delivery: u8,
     ) -> StoredMessage {
+        let m = self.store_message(id, valid, registered_delivery).await;
+        self.publish_task(id).await;
+        m
+    }
+
+    /// The row [`Setup::submit_asking`] stores, without its task.
+    async fn store_message(
+        &self,
+        id: &str,
+        valid: Duration,
+        registered_delivery: u8,
+    ) -> StoredMessage {
         let now = self.clock.now_ms();
         let m = StoredMessage {
             registered_delivery,
@@ -243,18 +274,24 @@ impl Setup {
             ..sample_message(id, 0, "acme")
         };
         assert!(self.store.insert_message(m.clone()).await.expect("insert").applied());
-        self.publish_task(id).await;
         m
     }
 
     async fn publish_task(&self, id: &str) {
+        self.publish_routed(id, "447700900123", "", 0).await;
+    }
+
+    /// A task keyed by `key` over route `route` limited to `rate` (0: unlimited).
+    async fn publish_routed(&self, id: &str, key: &str, route: &str, rate: u32) {
         let task = DeliveryTask {
             message_id: id.to_owned(),
             connectors: vec!["up".into()],
+            route: route.to_owned(),
+            route_rate: rate,
             ..Default::default()
         };
-        let record =
-            Record::new(Bytes::from_static(b"447700900123"), Bytes::from(task.encode_to_vec()));
+        let key = Bytes::copy_from_slice(key.as_bytes());
+        let record = Record::new(key, Bytes::from(task.encode_to_vec()));
         self.bus.publish(topics::DELIVER, vec![record]).await.expect("publish");
     }
 
@@ -533,6 +570,34 @@ async fn past_its_rate_a_connector_gets_messages_in_turn_and_they_wait_unclaimed
         s.wait_state(id, DeliveryState::Delivered).await;
     }
     assert_eq!(s.connector.calls.load(Ordering::SeqCst), 3, "each once");
+}
+
+/// A route's rate paces its messages (like a connector's), and only its own: a message
+/// over another route passes the ones waiting.
+#[tokio::test(start_paused = true)]
+async fn past_its_rate_a_route_gets_messages_in_turn_and_other_routes_pass() {
+    let s = Setup::start(vec![Outcome::Delivered; 4]).await;
+    let valid = Duration::from_secs(600);
+    // Each to its own destination (its own lane), so only the rate holds them back.
+    for id in ["r1", "r2", "r3", "other"] {
+        s.store_message(id, valid, 1).await;
+    }
+    for id in ["r1", "r2", "r3"] {
+        s.publish_routed(id, id, "uk-mobile", 2).await;
+    }
+    s.publish_routed("other", "other", "", 0).await;
+    let mut done = Vec::new();
+    for id in ["r1", "r2", "r3", "other"] {
+        let row = s.wait_state(id, DeliveryState::Delivered).await;
+        done.push(row.final_at.expect("final"));
+    }
+    // 2 per second: the route's three are handed over 500 ms apart (on the test's
+    // virtual clock), and the message over another route does not wait its turn.
+    let mut routed = done[..3].to_vec();
+    routed.sort_unstable();
+    assert!(routed.windows(2).all(|w| w[1] - w[0] >= 500), "{routed:?}");
+    assert!(done[3] < routed[1], "the other route passed the waiting ones: {done:?}");
+    assert_eq!(s.connector.calls.load(Ordering::SeqCst), 4, "each once");
 }
 
 #[tokio::test(start_paused = true)]

@@ -12,6 +12,7 @@
 //! - [`registry`]: the sessions of this pod by account.
 //! - [`grpc`]: the `Edge` gRPC service (`Edge.Deliver`).
 //! - [`lockout`]: refusing binds after repeated password failures.
+//! - [`quota`]: account quotas per day and month, leased from the store.
 //! - [`rebalance`]: shedding sessions above this pod's fair share after a scale-out.
 //! - [`tls`]: the optional SMPP-over-TLS listener.
 //!
@@ -24,6 +25,7 @@ pub mod config;
 pub mod grpc;
 pub mod lockout;
 pub mod metrics;
+pub mod quota;
 pub mod rate;
 pub mod rebalance;
 pub mod registry;
@@ -52,6 +54,7 @@ use tracing::{info, warn};
 pub use config::EdgeConfig;
 pub use lockout::{Lockout, LockoutSettings};
 pub use metrics::EdgeMetrics;
+pub use quota::{QUOTA_EXCEEDED, Quotas};
 pub use rate::RateLimiter;
 pub use registry::{DeliverResult, Registry};
 pub use start::{Deps, StartError, Started, start};
@@ -147,6 +150,8 @@ pub struct Edge {
     pub clock: Arc<dyn Clock>,
     /// The accounts crowding the hops behind this edge: their submits are throttled.
     pub pressure: Pressure,
+    /// This edge's leases of the accounts' quotas.
+    pub quotas: Arc<Quotas>,
     pub ids: IdGenerator,
     pub registry: Registry,
     limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
@@ -172,6 +177,7 @@ impl Edge {
             limits,
             accounts,
             bus,
+            quotas: Quotas::new(store.clone(), clock.clone()),
             store,
             metrics: metrics.family::<EdgeMetrics>(),
             clock,
@@ -399,6 +405,8 @@ pub async fn serve(
     if tokio::time::timeout(edge.settings.drain_timeout, tracker.wait()).await.is_err() {
         warn!("drain deadline passed with sessions still open");
     }
+    // Sessions are done submitting: what they did not spend of the quotas goes back.
+    edge.quotas.give_back().await;
 }
 
 async fn accept_opt(

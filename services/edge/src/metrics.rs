@@ -27,6 +27,8 @@ pub struct EdgeMetrics {
     /// Of those, submits of an account holding more than its share of a hop that falls
     /// behind (backpressure aimed at the cause).
     pub backlog_throttled_total: IntCounter,
+    /// Submits refused past the account's quota, by `period` = day|month.
+    pub quota_refused_total: IntCounterVec,
     /// deliver_sm sent: `kind` = receipt|mo, `outcome` = the deliver_sm_resp
     /// command_status name, or `timeout` / `unbound` when none came.
     pub deliver_sm_total: IntCounterVec,
@@ -66,6 +68,12 @@ impl fmt::Debug for EdgeMetrics {
 impl Family for EdgeMetrics {
     fn register(r: &Registry) -> Self {
         Self {
+            quota_refused_total: counter_vec(
+                r,
+                "smsc_edge_quota_refused_total",
+                "Submits refused because the account's daily or monthly quota is spent, by period.",
+                &["period"],
+            ),
             sessions_shed_total: counter_vec(
                 r,
                 "smsc_edge_sessions_shed_total",

@@ -83,6 +83,22 @@ pub struct SmppAccountSpec {
     /// step of the flag); absent: the account's class, whatever the flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_class: Option<TrafficClass>,
+    /// Messages the account may submit per UTC day and month across the cluster (each
+    /// destination one); past one, submits are answered 0x00000400.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<AccountQuota>,
+}
+
+/// `quota` of an SmppAccount; a limit left out is no limit.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountQuota {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub daily: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub monthly: Option<u64>,
 }
 
 /// A traffic class (`accounts[].class` of the config).

@@ -11,8 +11,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt as _;
-use smsc_accounts::AccountConfig;
 use smsc_accounts::{Account, AccountError};
+use smsc_accounts::{AccountConfig, Quota};
 use smsc_store::BindKind;
 
 use crate::crd::{BindType, SmppAccount};
@@ -156,6 +156,9 @@ pub fn account(
         max_validity,
         class: traffic_class(s.class),
         max_class: s.max_class.map(traffic_class),
+        quota: s
+            .quota
+            .map_or_else(Quota::default, |q| Quota { daily: q.daily, monthly: q.monthly }),
     };
     Account::from_config(&config).map_err(|e| {
         let secret_ref = &s.password_secret_ref;
@@ -344,6 +347,19 @@ mod tests {
         let a = account(&r, &secrets, CAP).expect("valid");
         assert_eq!((a.class, a.max_class), (Class::Bulk, Class::Standard));
         assert_eq!((a.class_of(0), a.class_of(2)), (Class::Bulk, Class::Standard));
+    }
+
+    #[test]
+    fn the_quota_comes_from_the_resource() {
+        use crate::crd::AccountQuota;
+        let secrets = secrets(vec![secret("promo-password", "hash", HASH)]);
+        let mut r = resource("promo", "PROMO", "promo-password");
+        assert!(account(&r, &secrets, CAP).expect("valid").quota.is_unlimited());
+        r.spec.quota = Some(AccountQuota { daily: Some(10_000), monthly: None });
+        let a = account(&r, &secrets, CAP).expect("valid");
+        assert_eq!((a.quota.daily, a.quota.monthly), (Some(10_000), None));
+        r.spec.quota = Some(AccountQuota { daily: Some(0), monthly: None });
+        assert!(account(&r, &secrets, CAP).is_err(), "a quota of 0 is refused");
     }
 
     #[test]

@@ -45,6 +45,7 @@ fn crd_has_the_account_fields_and_a_status_subresource() {
             "maxSubmitRate",
             "maxValidity",
             "passwordSecretRef",
+            "quota",
             "sourceAddresses",
             "systemId",
             "window",

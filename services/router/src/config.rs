@@ -10,6 +10,22 @@ pub struct RoutingConfig {
     pub mo: Vec<MoRoute>,
 }
 
+impl RoutingConfig {
+    /// The rules of `routing.*` that deserialising does not check.
+    pub fn validate(&self) -> Result<(), smsc_runtime::config::ConfigError> {
+        for (i, r) in self.mt.iter().enumerate() {
+            if r.rate > 0 && r.name.is_empty() {
+                let key = format!("routing.mt[{i}].name");
+                return Err(smsc_runtime::config::invalid(
+                    &key,
+                    "a route with a rate needs a name",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for RoutingConfig {
     fn default() -> Self {
         Self { mt: vec![MtRoute::default()], mo: Vec::new() }
@@ -30,6 +46,12 @@ pub struct MtRoute {
     pub connector: String,
     /// Tried in order when the connector is unreachable.
     pub failover: Vec<String>,
+    /// Names the route for its `rate`: rules of one name share one limit (the prefixes
+    /// of one destination network, say).
+    pub name: String,
+    /// Messages per second from each worker over this route (0 = unlimited): paced,
+    /// never refused, like a connector's `rate`.
+    pub rate: u32,
 }
 
 impl Default for MtRoute {
@@ -40,6 +62,8 @@ impl Default for MtRoute {
             accounts: Vec::new(),
             connector: "sim".to_owned(),
             failover: Vec::new(),
+            name: String::new(),
+            rate: 0,
         }
     }
 }

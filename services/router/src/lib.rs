@@ -194,12 +194,10 @@ impl Router {
             self.metrics.routed_total.with_label_values(&["duplicate"]).inc();
             return true;
         }
-        let connectors = self
-            .routes
-            .load()
-            .mt(&ev.system_id, dest.as_str().unwrap_or_default())
-            .map(<[String]>::to_vec)
-            .unwrap_or_default();
+        let route =
+            self.routes.load().mt(&ev.system_id, dest.as_str().unwrap_or_default()).cloned();
+        let (connectors, route, route_rate) =
+            route.map_or_else(Default::default, |r| (r.connectors, r.name, r.rate));
         if connectors.is_empty() {
             // The worker turns a task without connectors into UNDELIVERABLE and a receipt.
             self.metrics.routed_total.with_label_values(&["no_route"]).inc();
@@ -212,6 +210,8 @@ impl Router {
             seen_claim: 0,
             check_claim: false,
             upstream_check: false,
+            route,
+            route_rate,
         };
         let mut record =
             Record::new(Bytes::copy_from_slice(dest.as_bytes()), Bytes::from(task.encode_to_vec()));

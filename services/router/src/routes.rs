@@ -16,7 +16,17 @@ struct MtRule {
     prefix: String,
     pattern: Option<String>,
     accounts: Vec<String>,
-    connectors: Vec<String>,
+    route: Route,
+}
+
+/// Where an MT rule sends a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The connector, then its failovers in order.
+    pub connectors: Vec<String>,
+    /// The route's name and its rate (0: unlimited), which the workers pace it by.
+    pub name: String,
+    pub rate: u32,
 }
 
 impl Routes {
@@ -27,9 +37,13 @@ impl Routes {
                     prefix: r.prefix.clone(),
                     pattern: (!r.pattern.is_empty()).then(|| r.pattern.clone()),
                     accounts: r.accounts.clone(),
-                    connectors: std::iter::once(r.connector.clone())
-                        .chain(r.failover.iter().cloned())
-                        .collect(),
+                    route: Route {
+                        connectors: std::iter::once(r.connector.clone())
+                            .chain(r.failover.iter().cloned())
+                            .collect(),
+                        name: r.name.clone(),
+                        rate: r.rate,
+                    },
                 })
                 .collect();
         let mut mo: Vec<_> = c.mo.iter().map(|r| (r.prefix.clone(), r.account.clone())).collect();
@@ -37,9 +51,9 @@ impl Routes {
         Self { mt, mo }
     }
 
-    /// The connector chain (first choice, then failovers) for a message from `system_id`
-    /// to `dest`: the first rule whose conditions all hold.
-    pub fn mt(&self, system_id: &str, dest: &str) -> Option<&[String]> {
+    /// The route of a message from `system_id` to `dest`: the first rule whose
+    /// conditions all hold.
+    pub fn mt(&self, system_id: &str, dest: &str) -> Option<&Route> {
         self.mt
             .iter()
             .find(|r| {
@@ -47,7 +61,7 @@ impl Routes {
                     && r.pattern.as_deref().is_none_or(|p| glob_match(p, dest))
                     && (r.accounts.is_empty() || r.accounts.iter().any(|a| a == system_id))
             })
-            .map(|r| r.connectors.as_slice())
+            .map(|r| &r.route)
     }
 
     /// The account that owns MO to `dest` (longest matching prefix).
@@ -74,6 +88,7 @@ mod tests {
             accounts: accounts.iter().map(|s| s.to_string()).collect(),
             connector: connector.into(),
             failover: failover.iter().map(|s| s.to_string()).collect(),
+            ..MtRoute::default()
         }
     }
 
@@ -88,14 +103,36 @@ mod tests {
             ],
             mo: vec![],
         });
+        let first = |system_id, dest| r.mt(system_id, dest).map(|c| c.connectors[0].clone());
         assert_eq!(
-            r.mt("bank", "447700900123").map(|c| c.to_vec()),
+            r.mt("bank", "447700900123").map(|c| c.connectors.clone()),
             Some(vec!["uk-bank".into(), "uk-backup".into()])
         );
-        assert_eq!(r.mt("shop", "447700900123").map(|c| c[0].clone()), Some("uk".into()));
-        assert_eq!(r.mt("shop", "15551234567").map(|c| c[0].clone()), Some("sim".into()));
-        assert_eq!(r.mt("shop", "155512345678").map(|c| c[0].clone()), Some("default".into()));
+        assert_eq!(first("shop", "447700900123"), Some("uk".into()));
+        assert_eq!(first("shop", "15551234567"), Some("sim".into()));
+        assert_eq!(first("shop", "155512345678"), Some("default".into()));
         assert_eq!(Routes::new(&RoutingConfig { mt: vec![], mo: vec![] }).mt("a", "1"), None);
+    }
+
+    #[test]
+    fn a_route_carries_its_name_and_rate() {
+        let limited =
+            MtRoute { name: "uk-mobile".into(), rate: 50, ..mt("447", "", &[], "uk", &[]) };
+        let r = Routes::new(&RoutingConfig {
+            mt: vec![limited, mt("", "", &[], "sim", &[])],
+            mo: vec![],
+        });
+        let uk = r.mt("shop", "447700900123").expect("route");
+        assert_eq!((uk.name.as_str(), uk.rate), ("uk-mobile", 50));
+        assert_eq!(r.mt("shop", "15551234567").map(|c| c.rate), Some(0));
+    }
+
+    #[test]
+    fn a_rate_needs_a_name() {
+        let unnamed = MtRoute { rate: 50, ..mt("447", "", &[], "uk", &[]) };
+        let config = RoutingConfig { mt: vec![unnamed], mo: vec![] };
+        let e = config.validate().expect_err("refused").to_string();
+        assert!(e.contains("routing.mt[0].name"), "{e}");
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub async fn run_all(store: Arc<dyn Store>, time: &dyn TimeControl, message_ttl:
     upstream_links_and_parked_receipts_merge_and_expire(&*store, time).await;
     a_bind_slot_has_one_holder_until_released_or_expired(&*store, time).await;
     concurrent_slot_claims_have_one_winner(Arc::clone(&store)).await;
+    a_quota_counter_stops_at_its_limit_and_takes_back(&*store, time).await;
+    concurrent_quota_takes_never_pass_the_limit(Arc::clone(&store)).await;
 }
 
 /// A second insert of the same (message_id, dest_index) is not applied, returns the
@@ -415,4 +417,62 @@ pub async fn concurrent_slot_claims_have_one_winner(store: Arc<dyn Store>) {
             assert_eq!(claim, &SlotClaim::Busy { holder: winners[0].clone() }, "{holder}");
         }
     }
+}
+
+/// A quota counter gives what is left below the limit and no more, per account and
+/// period; given-back units can be taken again, the counter never goes below 0, and it
+/// starts over once its TTL passed without a change.
+pub async fn a_quota_counter_stops_at_its_limit_and_takes_back(
+    store: &dyn Store,
+    time: &dyn TimeControl,
+) {
+    const TTL: Duration = Duration::from_secs(4);
+    let (acct, other) = (unique("quota"), unique("quota-other"));
+    let take = |id: &str, period: &'static str, want: u64| {
+        let id = id.to_owned();
+        async move { store.take_quota(&id, period, want, 10, TTL).await.expect("take") }
+    };
+    assert_eq!(take(&acct, "d1", 4).await, 4);
+    assert_eq!(take(&acct, "d1", 4).await, 4);
+    assert_eq!(take(&acct, "d1", 4).await, 2, "only what is left below the limit");
+    assert_eq!(take(&acct, "d1", 1).await, 0, "at the limit");
+    assert_eq!(take(&acct, "d2", 10).await, 10, "another period has its own counter");
+    assert_eq!(take(&other, "d1", 3).await, 3, "another account has its own counter");
+
+    store.give_back_quota(&acct, "d1", 3, TTL).await.expect("give back");
+    assert_eq!(take(&acct, "d1", 5).await, 3, "given back, taken again");
+    store.give_back_quota(&acct, "d1", 50, TTL).await.expect("give back");
+    assert_eq!(take(&acct, "d1", 50).await, 10, "never below 0");
+    store.give_back_quota(&unique("quota-none"), "d1", 5, TTL).await.expect("give back to none");
+
+    time.advance(TTL + EXPIRY_MARGIN).await;
+    assert_eq!(take(&acct, "d1", 50).await, 10, "expired: the counter starts over");
+}
+
+/// Many takers of one counter at once (the edges leasing an account's quota): together
+/// they get exactly the limit, never more.
+pub async fn concurrent_quota_takes_never_pass_the_limit(store: Arc<dyn Store>) {
+    const TAKERS: u64 = 6;
+    const LIMIT: u64 = 50;
+    let acct = unique("quota-race");
+    let tasks: Vec<_> = (0..TAKERS)
+        .map(|_| {
+            let (store, acct) = (Arc::clone(&store), acct.clone());
+            tokio::spawn(async move {
+                let mut got = 0;
+                loop {
+                    let ttl = Duration::from_secs(60);
+                    match store.take_quota(&acct, "m1", 3, LIMIT, ttl).await.expect("take") {
+                        0 => return got,
+                        n => got += n,
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.expect("task");
+    }
+    assert_eq!(total, LIMIT, "the takers together got the limit exactly");
 }

@@ -116,6 +116,8 @@ struct Inner {
     upstream_expiry: BTreeSet<(UnixMillis, String, String)>,
     /// (pool, slot) → holder; an expired lease is a free slot.
     slots: HashMap<(String, u32), Expiring<String>>,
+    /// system_id → period → used; an account's expired periods go at its next write.
+    quotas: HashMap<String, BTreeMap<String, Expiring<u64>>>,
 }
 
 #[derive(Debug, Default)]
@@ -178,6 +180,25 @@ impl Inner {
         }
         self.purge_pending(now);
         self.purge_upstream(now);
+    }
+
+    /// Sets the live counter of `system_id` for `period` (0 when none) to what `change`
+    /// makes of it, living `ttl` from now.
+    fn change_quota<T>(
+        &mut self,
+        system_id: String,
+        period: String,
+        now: UnixMillis,
+        ttl: Duration,
+        change: impl FnOnce(u64) -> (u64, T),
+    ) -> T {
+        let periods = self.quotas.entry(system_id).or_default();
+        periods.retain(|_, used| used.live(now));
+        let used = periods.get(&period).map_or(0, |u| u.value);
+        let (used, out) = change(used);
+        let expires_at = now.saturating_add(millis(ttl));
+        periods.insert(period, Expiring { value: used, expires_at, seq: 0 });
+        out
     }
 
     fn purge_upstream(&mut self, now: UnixMillis) {
@@ -580,6 +601,41 @@ impl Store for EmbeddedStore {
                 }
                 mine
             }))
+        })
+    }
+
+    fn take_quota(
+        &self,
+        system_id: &str,
+        period: &str,
+        want: u64,
+        limit: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<u64>> {
+        let (system_id, period) = (system_id.to_owned(), period.to_owned());
+        Box::pin(async move {
+            Ok(self.with(|inner, now| {
+                inner.change_quota(system_id, period, now, ttl, |used| {
+                    let taken = want.min(limit.saturating_sub(used));
+                    (used + taken, taken)
+                })
+            }))
+        })
+    }
+
+    fn give_back_quota(
+        &self,
+        system_id: &str,
+        period: &str,
+        n: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let (system_id, period) = (system_id.to_owned(), period.to_owned());
+        Box::pin(async move {
+            self.with(|inner, now| {
+                inner.change_quota(system_id, period, now, ttl, |used| (used.saturating_sub(n), ()))
+            });
+            Ok(())
         })
     }
 }

@@ -13,6 +13,8 @@
 //! - Upstream links and parked receipts expire after their TTL, each on its own.
 //! - A bind slot has at most one live holder: `claim_slot` is `INSERT … IF NOT EXISTS`
 //!   or, for its holder, `UPDATE … IF holder = me`.
+//! - A quota counter never passes its limit, however many callers take from it at once:
+//!   `take_quota` is `INSERT … IF NOT EXISTS` or `UPDATE … IF used = seen`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -334,6 +336,28 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Frees the slot if `holder` holds it (`DELETE … IF holder = holder`); whether it did.
     fn release_slot(&self, pool: &str, slot: u32, holder: &str)
     -> BoxFuture<'_, StoreResult<bool>>;
+
+    /// Takes up to `want` of what is left below `limit` on the counter of `system_id`'s
+    /// quota for `period`, and returns how many it took (0: the limit is reached). The
+    /// counter lives `ttl` from its last change.
+    fn take_quota(
+        &self,
+        system_id: &str,
+        period: &str,
+        want: u64,
+        limit: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<u64>>;
+
+    /// Gives back `n` taken by [`Store::take_quota`] and never used (the counter never
+    /// goes below 0; nothing happens when it has expired).
+    fn give_back_quota(
+        &self,
+        system_id: &str,
+        period: &str,
+        n: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>>;
 }
 
 /// Shared handles.

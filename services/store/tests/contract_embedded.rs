@@ -85,3 +85,14 @@ async fn a_bind_slot_has_one_holder_until_released_or_expired() {
 async fn concurrent_slot_claims_have_one_winner() {
     store_contract::concurrent_slot_claims_have_one_winner(store().0).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_quota_counter_stops_at_its_limit_and_takes_back() {
+    let (store, time) = store();
+    store_contract::a_quota_counter_stops_at_its_limit_and_takes_back(&*store, &time).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_quota_takes_never_pass_the_limit() {
+    store_contract::concurrent_quota_takes_never_pass_the_limit(store().0).await;
+}

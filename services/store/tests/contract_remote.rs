@@ -142,6 +142,19 @@ mod contract {
     }
 
     #[tokio::test]
+    async fn a_quota_counter_stops_at_its_limit_and_takes_back() {
+        let s = served().await;
+        store_contract::a_quota_counter_stops_at_its_limit_and_takes_back(&*s.client, &s.time)
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_quota_takes_never_pass_the_limit() {
+        let s = served().await;
+        store_contract::concurrent_quota_takes_never_pass_the_limit(s.client.clone()).await;
+    }
+
+    #[tokio::test]
     async fn run_all_on_one_server() {
         let s = served().await;
         store_contract::run_all(s.client.clone(), &s.time, MESSAGE_TTL).await;

@@ -70,6 +70,7 @@ fn accounts() -> Arc<AccountDirectory> {
         max_validity: Duration::from_secs(48 * 3600),
         class: Default::default(),
         max_class: None,
+        quota: Default::default(),
     };
     let account = Account::from_config(&config).expect("valid account");
     Arc::new(AccountDirectory::new(vec![account]))

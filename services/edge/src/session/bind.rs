@@ -89,6 +89,9 @@ impl Session {
         self.edge.registry.add(handle.clone());
         self.span.record("system_id", account.system_id.as_str());
         let limiter = self.edge.limiter(&account.system_id, account.max_submit_rate);
+        if kind.transmits() {
+            self.edge.quotas.prepare(&account);
+        }
         let mut resp = BindResp {
             system_id: smsc_smpp::COctetString::new(self.edge.settings.smsc_system_id.as_bytes())
                 .unwrap_or_default(),

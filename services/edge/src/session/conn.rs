@@ -249,6 +249,8 @@ impl Session {
                             }
                         }
                     }
+                    // Refused by the bus, or never answered: not accepted, not counted.
+                    self.refund_quota(a.records - (seen - failed));
                     if seen < a.records || (failed > 0 && failed == seen) {
                         let status = first.unwrap_or(Status::ESME_RSYSERR);
                         debug!(status = %status, "publish failed; submit refused");

@@ -75,5 +75,9 @@ where
 
 /// The label for a status: its spec name, or "other" (labels stay low-cardinality).
 pub fn status_name(s: Status) -> &'static str {
-    s.name().unwrap_or("other")
+    match s.name() {
+        Some(name) => name,
+        None if s == crate::QUOTA_EXCEEDED => "QUOTA_EXCEEDED",
+        None => "other",
+    }
 }

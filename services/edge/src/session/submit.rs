@@ -12,6 +12,7 @@ use super::state::{Accepted, Done, Session, State};
 use super::{READ_CHUNK, Status, status_name};
 use smsc_store::Address;
 
+use crate::quota::{QUOTA_EXCEEDED, Verdict};
 use crate::submit::{self, Message, Submit};
 
 /// How long the ESME_RTHROTTLED of an account crowding the pipeline is held.
@@ -115,23 +116,16 @@ impl Session {
             Ok(msg) => msg,
             Err(status) => return self.reject(seq, command, status),
         };
-        let hex = self.new_id(now);
         let mut unsuccess = Vec::new();
         let mut dests = Vec::new();
         for (i, d) in m.dests.iter().enumerate() {
             match d {
-                DestAddress::Sme(a) => {
-                    let dest = a.resized();
-                    match submit::check_dest(&dest) {
-                        Ok(()) => {
-                            self.publish(&msg, &hex, i as u32, &dest, &account);
-                            dests.push(*a);
-                        }
-                        Err(status) => {
-                            unsuccess.push(UnsuccessSme { dest: *a, error_status_code: status })
-                        }
+                DestAddress::Sme(a) => match submit::check_dest(&a.resized()) {
+                    Ok(()) => dests.push((i as u32, *a)),
+                    Err(status) => {
+                        unsuccess.push(UnsuccessSme { dest: *a, error_status_code: status })
                     }
-                }
+                },
                 // Distribution lists are an SMSC-side feature this SMSC does not offer.
                 DestAddress::DistributionList(_) => unsuccess.push(UnsuccessSme {
                     dest: smsc_smpp::Address::default(),
@@ -143,7 +137,15 @@ impl Session {
             let status = unsuccess.first().map_or(Status::ESME_RINVDSTADR, |u| u.error_status_code);
             return self.reject(seq, command, status);
         }
+        if let Err(status) = self.take_quota(&account, dests.len() as u64) {
+            return self.reject(seq, command, status);
+        }
+        let hex = self.new_id(now);
+        for (i, dest) in &dests {
+            self.publish(&msg, &hex, *i, &dest.resized(), &account);
+        }
         let records = dests.len();
+        let dests = dests.into_iter().map(|(_, a)| a).collect();
         self.batch.push(Accepted { seq, command, message_id: hex, unsuccess, records, dests });
     }
 
@@ -156,11 +158,36 @@ impl Session {
             Ok(msg) => msg,
             Err(status) => return self.reject(seq, sm.command, status),
         };
+        if let Err(status) = self.take_quota(&account, 1) {
+            return self.reject(seq, sm.command, status);
+        }
         let hex = self.new_id(now);
         self.publish(&msg, &hex, 0, &dest, &account);
         let (unsuccess, dests) = (Vec::new(), Vec::new());
         let command = sm.command;
         self.batch.push(Accepted { seq, command, message_id: hex, unsuccess, records: 1, dests });
+    }
+
+    /// Takes `n` messages of the account's quota, or the status that refuses the submit.
+    fn take_quota(&self, account: &Account, n: u64) -> Result<(), Status> {
+        match self.edge.quotas.take(account, n) {
+            Verdict::Granted => Ok(()),
+            Verdict::Pending => {
+                self.edge.metrics.throttled_total.inc();
+                Err(Status::ESME_RTHROTTLED)
+            }
+            Verdict::Exhausted(period) => {
+                self.edge.metrics.quota_refused_total.with_label_values(&[period.name()]).inc();
+                Err(QUOTA_EXCEEDED)
+            }
+        }
+    }
+
+    /// Gives back quota taken for messages that were not accepted after all.
+    pub(super) fn refund_quota(&self, n: usize) {
+        if let (State::Bound(b), 1..) = (&self.state, n) {
+            self.edge.quotas.refund(&b.account, n as u64);
+        }
     }
 
     fn new_id(&self, now: i64) -> [u8; 32] {

@@ -65,6 +65,8 @@ pub struct Setup {
     pub tls: Option<smsc_edge::tls::Acceptor>,
     /// What the hops behind the edge report (a test sets an account over its share).
     pub pressure: Pressure,
+    /// The store; `None`: a new embedded one (edges of one test may share one).
+    pub store: Option<Arc<EmbeddedStore>>,
 }
 
 impl std::fmt::Debug for Setup {
@@ -76,6 +78,7 @@ impl std::fmt::Debug for Setup {
             .field("bus", &self.bus)
             .field("tls", &self.tls.is_some())
             .field("pressure", &self.pressure)
+            .field("store", &self.store)
             .finish()
     }
 }
@@ -89,6 +92,7 @@ impl Default for Setup {
             bus: None,
             tls: None,
             pressure: Pressure::default(),
+            store: None,
         }
     }
 }
@@ -127,7 +131,9 @@ impl TestEdge {
             .map(|c| Account::from_config(c).expect("valid test account"))
             .collect();
         let bus = EmbeddedBus::new(EmbeddedBusConfig::default());
-        let store = Arc::new(EmbeddedStore::new(EmbeddedStoreConfig::default()));
+        let store = setup
+            .store
+            .unwrap_or_else(|| Arc::new(EmbeddedStore::new(EmbeddedStoreConfig::default())));
         let metrics = Metrics::new();
         let deps = smsc_edge::Deps {
             accounts: Arc::new(AccountDirectory::new(accounts)),

@@ -236,6 +236,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         }
     }
     c.bus.validate()?;
+    c.routing.validate()?;
 
     let mut listeners = vec![("admin_listen", c.admin_listen)];
     listeners.extend(c.edge.listeners());

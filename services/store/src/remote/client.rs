@@ -414,6 +414,52 @@ impl Store for RemoteStore {
             Ok(reply.released)
         })
     }
+
+    fn take_quota(
+        &self,
+        system_id: &str,
+        period: &str,
+        want: u64,
+        limit: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<u64>> {
+        let req = pb::TakeQuotaRequest {
+            system_id: system_id.to_owned(),
+            period: period.to_owned(),
+            want,
+            limit,
+            ttl_ms: ttl_to_proto(ttl),
+        };
+        Box::pin(async move {
+            let reply = self.call(|mut c| async move { c.take_quota(req).await }).await?;
+            if reply.taken > want {
+                return Err(StoreError::corrupt(format!(
+                    "take_quota: {} taken of {want} asked",
+                    reply.taken
+                )));
+            }
+            Ok(reply.taken)
+        })
+    }
+
+    fn give_back_quota(
+        &self,
+        system_id: &str,
+        period: &str,
+        n: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let req = pb::GiveBackQuotaRequest {
+            system_id: system_id.to_owned(),
+            period: period.to_owned(),
+            n,
+            ttl_ms: ttl_to_proto(ttl),
+        };
+        Box::pin(async move {
+            self.call(|mut c| async move { c.give_back_quota(req).await }).await?;
+            Ok(())
+        })
+    }
 }
 
 fn applied_from_result(result: pb::batch_result::Result) -> StoreResult<Applied> {

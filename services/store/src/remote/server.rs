@@ -232,4 +232,25 @@ impl StoreService for StoreServer {
         let released = self.store.release_slot(&req.pool, req.slot, &req.holder).await;
         reply(released.map(|released| pb::ReleaseSlotResponse { released }))
     }
+
+    async fn take_quota(
+        &self,
+        request: Request<pb::TakeQuotaRequest>,
+    ) -> Result<Response<pb::TakeQuotaResponse>, Status> {
+        let req = request.into_inner();
+        let ttl = Duration::from_millis(req.ttl_ms);
+        let taken =
+            self.store.take_quota(&req.system_id, &req.period, req.want, req.limit, ttl).await;
+        reply(taken.map(|taken| pb::TakeQuotaResponse { taken }))
+    }
+
+    async fn give_back_quota(
+        &self,
+        request: Request<pb::GiveBackQuotaRequest>,
+    ) -> Result<Response<pb::StoreAck>, Status> {
+        let req = request.into_inner();
+        let ttl = Duration::from_millis(req.ttl_ms);
+        let given = self.store.give_back_quota(&req.system_id, &req.period, req.n, ttl).await;
+        reply(given.map(|()| pb::StoreAck {}))
+    }
 }

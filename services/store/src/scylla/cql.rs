@@ -66,6 +66,9 @@ pub(super) struct Cql {
     pub(super) insert_slot: String,
     pub(super) refresh_slot: String,
     pub(super) delete_slot: String,
+    pub(super) select_quota: String,
+    pub(super) insert_quota: String,
+    pub(super) update_quota: String,
 }
 
 impl Cql {
@@ -151,12 +154,23 @@ impl Cql {
             delete_slot: format!(
                 "DELETE FROM {ks}.bind_slots WHERE pool = ? AND slot = ? IF holder = ?"
             ),
+            select_quota: format!(
+                "SELECT used FROM {ks}.quota_usage WHERE system_id = ? AND period = ?"
+            ),
+            insert_quota: format!(
+                "INSERT INTO {ks}.quota_usage (system_id, period, used) VALUES (?, ?, ?) \
+                 IF NOT EXISTS USING TTL ?"
+            ),
+            update_quota: format!(
+                "UPDATE {ks}.quota_usage USING TTL :ttl SET used = :used \
+                 WHERE system_id = :system_id AND period = :period IF used = :expected"
+            ),
         }
     }
 
     /// Every data-path statement, named (migration bookkeeping is prepared apart).
     #[cfg(test)]
-    pub(super) fn data_path(&self) -> [(&'static str, &str); 18] {
+    pub(super) fn data_path(&self) -> [(&'static str, &str); 21] {
         [
             ("insert_message", &self.insert_message),
             ("select_message", &self.select_message),
@@ -176,6 +190,9 @@ impl Cql {
             ("insert_slot", &self.insert_slot),
             ("refresh_slot", &self.refresh_slot),
             ("delete_slot", &self.delete_slot),
+            ("select_quota", &self.select_quota),
+            ("insert_quota", &self.insert_quota),
+            ("update_quota", &self.update_quota),
         ]
     }
 }

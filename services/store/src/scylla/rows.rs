@@ -137,6 +137,26 @@ pub(super) struct RefreshSlotValues<'a> {
     pub(super) expected_holder: &'a str,
 }
 
+/// Bind values of `insert_quota`.
+#[derive(Debug, scylla::SerializeRow)]
+pub(super) struct QuotaInsertValues<'a> {
+    pub(super) system_id: &'a str,
+    pub(super) period: &'a str,
+    pub(super) used: i64,
+    #[scylla(rename = "[ttl]")]
+    pub(super) ttl: i32,
+}
+
+/// Bind values of `update_quota`.
+#[derive(Debug, scylla::SerializeRow)]
+pub(super) struct QuotaUpdateValues<'a> {
+    pub(super) ttl: i32,
+    pub(super) used: i64,
+    pub(super) system_id: &'a str,
+    pub(super) period: &'a str,
+    pub(super) expected: i64,
+}
+
 /// A result row as (column name, value) pairs.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(super) struct CqlRow {
@@ -498,6 +518,35 @@ pub(super) fn slot_lwt(row: &CqlRow) -> StoreResult<SlotLwt> {
         }
     }
 }
+
+/// The outcome of a compare-and-set on `quota_usage`: applied, or not, with the counter
+/// as it is now (`None`: no live row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum QuotaLwt {
+    Applied,
+    Saw(Option<u64>),
+}
+
+pub(super) fn quota_lwt(row: &CqlRow) -> StoreResult<QuotaLwt> {
+    if applied(row)? {
+        return Ok(QuotaLwt::Applied);
+    }
+    quota_used(row).map(QuotaLwt::Saw)
+}
+
+/// The `used` column of a `quota_usage` row (`None`: absent or null).
+pub(super) fn quota_used(row: &CqlRow) -> StoreResult<Option<u64>> {
+    match row.get("used") {
+        None | Some(None) => Ok(None),
+        Some(Some(CqlValue::BigInt(n))) if *n >= 0 => Ok(Some(n.unsigned_abs())),
+        Some(Some(other)) => {
+            Err(corrupt("quota_usage", "used", format_args!("unexpected value {other:?}")))
+        }
+    }
+}
+
+/// Rounds of compare-and-set a quota change may take while other edges change it.
+pub(super) const QUOTA_CAS_ROUNDS: usize = 32;
 
 /// Rounds of insert-then-refresh a claim may take while leases change under it.
 pub(super) const SLOT_CLAIM_ROUNDS: usize = 3;

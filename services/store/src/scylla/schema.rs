@@ -28,6 +28,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "001_keyspace", cql: include_str!("../../cql/001_keyspace.cql") },
     Migration { version: 2, name: "002_tables", cql: include_str!("../../cql/002_tables.cql") },
     Migration { version: 3, name: "003_upstream", cql: include_str!("../../cql/003_upstream.cql") },
+    Migration { version: 4, name: "004_quota", cql: include_str!("../../cql/004_quota.cql") },
 ];
 
 /// The `component` key of our rows in `schema_migrations`.

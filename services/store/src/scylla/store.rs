@@ -25,10 +25,11 @@ use super::config::ScyllaConfig;
 use super::cql::Cql;
 use super::errors::{ScyllaError, execution_error, next_row_error, pager_error, rows_error};
 use super::rows::{
-    CqlRow, ParkValues, RefreshSlotValues, SLOT_CLAIM_ROUNDS, SlotLwt, SlotValues,
-    UpstreamLinkValues, applied, corrupt, lease_from_row, lease_to_row, message_from_row,
-    message_lwt_outcome, message_to_row, notification_from_row, notification_to_row, slot_lwt,
-    transition_ttl, ttl_secs, update_to_row, upstream_entry_from_row,
+    CqlRow, ParkValues, QUOTA_CAS_ROUNDS, QuotaInsertValues, QuotaLwt, QuotaUpdateValues,
+    RefreshSlotValues, SLOT_CLAIM_ROUNDS, SlotLwt, SlotValues, UpstreamLinkValues, applied,
+    corrupt, lease_from_row, lease_to_row, message_from_row, message_lwt_outcome, message_to_row,
+    notification_from_row, notification_to_row, quota_lwt, quota_used, slot_lwt, transition_ttl,
+    ttl_secs, update_to_row, upstream_entry_from_row,
 };
 use crate::{
     Applied, Page, PendingNotification, SessionLease, SlotClaim, Store, StoreError, StoreResult,
@@ -59,6 +60,10 @@ struct Prepared {
     insert_slot: PreparedStatement,
     refresh_slot: PreparedStatement,
     delete_slot: PreparedStatement,
+    /// At LOCAL_SERIAL, like `select_message_row`.
+    select_quota: PreparedStatement,
+    insert_quota: PreparedStatement,
+    update_quota: PreparedStatement,
 }
 
 #[derive(Debug)]
@@ -165,6 +170,8 @@ impl ScyllaStore {
         let c = &config;
         let mut select_message_row = prepare(s, &cql.select_message_row, c, true).await?;
         select_message_row.set_consistency(Consistency::LocalSerial);
+        let mut select_quota = prepare(s, &cql.select_quota, c, true).await?;
+        select_quota.set_consistency(Consistency::LocalSerial);
         let statements = Prepared {
             insert_message: prepare(s, &cql.insert_message, c, false).await?,
             select_message: prepare(s, &cql.select_message, c, true).await?,
@@ -184,6 +191,9 @@ impl ScyllaStore {
             insert_slot: prepare(s, &cql.insert_slot, c, false).await?,
             refresh_slot: prepare(s, &cql.refresh_slot, c, false).await?,
             delete_slot: prepare(s, &cql.delete_slot, c, false).await?,
+            select_quota,
+            insert_quota: prepare(s, &cql.insert_quota, c, false).await?,
+            update_quota: prepare(s, &cql.update_quota, c, false).await?,
         };
         Ok(Self { session, statements, config })
     }
@@ -201,6 +211,45 @@ impl ScyllaStore {
         let result =
             self.session.execute_unpaged(statement, values).await.map_err(execution_error)?;
         first_row(result)?.ok_or_else(|| StoreError::corrupt("LWT result: no row"))
+    }
+
+    /// Sets the quota counter of `system_id` for `period` to what `change` makes of the
+    /// value seen (`seen`, then each failed compare-and-set's), by compare-and-set.
+    async fn change_quota<T>(
+        &self,
+        system_id: &str,
+        period: &str,
+        ttl: Duration,
+        mut seen: Option<u64>,
+        change: impl Fn(u64) -> (u64, T),
+    ) -> StoreResult<T> {
+        let ttl = ttl_secs(ttl);
+        let to_cql = |n: u64| {
+            i64::try_from(n).map_err(|_| corrupt("quota_usage", "used", format_args!("{n}")))
+        };
+        for _ in 0..QUOTA_CAS_ROUNDS {
+            let (used, out) = change(seen.unwrap_or(0));
+            let row = match seen {
+                // Unchanged (nothing left to take): no write.
+                Some(expected) if expected == used => return Ok(out),
+                Some(expected) => {
+                    let (used, expected) = (to_cql(used)?, to_cql(expected)?);
+                    let values = QuotaUpdateValues { ttl, used, system_id, period, expected };
+                    self.lwt(&self.statements.update_quota, values).await?
+                }
+                None => {
+                    let values = QuotaInsertValues { system_id, period, used: to_cql(used)?, ttl };
+                    self.lwt(&self.statements.insert_quota, values).await?
+                }
+            };
+            match quota_lwt(&row)? {
+                QuotaLwt::Applied => return Ok(out),
+                QuotaLwt::Saw(now) => seen = now,
+            }
+        }
+        Err(StoreError::unavailable(format!(
+            "quota_usage: the counter of {system_id}/{period} kept changing"
+        )))
     }
 
     /// The row as of the last Paxos round (a linearizable read).
@@ -531,6 +580,48 @@ impl Store for ScyllaStore {
             let Ok(slot) = i32::try_from(slot) else { return Ok(false) };
             let row = self.lwt(&self.statements.delete_slot, (&pool, slot, &holder)).await?;
             applied(&row)
+        })
+    }
+
+    fn take_quota(
+        &self,
+        system_id: &str,
+        period: &str,
+        want: u64,
+        limit: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<u64>> {
+        let (system_id, period) = (system_id.to_owned(), period.to_owned());
+        Box::pin(async move {
+            // The first take of a period inserts; a failed insert tells what is there.
+            self.change_quota(&system_id, &period, ttl, None, |used| {
+                let taken = want.min(limit.saturating_sub(used));
+                (used + taken, taken)
+            })
+            .await
+        })
+    }
+
+    fn give_back_quota(
+        &self,
+        system_id: &str,
+        period: &str,
+        n: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        let (system_id, period) = (system_id.to_owned(), period.to_owned());
+        Box::pin(async move {
+            let result = self
+                .session
+                .execute_unpaged(&self.statements.select_quota, (&system_id, &period))
+                .await
+                .map_err(execution_error)?;
+            let Some(seen) = first_row(result)?.map(|row| quota_used(&row)).transpose()?.flatten()
+            else {
+                return Ok(()); // expired: nothing to give back to
+            };
+            let change = |used: u64| (used.saturating_sub(n), ());
+            self.change_quota(&system_id, &period, ttl, Some(seen), change).await
         })
     }
 }

@@ -20,10 +20,10 @@ use super::config::{MAX_TTL_SECS, ScyllaConfig};
 use super::cql::{Cql, MESSAGE_COLUMNS, UPDATABLE_COLUMNS};
 use super::errors::{ScyllaError, execution_error, next_row_error};
 use super::rows::{
-    CqlRow, ParkValues, RefreshSlotValues, SlotLwt, SlotValues, UpstreamLinkValues, applied,
-    lease_from_row, lease_to_row, message_from_row, message_lwt_outcome, message_to_row,
-    notification_from_row, notification_to_row, slot_lwt, state_to_cql, transition_ttl, ttl_secs,
-    update_to_row, upstream_entry_from_row,
+    CqlRow, ParkValues, QuotaLwt, RefreshSlotValues, SlotLwt, SlotValues, UpstreamLinkValues,
+    applied, lease_from_row, lease_to_row, message_from_row, message_lwt_outcome, message_to_row,
+    notification_from_row, notification_to_row, quota_lwt, slot_lwt, state_to_cql, transition_ttl,
+    ttl_secs, update_to_row, upstream_entry_from_row,
 };
 use super::schema::{MIGRATIONS, pending_migrations};
 use super::store::tls_connector;
@@ -336,6 +336,7 @@ fn tables_have_the_designed_keys() {
     assert!(ddl.contains("PRIMARY KEY ((component), version)"));
     assert!(ddl.contains("PRIMARY KEY ((connector, upstream_id))"));
     assert!(ddl.contains("PRIMARY KEY ((pool), slot)"));
+    assert!(ddl.contains("PRIMARY KEY ((system_id, period))"));
     for s in [Cql::new(KS).upsert_session, Cql::new(KS).upsert_pending] {
         assert!(s.ends_with(") USING TTL ?"), "{s}");
     }
@@ -386,11 +387,12 @@ fn pending_migrations_skip_recorded_versions_but_not_the_bootstrap() {
         let applied: BTreeSet<u32> = applied.iter().copied().collect();
         pending_migrations(&applied).map(|m| m.version).collect()
     };
-    assert_eq!(plan(&[]), [1, 2, 3]);
-    assert_eq!(plan(&[1]), [1, 2, 3]);
-    assert_eq!(plan(&[1, 2]), [1, 3]);
-    assert_eq!(plan(&[1, 2, 3]), [1]);
-    assert_eq!(plan(&[2]), [1, 3], "an out-of-order record still skips its version");
+    assert_eq!(plan(&[]), [1, 2, 3, 4]);
+    assert_eq!(plan(&[1]), [1, 2, 3, 4]);
+    assert_eq!(plan(&[1, 2]), [1, 3, 4]);
+    assert_eq!(plan(&[1, 2, 3]), [1, 4], "a store of an older release gets the new table");
+    assert_eq!(plan(&[1, 2, 3, 4]), [1]);
+    assert_eq!(plan(&[2]), [1, 3, 4], "an out-of-order record still skips its version");
 }
 
 // --- config ---------------------------------------------------------------------
@@ -630,6 +632,25 @@ fn upstream_writes_touch_only_their_own_columns() {
     let half = with(&row_with_receipt, "dest_index", None);
     assert!(corrupt_column(upstream_entry_from_row(&half)).starts_with("upstream_ids."));
     assert!(cql.select_upstream.starts_with("SELECT message_id, dest_index, parked_receipt "));
+}
+
+#[test]
+fn quota_counters_change_by_compare_and_set() {
+    let cql = Cql::new(KS);
+    assert!(cql.insert_quota.ends_with(") IF NOT EXISTS USING TTL ?"), "{}", cql.insert_quota);
+    assert!(cql.update_quota.ends_with("IF used = :expected"), "{}", cql.update_quota);
+    let lwt = |cols: Vec<(String, Option<CqlValue>)>| quota_lwt(&CqlRow { columns: cols });
+    let flag = |b: bool| ("[applied]".to_owned(), Some(CqlValue::Boolean(b)));
+    let used = |v: Option<CqlValue>| ("used".to_owned(), v);
+    assert_eq!(lwt(vec![flag(true)]).expect("lwt"), QuotaLwt::Applied);
+    let seen = lwt(vec![flag(false), used(Some(CqlValue::BigInt(7)))]).expect("lwt");
+    assert_eq!(seen, QuotaLwt::Saw(Some(7)), "not applied: the counter as it is");
+    assert_eq!(lwt(vec![flag(false)]).expect("lwt"), QuotaLwt::Saw(None), "no row");
+    assert_eq!(lwt(vec![flag(false), used(None)]).expect("lwt"), QuotaLwt::Saw(None));
+    let negative = lwt(vec![flag(false), used(Some(CqlValue::BigInt(-1)))]);
+    assert!(corrupt_column(negative).starts_with("quota_usage.used: "));
+    let text = lwt(vec![flag(false), used(Some(CqlValue::Text("7".into())))]);
+    assert!(corrupt_column(text).starts_with("quota_usage.used: "));
 }
 
 #[test]

@@ -215,6 +215,10 @@ impl Account {
                     "0 would refuse every message: set enabled: false instead, or leave it out for no limit",
                 ));
             }
+            // The store keeps the counter in a CQL bigint.
+            if limit.is_some_and(|l| i64::try_from(l).is_err()) {
+                return Err(AccountError::invalid(field, format!("at most {}", i64::MAX)));
+            }
         }
         Ok(Account {
             system_id: id.clone(),

@@ -93,8 +93,8 @@ pub struct AccountConfig {
 
 /// `quota:` of an account: how many messages it may submit per calendar day and per
 /// calendar month (UTC), each destination of a submit one message; a limit left out is
-/// no limit. Past one, the edge answers submits with the quota status of
-/// `docs/operations.md` (0x00000400, from the range SMPP leaves to SMSC vendors).
+/// no limit. Past one, the edge answers submits 0x00000400 (from the range SMPP leaves to
+/// SMSC vendors; docs/architecture.md, section 10).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {

@@ -115,6 +115,8 @@ fn bad_entries_are_refused() {
         (|c| c.allowed_cidrs.clear(), "allowed_cidrs"),
         (|c| c.default_validity = Duration::ZERO, "default_validity"),
         (|c| c.default_validity = Duration::from_secs(9000), "default_validity"),
+        (|c| c.quota.daily = Some(0), "quota.daily"),
+        (|c| c.quota.monthly = Some(u64::MAX), "quota.monthly"),
     ];
     for (change, field) in cases {
         let mut c = config("bank");

@@ -5,11 +5,13 @@
 //! ([`Store::take_quota`], a compare-and-set) and spends them locally, so a submit never
 //! waits for the store and the cluster together never accepts more than the quota. A
 //! lease is asked for before the last one runs out; a submit that finds none yet is
-//! answered ESME_RTHROTTLED (try again), one past the quota [`QUOTA_EXCEEDED`]. What an
-//! edge holds unspent when it stops goes back to the store; what a killed edge held
-//! counts as used (at most one lease, a 64th of the quota, per edge and period).
+//! answered ESME_RTHROTTLED (held a moment: try again), one past the quota
+//! [`QUOTA_EXCEEDED`]. What an edge holds unspent when it stops goes back to the store;
+//! what a killed edge held counts as used (at most one lease, a 64th of the quota, per
+//! edge and period).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -30,6 +32,9 @@ const EXHAUSTED_FOR: Duration = Duration::from_secs(5);
 
 /// After a failed lease, how long before the next try.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a stopping edge tries to give back what it holds.
+const GIVE_BACK_WITHIN: Duration = Duration::from_secs(5);
 
 /// The most one lease takes: at 1,000 a lease, a busy account costs the store a few
 /// compare-and-sets per second per edge.
@@ -102,9 +107,10 @@ struct Lease {
     ends_at: UnixMillis,
     limit: u64,
     left: u64,
-    /// No lease is asked for before this (the quota is spent, or the store failed).
-    quiet_until: UnixMillis,
-    exhausted: bool,
+    /// The store said the period is spent: believed until then.
+    spent_until: UnixMillis,
+    /// The store failed: no lease is asked for before then.
+    retry_at: UnixMillis,
     asking: bool,
 }
 
@@ -113,15 +119,15 @@ impl Lease {
     fn follow(&mut self, period: Period, limit: u64, now: UnixMillis) {
         if now >= self.ends_at || self.key.is_empty() {
             (self.key, self.ends_at) = period.at(now);
-            (self.left, self.quiet_until, self.exhausted) = (0, 0, false);
+            (self.left, self.spent_until, self.retry_at) = (0, 0, 0);
         }
         if limit != self.limit {
-            (self.limit, self.quiet_until, self.exhausted) = (limit, 0, false);
+            (self.limit, self.spent_until, self.retry_at) = (limit, 0, 0);
         }
     }
 
     fn spent(&self, now: UnixMillis) -> bool {
-        self.exhausted && now < self.quiet_until
+        now < self.spent_until
     }
 
     /// How much one lease takes: a 64th of the limit (so leases stranded on edges that
@@ -130,11 +136,11 @@ impl Lease {
         (self.limit / 64).clamp(1, MAX_LEASE).max(n)
     }
 
-    /// Asks for a lease when a submit of `n` finds too little, or little is left, and
-    /// none is on its way.
+    /// Asks for a lease when a submit of `n` finds too little, or a quarter of a lease
+    /// (rounded up) is left, and none is on its way.
     fn wants_more(&self, n: u64, now: UnixMillis) -> bool {
-        let low = self.left < n || self.left <= self.size(1) / 4;
-        !self.asking && now >= self.quiet_until && low
+        let low = self.left < n || self.left <= self.size(1).div_ceil(4);
+        !self.asking && !self.spent(now) && now >= self.retry_at && low
     }
 }
 
@@ -168,13 +174,15 @@ pub struct Quotas {
     store: DynStore,
     clock: Arc<dyn Clock>,
     accounts: Mutex<HashMap<String, Arc<Mutex<Leases>>>>,
+    /// Stopping: what was given back is not asked for again.
+    closed: AtomicBool,
 }
 
 const PERIODS: [Period; 2] = [Period::Day, Period::Month];
 
 impl Quotas {
     pub fn new(store: DynStore, clock: Arc<dyn Clock>) -> Arc<Self> {
-        Arc::new(Self { store, clock, accounts: Mutex::default() })
+        Arc::new(Self { store, clock, accounts: Mutex::default(), closed: AtomicBool::new(false) })
     }
 
     fn leases(&self, system_id: &str) -> Arc<Mutex<Leases>> {
@@ -212,7 +220,7 @@ impl Quotas {
                 if verdict == Verdict::Granted {
                     lease.left -= n;
                 }
-                if lease.wants_more(n, now) {
+                if lease.wants_more(n, now) && !self.closed.load(Ordering::Relaxed) {
                     lease.asking = true;
                     let (key, want) = (lease.key.clone(), lease.size(n));
                     let system_id = account.system_id.clone();
@@ -232,17 +240,19 @@ impl Quotas {
         let _ = self.take(account, 0);
     }
 
-    /// Puts back `n` messages taken by [`Quotas::take`] that were not accepted after all
-    /// (the bus refused them).
-    pub fn refund(&self, account: &Account, n: u64) {
+    /// Puts back `n` messages taken by [`Quotas::take`] at `taken_at` that were not
+    /// accepted after all (the bus refused them), into the periods they were taken from
+    /// only: a refund after the period turned is dropped (counted as used).
+    pub fn refund(&self, account: &Account, n: u64, taken_at: UnixMillis) {
         if account.quota.is_unlimited() || n == 0 {
             return;
         }
         let leases = self.leases(&account.system_id);
         let mut leases = leases.lock().unwrap_or_else(PoisonError::into_inner);
         for period in PERIODS {
-            if period.limit(&account.quota).is_some() {
-                leases.get(period).left += n;
+            let lease = leases.get(period);
+            if period.limit(&account.quota).is_some() && period.at(taken_at).0 == lease.key {
+                lease.left += n;
             }
         }
     }
@@ -251,29 +261,49 @@ impl Quotas {
         let Ask { system_id, period, key, want, limit } = ask;
         let taken = self.store.take_quota(&system_id, &key, want, limit, period.ttl()).await;
         let now = self.clock.now_ms();
-        let mut leases = leases.lock().unwrap_or_else(PoisonError::into_inner);
-        let lease = leases.get(period);
-        lease.asking = false;
-        match taken {
-            // The period turned meanwhile: what was taken counts in the old one.
-            Ok(_) if lease.key != key => {}
-            Ok(0) => {
-                lease.exhausted = true;
-                lease.quiet_until = now.saturating_add(EXHAUSTED_FOR.as_millis() as i64);
+        let unwanted = {
+            let mut leases = leases.lock().unwrap_or_else(PoisonError::into_inner);
+            let lease = leases.get(period);
+            lease.asking = false;
+            match taken {
+                // The period turned meanwhile: what was taken counts in the old one.
+                Ok(_) if lease.key != key => 0,
+                // Stopping: what comes now goes back at once.
+                Ok(n) if self.closed.load(Ordering::Relaxed) => n,
+                Ok(0) => {
+                    lease.spent_until = now.saturating_add(EXHAUSTED_FOR.as_millis() as i64);
+                    0
+                }
+                Ok(n) => {
+                    lease.left += n;
+                    0
+                }
+                Err(e) => {
+                    warn!(
+                        error = %smsc_runtime::telemetry::error_chain(&e),
+                        system_id, period = period.name(), "cannot lease quota; submits are throttled meanwhile"
+                    );
+                    lease.retry_at = now.saturating_add(RETRY_AFTER.as_millis() as i64);
+                    0
+                }
             }
-            Ok(n) => lease.left += n,
-            Err(e) => {
-                warn!(
-                    error = %smsc_runtime::telemetry::error_chain(&e),
-                    system_id, period = period.name(), "cannot lease quota; submits are throttled meanwhile"
-                );
-                lease.quiet_until = now.saturating_add(RETRY_AFTER.as_millis() as i64);
-            }
+        };
+        if unwanted > 0 {
+            self.give_back_one(system_id, period, key, unwanted).await;
         }
     }
 
-    /// Gives back to the store what this edge holds unspent (at shutdown).
+    async fn give_back_one(&self, system_id: String, period: Period, key: String, n: u64) {
+        if let Err(e) = self.store.give_back_quota(&system_id, &key, n, period.ttl()).await {
+            warn!(error = %smsc_runtime::telemetry::error_chain(&e), system_id, n, "cannot give back unspent quota; it counts as used");
+        }
+    }
+
+    /// Gives back to the store what this edge holds unspent, and from now on what leases
+    /// still come (at shutdown, once the sessions are done). Bounded by a deadline: what
+    /// does not make it counts as used.
     pub async fn give_back(&self) {
+        self.closed.store(true, Ordering::Relaxed);
         let held: Vec<(String, Period, String, u64)> = {
             let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
             let mut held = Vec::new();
@@ -289,10 +319,12 @@ impl Quotas {
             }
             held
         };
-        for (system_id, period, key, n) in held {
-            if let Err(e) = self.store.give_back_quota(&system_id, &key, n, period.ttl()).await {
-                warn!(error = %smsc_runtime::telemetry::error_chain(&e), system_id, n, "cannot give back unspent quota; it counts as used");
-            }
+        let all =
+            held.into_iter().map(|(id, period, key, n)| self.give_back_one(id, period, key, n));
+        if tokio::time::timeout(GIVE_BACK_WITHIN, futures::future::join_all(all)).await.is_err() {
+            warn!(
+                "giving back unspent quota took too long; what was not given back counts as used"
+            );
         }
     }
 }

@@ -9,19 +9,24 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{
-    Client, ESME, SOURCE, Setup, TestEdge, account, assert_status, number, submit_consumer,
-    submit_sm, submitted,
+    Client, ESME, Mode, SOURCE, Setup, TestBus, TestEdge, account, assert_status, number,
+    submit_consumer, submit_sm, submitted,
 };
-use smsc_accounts::{AccountConfig, Quota};
+use smsc_accounts::{Account, AccountConfig, Quota};
+use smsc_bus::BusError;
 use smsc_edge::QUOTA_EXCEEDED;
+use smsc_edge::quota::Verdict;
 use smsc_smpp::pdu::{DestAddress, ShortMessage, SubmitMulti};
 use smsc_smpp::{Body, CommandStatus, Pdu};
 use smsc_store::BindKind;
 use smsc_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 
+fn limited(limit: u64) -> AccountConfig {
+    AccountConfig { quota: Quota { daily: Some(limit), monthly: None }, ..account(ESME) }
+}
+
 fn daily(limit: u64) -> Setup {
-    let quota = Quota { daily: Some(limit), monthly: None };
-    Setup::accounts(vec![AccountConfig { quota, ..account(ESME) }])
+    Setup::accounts(vec![limited(limit)])
 }
 
 /// Sends `request` until it is answered other than ESME_RTHROTTLED (a quota lease on
@@ -97,4 +102,17 @@ async fn edges_sharing_a_store_accept_the_quota_together_and_a_stopping_one_give
 
     let mut c = second.bind(BindKind::Transmitter, ESME).await;
     assert_eq!(accepted_until_refused(&mut c).await, 639, "all but the one the first accepted");
+}
+
+#[tokio::test]
+async fn a_submit_the_bus_refused_gives_its_quota_back() {
+    let bus = TestBus::new(Mode::FailAfter(1, BusError::Full));
+    let edge = TestEdge::start(daily(2).with_bus(bus)).await;
+    let mut c = edge.bind(BindKind::Transmitter, ESME).await;
+    let one = || Body::SubmitSm(submit_sm("otp"));
+    assert_status(&until_not_throttled(&mut c, one).await, CommandStatus::ESME_ROK);
+    assert_status(&until_not_throttled(&mut c, one).await, CommandStatus::ESME_RMSGQFUL);
+    // The second message of the quota was refused by the bus: it is the edge's to use.
+    let account = Account::from_config(&limited(2)).expect("account");
+    assert_eq!(edge.edge.quotas.take(&account, 1), Verdict::Granted);
 }

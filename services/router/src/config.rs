@@ -21,6 +21,16 @@ impl RoutingConfig {
                     "a route with a rate needs a name",
                 ));
             }
+            // One name, one pace: the workers pace a route by the rate its tasks carry.
+            let first = self.mt.iter().position(|o| !r.name.is_empty() && o.name == r.name);
+            if let Some(j) = first.filter(|&j| self.mt[j].rate != r.rate) {
+                let key = format!("routing.mt[{i}].rate");
+                let reason = format!(
+                    "{}, but routing.mt[{j}] of the same name has {}",
+                    r.rate, self.mt[j].rate
+                );
+                return Err(smsc_runtime::config::invalid(&key, reason));
+            }
         }
         Ok(())
     }

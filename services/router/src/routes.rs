@@ -136,6 +136,20 @@ mod tests {
     }
 
     #[test]
+    fn rules_of_one_name_have_one_rate() {
+        let uk = |prefix: &str, rate| MtRoute {
+            name: "uk".into(),
+            rate,
+            ..mt(prefix, "", &[], "uk", &[])
+        };
+        let same = RoutingConfig { mt: vec![uk("447", 50), uk("4478", 50)], mo: vec![] };
+        assert!(same.validate().is_ok());
+        let other = RoutingConfig { mt: vec![uk("447", 50), uk("4478", 0)], mo: vec![] };
+        let e = other.validate().expect_err("refused").to_string();
+        assert!(e.contains("routing.mt[1].rate") && e.contains("routing.mt[0]"), "{e}");
+    }
+
+    #[test]
     fn longest_mo_prefix_wins() {
         let r = Routes::new(&RoutingConfig {
             mt: vec![],

@@ -616,8 +616,7 @@ impl Store for EmbeddedStore {
         Box::pin(async move {
             Ok(self.with(|inner, now| {
                 inner.change_quota(system_id, period, now, ttl, |used| {
-                    let taken = want.min(limit.saturating_sub(used));
-                    (used + taken, taken)
+                    crate::quota_take(used, want, limit)
                 })
             }))
         })

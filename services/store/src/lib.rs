@@ -363,6 +363,13 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
 /// Shared handles.
 pub type DynStore = Arc<dyn Store>;
 
+/// What [`Store::take_quota`] takes of `want` from a counter at `used`: what is left
+/// below `limit`, no more. The counter's new value and the units taken.
+pub fn quota_take(used: u64, want: u64, limit: u64) -> (u64, u64) {
+    let taken = want.min(limit.saturating_sub(used));
+    (used + taken, taken)
+}
+
 /// Retries a store operation until it succeeds or `shutdown` fires (then `None`).
 pub async fn store_until_ok<T, F, Fut>(
     what: &str,

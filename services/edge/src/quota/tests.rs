@@ -33,6 +33,21 @@ async fn take_until_spent(quotas: &Arc<Quotas>, account: &Account) -> (u64, Peri
     panic!("never told the quota is spent ({granted} granted)");
 }
 
+/// Lets the leases asked for come in.
+async fn settle(quotas: &Quotas) {
+    for _ in 0..1000 {
+        let asking = quotas.accounts.lock().expect("lock").values().any(|l| {
+            let l = l.lock().expect("lock");
+            l.day.asking || l.month.asking
+        });
+        if !asking {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("a lease never came");
+}
+
 #[test]
 fn periods_are_utc_calendar_days_and_months() {
     assert_eq!(Period::Day.at(NOW), ("d2026-12-07".to_owned(), 1_796_688_000_000));
@@ -120,8 +135,28 @@ async fn a_submit_of_several_destinations_takes_them_all_or_none() {
     }
     assert_eq!(verdict, Verdict::Exhausted(Period::Day));
     assert_eq!(granted, 2, "a second pair would pass the quota of 3");
-    edge.refund(&bank, 2);
+    edge.refund(&bank, 2, NOW);
     assert_eq!(edge.take(&bank, 2), Verdict::Granted, "refunded: taken again");
+}
+
+#[tokio::test]
+async fn what_comes_or_goes_back_after_the_period_turned_counts_in_the_old_one() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let store = shared_store(&clock);
+    let edge = Quotas::new(store.clone(), clock.clone());
+    let bank = limited(Some(640), None);
+    // A lease asked for on the 7th comes back on the 8th (the task runs after midnight).
+    edge.prepare(&bank);
+    clock.advance(Duration::from_secs(86_400));
+    settle(&edge).await;
+    let ttl = Period::Day.ttl();
+    let used_on_the_7th =
+        640 - store.take_quota("bank", "d2026-12-07", 640, 640, ttl).await.expect("take");
+    assert_eq!(used_on_the_7th, 10, "the block was taken from the 7th's quota");
+    assert_eq!(take_until_spent(&edge, &bank).await, (640, Period::Day), "the 8th's quota whole");
+    // A refund of the 7th does not swell the 8th's.
+    edge.refund(&bank, 5, NOW);
+    assert_eq!(edge.take(&bank, 1), Verdict::Exhausted(Period::Day));
 }
 
 #[tokio::test]

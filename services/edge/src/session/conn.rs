@@ -224,7 +224,7 @@ impl Session {
                 }
                 self.in_process -= pdus.len();
             }
-            Done::Published { items, started, results } => {
+            Done::Published { items, started, at, results } => {
                 let elapsed = started.elapsed().as_secs_f64();
                 let mut results = results.into_iter();
                 for mut a in items {
@@ -250,7 +250,7 @@ impl Session {
                         }
                     }
                     // Refused by the bus, or never answered: not accepted, not counted.
-                    self.refund_quota(a.records - (seen - failed));
+                    self.refund_quota(a.records - (seen - failed), at);
                     if seen < a.records || (failed > 0 && failed == seen) {
                         let status = first.unwrap_or(Status::ESME_RSYSERR);
                         debug!(status = %status, "publish failed; submit refused");

@@ -55,6 +55,8 @@ pub(super) enum Done {
     Published {
         items: Vec<Accepted>,
         started: Instant,
+        /// When, on the edge's clock, the batch went out (its quota was taken before).
+        at: smsc_store::UnixMillis,
         results: Vec<Result<(), BusError>>,
     },
 }

@@ -15,8 +15,9 @@ use smsc_store::Address;
 use crate::quota::{QUOTA_EXCEEDED, Verdict};
 use crate::submit::{self, Message, Submit};
 
-/// How long the ESME_RTHROTTLED of an account crowding the pipeline is held.
-const BACKLOG_THROTTLE_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
+/// How long an ESME_RTHROTTLED is held when waiting, not the ESME's window, is the cause
+/// (an account crowding the pipeline, a quota lease on its way).
+const THROTTLE_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Session {
     /// The account of a session that may submit, or the status that refuses it.
@@ -48,19 +49,10 @@ impl Session {
             return None;
         }
         if rated && self.edge.pressure.is_over(account.system_id.as_bytes()) {
-            // The account crowds a hop that falls behind. The answer is held a moment,
-            // its window slot taken meanwhile: an ESME that resubmits at once would
-            // otherwise spin, taking CPU from the very hops it waits for.
-            self.edge.metrics.throttled_total.inc();
+            // The account crowds a hop that falls behind.
             self.edge.metrics.backlog_throttled_total.inc();
-            self.count_submit(command, Status::ESME_RTHROTTLED);
             self.in_process += 1;
-            let id = command.response().unwrap_or(CommandId::GenericNack);
-            let pdu = Pdu::error_response(id, seq, Status::ESME_RTHROTTLED);
-            self.inflight.push(Box::pin(async move {
-                tokio::time::sleep(BACKLOG_THROTTLE_HOLD).await;
-                Done::Responses(vec![pdu])
-            }));
+            self.throttle_held(seq, command);
             return None;
         }
         self.in_process += 1;
@@ -69,6 +61,20 @@ impl Session {
             b.handle.note_request();
         }
         Some(account)
+    }
+
+    /// Answers a request in the window ESME_RTHROTTLED after a moment, its window slot
+    /// taken meanwhile: an ESME that resubmits at once would otherwise spin, taking CPU
+    /// from the very hops (or the store) it waits for.
+    fn throttle_held(&mut self, seq: u32, command: CommandId) {
+        self.edge.metrics.throttled_total.inc();
+        self.count_submit(command, Status::ESME_RTHROTTLED);
+        let id = command.response().unwrap_or(CommandId::GenericNack);
+        let pdu = Pdu::error_response(id, seq, Status::ESME_RTHROTTLED);
+        self.inflight.push(Box::pin(async move {
+            tokio::time::sleep(THROTTLE_HOLD).await;
+            Done::Responses(vec![pdu])
+        }));
     }
 
     fn reject(&mut self, seq: u32, command: CommandId, status: Status) {
@@ -137,8 +143,8 @@ impl Session {
             let status = unsuccess.first().map_or(Status::ESME_RINVDSTADR, |u| u.error_status_code);
             return self.reject(seq, command, status);
         }
-        if let Err(status) = self.take_quota(&account, dests.len() as u64) {
-            return self.reject(seq, command, status);
+        if !self.take_quota(seq, command, &account, dests.len() as u64) {
+            return;
         }
         let hex = self.new_id(now);
         for (i, dest) in &dests {
@@ -158,8 +164,8 @@ impl Session {
             Ok(msg) => msg,
             Err(status) => return self.reject(seq, sm.command, status),
         };
-        if let Err(status) = self.take_quota(&account, 1) {
-            return self.reject(seq, sm.command, status);
+        if !self.take_quota(seq, sm.command, &account, 1) {
+            return;
         }
         let hex = self.new_id(now);
         self.publish(&msg, &hex, 0, &dest, &account);
@@ -168,25 +174,27 @@ impl Session {
         self.batch.push(Accepted { seq, command, message_id: hex, unsuccess, records: 1, dests });
     }
 
-    /// Takes `n` messages of the account's quota, or the status that refuses the submit.
-    fn take_quota(&self, account: &Account, n: u64) -> Result<(), Status> {
+    /// Takes `n` messages of the account's quota for a submit in the window; false when
+    /// the submit is answered instead (past the quota, or no lease yet).
+    fn take_quota(&mut self, seq: u32, command: CommandId, account: &Account, n: u64) -> bool {
         match self.edge.quotas.take(account, n) {
-            Verdict::Granted => Ok(()),
+            Verdict::Granted => true,
             Verdict::Pending => {
-                self.edge.metrics.throttled_total.inc();
-                Err(Status::ESME_RTHROTTLED)
+                self.throttle_held(seq, command);
+                false
             }
             Verdict::Exhausted(period) => {
                 self.edge.metrics.quota_refused_total.with_label_values(&[period.name()]).inc();
-                Err(QUOTA_EXCEEDED)
+                self.reject(seq, command, QUOTA_EXCEEDED);
+                false
             }
         }
     }
 
-    /// Gives back quota taken for messages that were not accepted after all.
-    pub(super) fn refund_quota(&self, n: usize) {
+    /// Gives back quota taken (before `at`) for messages that were not accepted after all.
+    pub(super) fn refund_quota(&self, n: usize, at: smsc_store::UnixMillis) {
         if let (State::Bound(b), 1..) = (&self.state, n) {
-            self.edge.quotas.refund(&b.account, n as u64);
+            self.edge.quotas.refund(&b.account, n as u64, at);
         }
     }
 
@@ -235,10 +243,11 @@ impl Session {
         let items = std::mem::take(&mut self.batch);
         let records = std::mem::take(&mut self.records);
         let started = self.batch_started;
+        let at = self.edge.clock.now_ms();
         let publish = self.edge.bus.publish_each(topics::SUBMIT, records);
         self.inflight.push(Box::pin(async move {
             let results = publish.await;
-            Done::Published { items, started, results }
+            Done::Published { items, started, at, results }
         }));
     }
 }

@@ -594,11 +594,8 @@ impl Store for ScyllaStore {
         let (system_id, period) = (system_id.to_owned(), period.to_owned());
         Box::pin(async move {
             // The first take of a period inserts; a failed insert tells what is there.
-            self.change_quota(&system_id, &period, ttl, None, |used| {
-                let taken = want.min(limit.saturating_sub(used));
-                (used + taken, taken)
-            })
-            .await
+            let take = |used| crate::quota_take(used, want, limit);
+            self.change_quota(&system_id, &period, ttl, None, take).await
         })
     }
 

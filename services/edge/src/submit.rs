@@ -119,12 +119,13 @@ pub fn times(
     validity: &TimeString,
     now: UnixMillis,
 ) -> Result<(Option<UnixMillis>, UnixMillis), Status> {
-    let now_dt = to_datetime(now).ok_or(Status::ESME_RSYSERR)?;
+    // Calendar time only for a submit that gives a time: most give none.
+    let now_dt = || to_datetime(now).ok_or(Status::ESME_RSYSERR);
     let max_expire = now.saturating_add(account.max_validity.as_millis() as i64);
     let schedule_at = match schedule.parse().map_err(|_| Status::ESME_RINVSCHED)? {
         None => None,
         Some(t) => {
-            let at = t.resolve(now_dt).ok_or(Status::ESME_RINVSCHED)?.timestamp_millis();
+            let at = t.resolve(now_dt()?).ok_or(Status::ESME_RINVSCHED)?.timestamp_millis();
             if at > max_expire {
                 return Err(Status::ESME_RINVSCHED);
             }
@@ -136,7 +137,7 @@ pub fn times(
     let expire_at = match validity.parse().map_err(|_| Status::ESME_RINVEXPIRY)? {
         None => start.saturating_add(account.default_validity.as_millis() as i64),
         Some(t) => {
-            let at = t.resolve(now_dt).ok_or(Status::ESME_RINVEXPIRY)?.timestamp_millis();
+            let at = t.resolve(now_dt()?).ok_or(Status::ESME_RINVEXPIRY)?.timestamp_millis();
             if at <= start {
                 return Err(Status::ESME_RINVEXPIRY);
             }

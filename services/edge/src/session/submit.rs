@@ -10,7 +10,7 @@ use smsc_smpp::{CommandId, Pdu};
 
 use super::state::{Accepted, Done, Session, State};
 use super::{READ_CHUNK, Status, status_name};
-use smsc_store::Address;
+use smsc_store::{Address, UnixMillis};
 
 use crate::quota::{QUOTA_EXCEEDED, Verdict};
 use crate::submit::{self, Message, Submit};
@@ -148,7 +148,7 @@ impl Session {
         }
         let hex = self.new_id(now);
         for (i, dest) in &dests {
-            self.publish(&msg, &hex, *i, &dest.resized(), &account);
+            self.publish(&msg, &hex, *i, &dest.resized(), &account, now);
         }
         let records = dests.len();
         let dests = dests.into_iter().map(|(_, a)| a).collect();
@@ -168,7 +168,7 @@ impl Session {
             return;
         }
         let hex = self.new_id(now);
-        self.publish(&msg, &hex, 0, &dest, &account);
+        self.publish(&msg, &hex, 0, &dest, &account, now);
         let (unsuccess, dests) = (Vec::new(), Vec::new());
         let command = sm.command;
         self.batch.push(Accepted { seq, command, message_id: hex, unsuccess, records: 1, dests });
@@ -192,7 +192,7 @@ impl Session {
     }
 
     /// Gives back quota taken (before `at`) for messages that were not accepted after all.
-    pub(super) fn refund_quota(&self, n: usize, at: smsc_store::UnixMillis) {
+    pub(super) fn refund_quota(&self, n: usize, at: UnixMillis) {
         if let (State::Bound(b), 1..) = (&self.state, n) {
             self.edge.quotas.refund(&b.account, n as u64, at);
         }
@@ -204,7 +204,7 @@ impl Session {
         hex
     }
 
-    /// Adds one destination's event to the batch being gathered.
+    /// Adds one destination's event, accepted at `now`, to the batch being gathered.
     fn publish(
         &mut self,
         msg: &Message<'_>,
@@ -212,11 +212,11 @@ impl Session {
         dest_index: u32,
         dest: &Address,
         account: &Account,
+        now: UnixMillis,
     ) {
         if self.arena.capacity() - self.arena.len() < 1024 {
             self.arena.reserve(READ_CHUNK);
         }
-        let now = self.edge.clock.now_ms();
         let payload = msg.event(
             &mut self.arena,
             id,

@@ -187,6 +187,10 @@ impl Quotas {
 
     fn leases(&self, system_id: &str) -> Arc<Mutex<Leases>> {
         let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        // No key allocated per submit: only an account's first take inserts.
+        if let Some(leases) = accounts.get(system_id) {
+            return leases.clone();
+        }
         accounts.entry(system_id.to_owned()).or_default().clone()
     }
 

@@ -130,6 +130,8 @@ struct Load {
 /// The accounts of one class, each with its ready records, served in turn.
 #[derive(Debug)]
 struct Rotation<T> {
+    /// An account's queue stays when it empties (accounts are few; they come back), so
+    /// a hop serving one record at a time per account allocates nothing per record.
     queues: HashMap<Bytes, VecDeque<T>>,
     /// Accounts with ready records, in the order they are served.
     turn: VecDeque<Bytes>,
@@ -272,10 +274,11 @@ impl<T> Scheduler<T> {
             }
             let queue = rotation.queues.get_mut(&account)?;
             let item = queue.pop_front()?;
-            if queue.is_empty() {
-                rotation.queues.remove(&account);
-            } else {
+            if !queue.is_empty() {
                 rotation.turn.push_back(account.clone());
+            } else if queue.capacity() > 64 {
+                // A burst drained: keep a little, not the burst's size.
+                queue.shrink_to(8);
             }
             if let Some(load) = self.loads.get_mut(&account) {
                 load.running += 1;

@@ -194,10 +194,14 @@ impl Router {
             self.metrics.routed_total.with_label_values(&["duplicate"]).inc();
             return true;
         }
-        let route =
-            self.routes.load().mt(&ev.system_id, dest.as_str().unwrap_or_default()).cloned();
+        // The route's name travels only when the workers pace by it (a rate is set).
+        let routes = self.routes.load();
         let (connectors, route, route_rate) =
-            route.map_or_else(Default::default, |r| (r.connectors, r.name, r.rate));
+            match routes.mt(&ev.system_id, dest.as_str().unwrap_or_default()) {
+                Some(r) if r.rate > 0 => (r.connectors.clone(), r.name.clone(), r.rate),
+                Some(r) => (r.connectors.clone(), String::new(), 0),
+                None => Default::default(),
+            };
         if connectors.is_empty() {
             // The worker turns a task without connectors into UNDELIVERABLE and a receipt.
             self.metrics.routed_total.with_label_values(&["no_route"]).inc();
@@ -295,3 +299,6 @@ pub fn mo_deliver_sm(mo: &MoEvent) -> Option<Bytes> {
 fn mo_address(a: &smsc_proto::Address) -> smsc_smpp::Address {
     smsc_smpp::Address::truncated(smsc_smpp::Ton(a.ton as u8), smsc_smpp::Npi(a.npi as u8), &a.addr)
 }
+
+#[cfg(test)]
+mod tests;

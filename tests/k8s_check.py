@@ -524,7 +524,9 @@ def cmd_invariants(rendered: str, *values_files: str) -> None:
         ok(f"HPA autoscaling/v2 on the edge Deployment: {types}")
 
     if v["kafkaTopics"]["enabled"]:
-        want_topics = ["smsc.submit", "smsc.deliver", "smsc.notify", "smsc.mo", "smsc.pressure"] + [
+        classes = ["interactive", "", "bulk"]  # per traffic class; standard: the bare name
+        want_topics = [f"smsc.{stage}{'.' + c if c else ''}" for stage in ("submit", "deliver") for c in classes]
+        want_topics += ["smsc.notify", "smsc.mo", "smsc.pressure"] + [
             f"smsc.retry.{tier_name(seconds(t))}" for t in v["config"]["retry"]["tiers"]
         ]
         got_topics = [t["spec"]["topicName"] for t in by_kind.get("KafkaTopic", [])]

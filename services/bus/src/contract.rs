@@ -105,7 +105,7 @@ pub async fn publish_then_consume(bus: &dyn Bus) {
     let mut got = Vec::new();
     for _ in 0..records.len() {
         let delivery = next(&mut *consumer, "published record").await;
-        assert_eq!(delivery.topic, topic);
+        assert_eq!(&*delivery.topic, topic);
         consumer.ack(&delivery).expect("ack");
         got.push(delivery.record);
     }

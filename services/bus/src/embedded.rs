@@ -15,6 +15,7 @@
 //! `tokio::time::sleep`, so tests drive it with a manual clock and paused tokio time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -125,6 +126,18 @@ struct Member {
     topics: BTreeSet<Arc<str>>,
     assigned: Vec<(Arc<str>, u32)>,
     notify: Arc<Notify>,
+    /// Counts what may have made a record available to this member (records appended
+    /// to its partitions, a new assignment, closing): a consumer that found nothing
+    /// does not scan its partitions again until it moves.
+    changes: AtomicU64,
+}
+
+impl Member {
+    /// Something may be there for this member now.
+    fn wake(&self) {
+        self.changes.fetch_add(1, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
 }
 
 /// Below this many slots a log or table is not worth shrinking.
@@ -219,7 +232,7 @@ fn rebalance(topics: &mut FastMap<Arc<str>, Topic>, group_name: &Arc<str>, group
     }
     for (id, member) in &mut group.members {
         member.assigned = assigned.remove(id).unwrap_or_default();
-        member.notify.notify_one();
+        member.wake();
     }
 }
 
@@ -253,7 +266,7 @@ impl EmbeddedBus {
         let mut state = self.shared.lock();
         state.closed = true;
         for member in state.groups.values().flat_map(|g| g.members.values()) {
-            member.notify.notify_one();
+            member.wake();
         }
     }
 
@@ -294,7 +307,7 @@ impl EmbeddedBus {
             for (group, cursor) in &part.cursors {
                 let owner = cursor.owner.and_then(|id| state.groups.get(group)?.members.get(&id));
                 if let Some(member) = owner {
-                    member.notify.notify_one();
+                    member.wake();
                 }
             }
             part.trim(max_lag);
@@ -341,8 +354,12 @@ impl EmbeddedBus {
         let notify = Arc::new(Notify::new());
         let entry = state.groups.entry(Arc::clone(&group_name)).or_default();
         entry.topics.extend(subscribed.iter().cloned());
-        let member =
-            Member { topics: subscribed, assigned: Vec::new(), notify: Arc::clone(&notify) };
+        let member = Member {
+            topics: subscribed,
+            assigned: Vec::new(),
+            notify: Arc::clone(&notify),
+            changes: AtomicU64::new(0),
+        };
         entry.members.insert(id, member);
         rebalance(&mut state.topics, &group_name, entry);
         Ok(EmbeddedConsumer {
@@ -354,6 +371,7 @@ impl EmbeddedBus {
             in_flight: FastMap::default(),
             in_flight_total: 0,
             next_start: 0,
+            idle: None,
         })
     }
 }
@@ -399,11 +417,14 @@ pub struct EmbeddedConsumer {
     max_in_flight: usize,
     /// Handed out and not acked yet, with multiplicity: after the partition moved away
     /// and back, the same offset can be handed out again while the first copy is held.
-    in_flight: FastMap<(String, u32, u64), u32>,
+    in_flight: FastMap<(Arc<str>, u32, u64), u32>,
     in_flight_total: usize,
     /// Where the next scan of the assigned partitions starts, so a busy partition does
     /// not starve the others.
     next_start: usize,
+    /// The last scan found nothing: the member's `changes` then, and when the first
+    /// record held back by `not_before` falls due. Until either moves, nothing is there.
+    idle: Option<(u64, Option<UnixMillis>)>,
 }
 
 impl std::fmt::Debug for EmbeddedConsumer {
@@ -441,12 +462,24 @@ impl EmbeddedConsumer {
             return Step::Wait(None);
         };
         let now = shared.clock.now_ms();
+        let changes = member.changes.load(Ordering::Relaxed);
+        if let Some((seen, due)) = self.idle
+            && seen == changes
+            && due.is_none_or(|due| due > now)
+        {
+            return Step::Wait(due.map(|due| wait_until(due, now)));
+        }
         let mut earliest_due: Option<UnixMillis> = None;
         let n = member.assigned.len();
+        // The assignment lists a topic's partitions together: one lookup per topic.
+        let mut current: Option<(&Arc<str>, &mut Topic)> = None;
         for i in 0..n {
             let idx = (self.next_start + i) % n;
             let (topic, p) = &member.assigned[idx];
-            let Some(part) = topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*p as usize))
+            if current.as_ref().is_none_or(|(name, _)| !Arc::ptr_eq(name, topic)) {
+                current = topics.get_mut(topic).map(|t| (topic, t));
+            }
+            let Some(part) = current.as_mut().and_then(|(_, t)| t.partitions.get_mut(*p as usize))
             else {
                 continue;
             };
@@ -463,21 +496,25 @@ impl EmbeddedConsumer {
             let offset = cursor.fetch;
             cursor.fetch += 1;
             self.next_start = idx + 1;
-            *self.in_flight.entry((topic.to_string(), *p, offset)).or_default() += 1;
+            self.idle = None;
+            *self.in_flight.entry((Arc::clone(topic), *p, offset)).or_default() += 1;
             self.in_flight_total += 1;
             return Step::Ready(Delivery {
-                topic: topic.to_string(),
+                topic: Arc::clone(topic),
                 partition: *p,
                 offset,
                 record: record.clone(),
             });
         }
-        let wait = earliest_due.map(|due| {
-            let ms = u64::try_from(due.saturating_sub(now)).unwrap_or(u64::MAX);
-            Duration::from_millis(ms).min(MAX_SLEEP)
-        });
-        Step::Wait(wait)
+        self.idle = Some((changes, earliest_due));
+        Step::Wait(earliest_due.map(|due| wait_until(due, now)))
     }
+}
+
+/// How long to sleep for a record due at `due` (at most [`MAX_SLEEP`]).
+fn wait_until(due: UnixMillis, now: UnixMillis) -> Duration {
+    let ms = u64::try_from(due.saturating_sub(now)).unwrap_or(u64::MAX);
+    Duration::from_millis(ms).min(MAX_SLEEP)
 }
 
 impl Consumer for EmbeddedConsumer {
@@ -531,7 +568,7 @@ impl Consumer for EmbeddedConsumer {
     /// nothing. An ack for a partition that moved to another member since is dropped,
     /// as Kafka refuses a commit after a rebalance: the new owner has it again.
     fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError> {
-        let key = (delivery.topic.clone(), delivery.partition, delivery.offset);
+        let key = (Arc::clone(&delivery.topic), delivery.partition, delivery.offset);
         match self.in_flight.get_mut(&key) {
             None => return Ok(()),
             Some(1) => {
@@ -545,7 +582,7 @@ impl Consumer for EmbeddedConsumer {
         let mut state = self.shared.lock();
         let part = state
             .topics
-            .get_mut(delivery.topic.as_str())
+            .get_mut(&*delivery.topic)
             .and_then(|t| t.partitions.get_mut(delivery.partition as usize));
         let Some(part) = part else { return Ok(()) };
         let Some(cursor) = part.cursors.get_mut(&self.group) else { return Ok(()) };
@@ -781,6 +818,19 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn records_for_several_topics_get_their_outcomes_in_order() {
+        let (bus, _) = bus(1, 1);
+        let _behind = bus.consumer("g", &["full"], 10).expect("join");
+        // At the lag bound: one more record on `full` is refused.
+        bus.publish("full", vec![Record::new("k", "1")]).await.expect("publish");
+        let mut open = bus.consumer("g", &["open"], 10).expect("join");
+        let records = ["x", "y", "z"].map(|p| Record::new("k", p)).to_vec();
+        let got = crate::publish_each_to(&bus, &["full", "open", "full"], records).await;
+        assert!(matches!(got[..], [Err(BusError::Full), Ok(()), Err(BusError::Full)]), "{got:?}");
+        assert_eq!(open.recv().await.expect("recv").record.payload, Bytes::from("y"));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn close_wakes_pending_recv_and_refuses_work() {
         let (bus, _) = bus(2, 100);
         let mut c = bus.consumer("g", &["t"], 10).expect("join");
@@ -808,7 +858,7 @@ mod tests {
             .expect("publish");
         assert!(timeout(Duration::from_millis(50), a.recv()).await.is_err(), "a is not on y");
         let got = [b.recv().await.expect("recv"), b.recv().await.expect("recv")];
-        assert!(got.iter().all(|d| d.topic == "y"));
+        assert!(got.iter().all(|d| &*d.topic == "y"));
     }
 
     #[test]

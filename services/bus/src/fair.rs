@@ -6,12 +6,16 @@
 //! A record's flow (its class and account) travels in its headers ([`Flow::of`]), set
 //! by the edge and copied by every hop that republishes it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::Record;
+
+/// Keyed by account, per record: a fast hash (accounts are not attacker-chosen keys
+/// here: they are the bound system_ids).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Header naming the account (system_id) a record is for.
 pub const ACCOUNT_HEADER: &str = "smsc-account";
@@ -139,7 +143,7 @@ struct Rotation<T> {
 
 impl<T> Default for Rotation<T> {
     fn default() -> Self {
-        Self { queues: HashMap::new(), turn: VecDeque::new() }
+        Self { queues: HashMap::default(), turn: VecDeque::new() }
     }
 }
 
@@ -181,10 +185,10 @@ impl<T> Scheduler<T> {
             shares,
             credit: [0; 3],
             classes: Default::default(),
-            loads: HashMap::new(),
+            loads: HashMap::default(),
             held: 0,
             recent: VecDeque::new(),
-            recent_counts: HashMap::new(),
+            recent_counts: HashMap::default(),
             window: window.max(1),
         }
     }

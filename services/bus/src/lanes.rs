@@ -2,6 +2,7 @@
 //! in progress while keeping per-key order, acked only once their work is durable; and
 //! publishing until the bus takes it.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use crate::fair::{Flow, Scheduler, Shares};
 use crate::pressure::Pressure;
 use crate::{Bus, BusError, Consumer, Delivery, LagProbe, Record};
 
-/// How a hop runs its records ([`run_lanes`]).
+/// How a hop runs its records ([`run_batches`]).
 #[derive(Debug, Clone)]
 pub struct Lanes {
     /// Records in progress at once.
@@ -23,27 +24,63 @@ pub struct Lanes {
     /// scheduler chooses from. Larger than `lanes`, so that a record of a quiet account
     /// is read, and started, while a busy one's backlog waits.
     pub read_ahead: usize,
+    /// Records handed to the handler at once, at most: what starts together (free lanes
+    /// and ready records) goes as one batch, so a hop that is busy works in batches and
+    /// an idle one record by record, without waiting for a batch to fill.
+    pub batch: usize,
     pub shares: Shares,
     /// Where this hop reports the accounts crowding it, under its name.
     pub pressure: Option<(Pressure, &'static str)>,
 }
 
 impl Lanes {
-    /// `lanes` in progress, four times as many read ahead, default shares, no report.
+    /// `lanes` in progress, four times as many read ahead, batches of up to 64, default
+    /// shares, no report.
     pub fn new(lanes: usize) -> Self {
         let lanes = lanes.max(1);
-        Self { lanes, read_ahead: lanes * 4, shares: Shares::default(), pressure: None }
+        Self { lanes, read_ahead: lanes * 4, batch: 64, shares: Shares::default(), pressure: None }
     }
+}
+
+/// What a batch handler ([`run_batches`]) says of each record of its batch, in order.
+#[derive(Debug)]
+pub enum Step<G> {
+    /// Its work is over: durable (`true`: acked) or given up at shutdown (`false`: it
+    /// comes back to whoever consumes next).
+    Done(bool),
+    /// Its work goes on alone, and `G` says the same when it is over; the record's lane
+    /// is freed then, whatever the rest of its batch does.
+    Then(G),
 }
 
 /// How often a hop that changed reports its crowding accounts.
 const REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// [`run_batches`] with a handler per record: each record's work is its own future.
+pub async fn run_lanes<F, Fut>(
+    consumer: Box<dyn Consumer>,
+    lanes: Lanes,
+    shutdown: CancellationToken,
+    handler: F,
+) where
+    F: Fn(&Flow, &Delivery) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let each = move |batch: &[(Flow, Delivery)]| {
+        let steps: Vec<Step<Fut>> = batch.iter().map(|(f, d)| Step::Then(handler(f, d))).collect();
+        std::future::ready(steps)
+    };
+    run_batches(consumer, lanes, shutdown, each).await;
+}
+
 /// Consumes `consumer` with up to `lanes.lanes` records in progress at once, chosen
 /// fairly ([`Scheduler`]: classes by their shares, accounts in turn) among the
-/// `read_ahead` received, each handed to `handler` with its flow. Records with the same key are handled one after another, in
-/// order, so per-key order (per destination, per handset) survives the concurrency. A
-/// record is acked only when `handler` returned `true` for it: its work is durable.
+/// `read_ahead` received. What starts together goes to `handler` as one batch (up to
+/// `lanes.batch`): it reads what it needs of the records at once (one decode pass) and
+/// returns the batch's work, which answers a [`Step`] per record: the batch's store
+/// calls and publishes can be one each. Records with the same key are handled one after
+/// another, in order, so per-key order (per destination, per handset) survives the
+/// concurrency. A record is acked only when its step says its work is durable;
 /// `false` means it gave up (shutdown), and the record comes back to whoever consumes
 /// next; handlers are idempotent.
 ///
@@ -54,20 +91,22 @@ const REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 /// Everything runs inside this one task (the handlers are polled by a
 /// `FuturesUnordered`): on a 2-core machine a channel hop to a worker task per record
 /// cost more in cross-core wake-ups than the work itself.
-pub async fn run_lanes<F, Fut>(
+pub async fn run_batches<F, Fut, G>(
     mut consumer: Box<dyn Consumer>,
     lanes: Lanes,
     shutdown: CancellationToken,
     handler: F,
 ) where
-    F: Fn(Flow, Delivery) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = bool> + Send + 'static,
+    F: Fn(&[(Flow, Delivery)]) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Vec<Step<G>>> + Send + 'static,
+    G: Future<Output = bool> + Send + 'static,
 {
+    use futures::FutureExt;
     use futures::stream::{FuturesUnordered, StreamExt};
-    use std::collections::{HashMap, VecDeque};
 
     let read_ahead = lanes.read_ahead.max(lanes.lanes);
-    let mut scheduler = Scheduler::new(lanes.lanes, read_ahead, lanes.shares);
+    let max_batch = lanes.batch.max(1);
+    let mut hop = Hop::new(&lanes, read_ahead);
     // Falling behind: more records waiting to start than half the lanes. Every record
     // waiting delays another account's by its handling time, so the bound is small.
     let behind_at = (lanes.lanes / 2).max(1);
@@ -86,12 +125,12 @@ pub async fn run_lanes<F, Fut>(
         });
         lag.max(s.held()).saturating_sub(s.running())
     };
-    let mut running = FuturesUnordered::new();
-    // Keys being handled, with the records waiting behind them.
-    let mut busy: HashMap<bytes::Bytes, VecDeque<(Flow, Delivery)>> = HashMap::new();
-    let start = |flow: Flow, d: Delivery| {
-        let fut = handler(flow.clone(), d.clone());
-        async move { (fut.await, flow, d) }
+    // Batches whose handler has not answered yet, and records going on alone.
+    let mut batches = FuturesUnordered::new();
+    let mut alone = FuturesUnordered::new();
+    let start = |batch: Vec<(Flow, Delivery)>| {
+        let work = handler(&batch);
+        async move { (work.await, batch) }
     };
     let mut report = tokio::time::interval(REPORT_EVERY);
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -110,77 +149,187 @@ pub async fn run_lanes<F, Fut>(
         }
         (false, naming, tokio::time::Instant::now())
     };
-    loop {
-        while let Some((flow, d)) = scheduler.start_next() {
-            running.push(start(flow, d));
+    // Records the last step handled: what the loop spends of the task's budget.
+    let mut handled = 1;
+    'run: loop {
+        let mut batch = Vec::new();
+        while let Some(next) = hop.scheduler.start_next() {
+            batch.push(next);
+            if batch.len() == max_batch {
+                batches.push(start(std::mem::take(&mut batch)));
+            }
+        }
+        if !batch.is_empty() {
+            batches.push(start(batch));
         }
         // While records keep coming the select below never idles, so a busy hop reports
         // here; an idle one on the tick.
         if (changed || naming) && reported.elapsed() >= REPORT_EVERY {
-            (changed, naming, reported) = report_now(&scheduler);
+            (changed, naming, reported) = report_now(&hop.scheduler);
         }
         // On the embedded engines every step below can be ready at once, record after
         // record: without spending the task's budget this loop would never yield, and
-        // the other hops on its thread would starve for seconds.
-        tokio::task::coop::consume_budget().await;
+        // the other hops on its thread would starve for seconds. A unit per record
+        // handled, so that a step taking a batch yields as often as record by record.
+        for _ in 0..std::mem::replace(&mut handled, 1) {
+            tokio::task::coop::consume_budget().await;
+        }
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
-            Some((durable, flow, d)) = running.next(), if !running.is_empty() => {
-                let durable: bool = durable;
-                scheduler.finished(&flow.account);
+            _ = shutdown.cancelled() => break 'run,
+            Some((steps, batch)) = batches.next(), if !batches.is_empty() => {
                 changed = true;
-                if !durable {
-                    // Gave up at shutdown: nothing more is taken from this partition key.
-                    continue;
-                }
-                if let Err(e) = consumer.ack(&d) {
-                    warn!(error = %smsc_runtime::telemetry::error_chain(&e), topic = %d.topic, "ack failed");
-                }
-                let key = d.record.key;
-                match busy.get_mut(&key).and_then(VecDeque::pop_front) {
-                    Some((flow, next)) => scheduler.ready(flow, next),
-                    None => {
-                        busy.remove(&key);
+                handled = batch.len();
+                for (step, (flow, d)) in steps_of(steps, batch) {
+                    match step {
+                        Step::Done(durable) => hop.finished(&mut *consumer, durable, flow, d),
+                        Step::Then(work) => alone.push(async move { (work.await, flow, d) }),
                     }
                 }
             }
-            r = consumer.recv(), if scheduler.held() < read_ahead => match r {
-                Ok(d) => {
-                    let flow = Flow::of(&d.record);
-                    scheduler.received(&flow.account);
-                    changed = true;
-                    match busy.get_mut(&d.record.key) {
-                        Some(queue) => queue.push_back((flow, d)),
-                        None => {
-                            busy.insert(d.record.key.clone(), VecDeque::new());
-                            scheduler.ready(flow, d);
+            Some((durable, flow, d)) = alone.next(), if !alone.is_empty() => {
+                changed = true;
+                hop.finished(&mut *consumer, durable, flow, d);
+                // What else finished meanwhile frees its lane now too, so that what
+                // starts next goes as one batch (a batch's worth at a time: the loop
+                // yields between, or the other hops on its thread would wait).
+                while handled < max_batch {
+                    let Some(Some((durable, flow, d))) = alone.next().now_or_never() else { break };
+                    hop.finished(&mut *consumer, durable, flow, d);
+                    handled += 1;
+                }
+            }
+            r = consumer.recv(), if hop.scheduler.held() < read_ahead => {
+                let mut r = Some(r);
+                // What is already there is taken at once, a batch's worth: it starts as
+                // one batch.
+                handled = 0;
+                while let Some(got) = r.take() {
+                    handled += 1;
+                    match got {
+                        Ok(d) => {
+                            changed = true;
+                            hop.received(d);
+                            if handled < max_batch && hop.scheduler.held() < read_ahead {
+                                r = consumer.recv().now_or_never();
+                            }
+                        }
+                        Err(BusError::Closed) => break 'run,
+                        Err(e) => {
+                            warn!(error = %smsc_runtime::telemetry::error_chain(&e), "consume failed; retrying");
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                         }
                     }
                 }
-                Err(BusError::Closed) => break,
-                Err(e) => {
-                    warn!(error = %smsc_runtime::telemetry::error_chain(&e), "consume failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
             },
             _ = report.tick(), if lanes.pressure.is_some() && (changed || naming) => {
-                (changed, naming, reported) = report_now(&scheduler);
+                (changed, naming, reported) = report_now(&hop.scheduler);
             }
         }
     }
-    if let Some((pressure, hop)) = &lanes.pressure {
-        pressure.report(hop, Vec::new());
+    hop.drain(consumer, batches, alone, &lanes).await;
+}
+
+/// Each record of a batch with its step. A handler that answered fewer steps than records
+/// (a bug) leaves the rest unacked, as given up: they come back after a restart.
+fn steps_of<G>(
+    steps: Vec<Step<G>>,
+    batch: Vec<(Flow, Delivery)>,
+) -> impl Iterator<Item = (Step<G>, (Flow, Delivery))> {
+    debug_assert_eq!(steps.len(), batch.len(), "a step per record");
+    let mut steps = steps.into_iter();
+    batch.into_iter().map(move |item| (steps.next().unwrap_or(Step::Done(false)), item))
+}
+
+/// What a hop's loop keeps between steps: the scheduler, and the keys being handled with
+/// the records waiting behind them (a randomly seeded fast hash: the keys are
+/// destinations, which ESMEs choose).
+struct Hop {
+    scheduler: Scheduler<Delivery>,
+    busy: std::collections::HashMap<
+        bytes::Bytes,
+        VecDeque<(Flow, Delivery)>,
+        foldhash::fast::RandomState,
+    >,
+}
+
+impl Hop {
+    fn new(lanes: &Lanes, read_ahead: usize) -> Self {
+        let scheduler = Scheduler::new(lanes.lanes, read_ahead, lanes.shares);
+        Self { scheduler, busy: Default::default() }
     }
-    // Let the work in progress finish; what does not is simply not acked.
-    let _ = tokio::time::timeout(DRAIN, async {
-        while let Some((durable, _, d)) = running.next().await {
-            if durable {
-                let _ = consumer.ack(&d);
+
+    /// A record came: ready now, or behind the one of its key in progress.
+    fn received(&mut self, d: Delivery) {
+        let flow = Flow::of(&d.record);
+        self.scheduler.received(&flow.account);
+        match self.busy.get_mut(&d.record.key) {
+            Some(queue) => queue.push_back((flow, d)),
+            None => {
+                self.busy.insert(d.record.key.clone(), VecDeque::new());
+                self.scheduler.ready(flow, d);
             }
         }
-    })
-    .await;
+    }
+
+    /// A record's work is over: acked if `durable`, and the next of its key is ready.
+    fn finished(&mut self, consumer: &mut dyn Consumer, durable: bool, flow: Flow, d: Delivery) {
+        self.scheduler.finished(&flow.account);
+        if !durable {
+            // Gave up at shutdown: nothing more is taken from this partition key.
+            return;
+        }
+        if let Err(e) = consumer.ack(&d) {
+            warn!(error = %smsc_runtime::telemetry::error_chain(&e), topic = %d.topic, "ack failed");
+        }
+        let key = d.record.key;
+        match self.busy.get_mut(&key).and_then(VecDeque::pop_front) {
+            Some((flow, next)) => self.scheduler.ready(flow, next),
+            None => {
+                self.busy.remove(&key);
+            }
+        }
+    }
+
+    /// At shutdown: the report withdrawn, and the work in progress given [`DRAIN`] to
+    /// finish; what does not is simply not acked.
+    async fn drain<B, A, G>(
+        mut self,
+        mut consumer: Box<dyn Consumer>,
+        mut batches: futures::stream::FuturesUnordered<B>,
+        mut alone: futures::stream::FuturesUnordered<A>,
+        lanes: &Lanes,
+    ) where
+        B: Future<Output = (Vec<Step<G>>, Vec<(Flow, Delivery)>)>,
+        A: Future<Output = (bool, Flow, Delivery)>,
+        G: Future<Output = bool>,
+    {
+        use futures::stream::StreamExt;
+        if let Some((pressure, hop)) = &lanes.pressure {
+            pressure.report(hop, Vec::new());
+        }
+        let consumer = &mut *consumer;
+        let _ = tokio::time::timeout(DRAIN, async {
+            // Work a batch hands on after this point (not the loop's `alone`'s type).
+            let mut rest = futures::stream::FuturesUnordered::new();
+            loop {
+                tokio::select! {
+                    Some((steps, batch)) = batches.next() => {
+                        for (step, (flow, d)) in steps_of(steps, batch) {
+                            match step {
+                                Step::Done(durable) => self.finished(consumer, durable, flow, d),
+                                Step::Then(work) => rest.push(async move { (work.await, flow, d) }),
+                            }
+                        }
+                    }
+                    Some((durable, flow, d)) = alone.next() => self.finished(consumer, durable, flow, d),
+                    Some((durable, flow, d)) = rest.next() => self.finished(consumer, durable, flow, d),
+                    else => break,
+                }
+            }
+        })
+        .await;
+    }
 }
 
 /// Joins consumer group `group`, trying again (with backoff, off the runtime's threads:

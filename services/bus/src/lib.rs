@@ -18,7 +18,11 @@ use futures::future::BoxFuture;
 
 /// Topic names (docs/architecture.md).
 pub mod topics {
+    use crate::Class;
+
+    /// Accepted submits of the standard class; [`submit`] names every class's.
     pub const SUBMIT: &str = "smsc.submit";
+    /// Delivery tasks of the standard class; [`deliver`] names every class's.
     pub const DELIVER: &str = "smsc.deliver";
     pub const NOTIFY: &str = "smsc.notify";
     pub const MO: &str = "smsc.mo";
@@ -32,6 +36,33 @@ pub mod topics {
     pub fn retry(tier: &str) -> String {
         format!("{RETRY_PREFIX}{tier}")
     }
+
+    /// The topic of `class`'s accepted submits. Each class has its own partitions, so a
+    /// campaign's backlog in `bulk` is not in front of an interactive message: a consumer
+    /// takes the partitions it holds in turn. The standard class keeps the original name.
+    pub const fn submit(class: Class) -> &'static str {
+        match class {
+            Class::Interactive => "smsc.submit.interactive",
+            Class::Standard => SUBMIT,
+            Class::Bulk => "smsc.submit.bulk",
+        }
+    }
+
+    /// The topic of `class`'s delivery tasks (as [`submit`]).
+    pub const fn deliver(class: Class) -> &'static str {
+        match class {
+            Class::Interactive => "smsc.deliver.interactive",
+            Class::Standard => DELIVER,
+            Class::Bulk => "smsc.deliver.bulk",
+        }
+    }
+
+    /// Every class's submit topics, highest class first.
+    pub const SUBMITS: [&str; 3] =
+        [submit(Class::Interactive), submit(Class::Standard), submit(Class::Bulk)];
+    /// Every class's delivery topics, highest class first.
+    pub const DELIVERS: [&str; 3] =
+        [deliver(Class::Interactive), deliver(Class::Standard), deliver(Class::Bulk)];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +122,8 @@ impl BusError {
 /// A record handed to a consumer, with where it came from.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    pub topic: String,
+    /// Shared with the consumer's own copy: no allocation per record.
+    pub topic: std::sync::Arc<str>,
     pub partition: u32,
     pub offset: u64,
     pub record: Record,
@@ -151,6 +183,47 @@ pub trait Consumer: Send {
     fn lag_probe(&self) -> Option<LagProbe> {
         None
     }
+}
+
+/// [`Bus::publish_each`] for records bound for several topics (`topics[i]` is
+/// `records[i]`'s): one publish per topic, all at once, the outcomes in the records' order.
+pub fn publish_each_to(
+    bus: &dyn Bus,
+    topics: &[&'static str],
+    records: Vec<Record>,
+) -> BoxFuture<'static, Vec<Result<(), BusError>>> {
+    assert_eq!(topics.len(), records.len(), "a topic per record");
+    let Some(&first) = topics.first() else { return Box::pin(async { Vec::new() }) };
+    if topics.iter().all(|t| *t == first) {
+        return bus.publish_each(first, records);
+    }
+    let n = records.len();
+    let mut groups: Vec<(&str, Vec<usize>, Vec<Record>)> = Vec::new();
+    for (i, (topic, record)) in topics.iter().zip(records).enumerate() {
+        match groups.iter_mut().find(|g| g.0 == *topic) {
+            Some(g) => {
+                g.1.push(i);
+                g.2.push(record);
+            }
+            None => groups.push((topic, vec![i], vec![record])),
+        }
+    }
+    let published: Vec<_> = groups
+        .into_iter()
+        .map(|(topic, at, records)| {
+            let each = bus.publish_each(topic, records);
+            async move { (at, each.await) }
+        })
+        .collect();
+    Box::pin(async move {
+        let mut out = vec![Ok(()); n];
+        for (at, results) in futures::future::join_all(published).await {
+            for (i, result) in at.into_iter().zip(results) {
+                out[i] = result;
+            }
+        }
+        out
+    })
 }
 
 /// See [`Consumer::lag_probe`]: `(topic, records)` pairs.

@@ -30,6 +30,10 @@ use tracing::{debug, warn};
 
 pub const GROUP: &str = "smsc-dispatcher";
 
+/// The endpoints of the edges holding an account's receivers, shared: no copy per
+/// notification.
+type Edges = Arc<[String]>;
+
 /// How long the edges of an account are remembered: binds change rarely, and a stale
 /// entry only costs one failed call before the lookup is refreshed.
 const DIRECTORY_TTL: Duration = Duration::from_secs(1);
@@ -87,9 +91,11 @@ impl Sent {
 struct Recent {
     /// Keys are hashed outside the lock.
     hasher: foldhash::quality::RandomState,
-    /// (current, previous)
-    sets: Mutex<(HashSet<u64>, HashSet<u64>)>,
+    /// (current, previous); the keys are hashes already.
+    sets: Mutex<(Hashes, Hashes)>,
 }
+
+type Hashes = HashSet<u64, foldhash::fast::RandomState>;
 
 /// Hashes per generation of [`Recent`].
 const RECENT_GENERATION: usize = 100_000;
@@ -127,7 +133,7 @@ pub struct Dispatcher {
     pub process_metrics: Arc<Metrics>,
     pub metrics: Arc<WorkerMetrics>,
     pub shutdown: CancellationToken,
-    edges: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+    edges: Mutex<HashMap<String, (Instant, Edges)>>,
     recent: Recent,
     ids: smsc_runtime::ids::IdGenerator,
     /// This worker's name in sweep leases.
@@ -160,7 +166,7 @@ impl Dispatcher {
     }
 
     /// Edges with a receiver bind of `system_id`, from the session directory.
-    async fn edges(&self, system_id: &str, fresh: bool) -> Vec<String> {
+    async fn edges(&self, system_id: &str, fresh: bool) -> Edges {
         if !fresh {
             let m = self.edges.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((at, v)) = m.get(system_id)
@@ -180,8 +186,9 @@ impl Dispatcher {
         };
         v.sort();
         v.dedup();
+        let v: Edges = v.into();
         let mut m = self.edges.lock().unwrap_or_else(|e| e.into_inner());
-        m.insert(system_id.to_owned(), (Instant::now(), v.clone()));
+        m.insert(system_id.to_owned(), (Instant::now(), Arc::clone(&v)));
         v
     }
 
@@ -215,7 +222,7 @@ impl Dispatcher {
     ) -> Sent {
         for fresh in [false, true] {
             let edges = self.edges(system_id, fresh).await;
-            for endpoint in &edges {
+            for endpoint in edges.iter() {
                 let req = DeliverRequest {
                     system_id: system_id.to_owned(),
                     deliver_sm: pdu.to_vec(),
@@ -427,9 +434,9 @@ pub async fn run(
         })
     };
     let shutdown = d.shutdown.clone();
-    run_lanes(consumer, lanes, shutdown, move |_, m: Delivery| {
-        let d = d.clone();
-        async move { d.notification(&m.record.payload).await }
+    run_lanes(consumer, lanes, shutdown, move |_, m: &Delivery| {
+        let (d, payload) = (d.clone(), m.record.payload.clone());
+        async move { d.notification(&payload).await }
     })
     .await;
     let _ = sweeper.await;

@@ -1,4 +1,4 @@
-//! The delivery worker: consumes delivery tasks (`smsc.deliver` and the retry tiers),
+//! The delivery worker: consumes delivery tasks (each class's `smsc.deliver` and the retry tiers),
 //! hands each message to its connector exactly once, moves it to its final state with
 //! conditional writes, retries temporary failures on the delayed tiers, and emits
 //! receipts. Its dispatcher consumes `smsc.notify` and pushes receipts and MO to the
@@ -38,7 +38,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use prost::Message as _;
 use smsc_bus::Tiers;
-use smsc_bus::lanes::{Lanes, join, publish_until_ok, run_lanes};
+use smsc_bus::lanes::{Lanes, Step, join, publish_until_ok, run_batches};
 use smsc_bus::{Bus, BusError, Delivery, Record, topics};
 use smsc_bus::{Class, Flow};
 use smsc_runtime::telemetry::Metrics;
@@ -104,7 +104,7 @@ impl Worker {
 
 /// Runs delivery until `shutdown`, `lanes` tasks in progress (per destination in order).
 pub async fn run(worker: Arc<Worker>, lanes: Lanes) -> Result<(), BusError> {
-    let mut topics: Vec<String> = vec![topics::DELIVER.to_owned()];
+    let mut topics: Vec<String> = topics::DELIVERS.map(str::to_owned).to_vec();
     topics.extend(worker.tiers.topics());
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let Some(consumer) = join(
@@ -130,9 +130,9 @@ pub async fn run(worker: Arc<Worker>, lanes: Lanes) -> Result<(), BusError> {
         c.start(ctx.clone());
     }
     let shutdown = worker.shutdown.clone();
-    run_lanes(consumer, lanes, shutdown, move |flow: Flow, d: Delivery| {
-        let worker = worker.clone();
-        async move { worker.task(&d.record.payload, &flow).await }
+    run_batches(consumer, lanes, shutdown, move |batch: &[(Flow, Delivery)]| {
+        let work = batch.iter().map(|(flow, d)| (d.record.payload.clone(), flow.clone())).collect();
+        worker.clone().batch(work)
     })
     .await;
     Ok(())
@@ -158,24 +158,42 @@ fn final_of(o: Outcome) -> (DeliveryState, ReceiptStat, u16) {
 /// try again later.
 const MO_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A delivery task from the bus; `None` (logged) when it does not decode: nothing can make
+/// it decode later, and keeping it would block its partition.
+fn decode_task(payload: &Bytes) -> Option<DeliveryTask> {
+    DeliveryTask::decode(payload.clone())
+        .map_err(|e| warn!(error = %e, "undecodable delivery task dropped"))
+        .ok()
+}
+
 impl Worker {
-    /// One delivery task of `flow`. Returns when its effects are durable (or at
-    /// shutdown, leaving the task unacked for redelivery).
-    pub async fn task(&self, payload: &Bytes, flow: &Flow) -> bool {
-        let task = match DeliveryTask::decode(payload.clone()) {
-            Ok(t) => t,
-            Err(e) => {
-                warn!(error = %e, "undecodable delivery task dropped");
-                return true;
+    /// A batch of delivery tasks, each of its flow: decoded in one pass and their
+    /// messages read in one store call; then each goes on alone (its connector, its
+    /// writes), so a slow delivery holds only its own lane.
+    pub async fn batch(
+        self: Arc<Self>,
+        work: Vec<(Bytes, Flow)>,
+    ) -> Vec<Step<impl Future<Output = bool> + Send + 'static>> {
+        let tasks: Vec<Option<DeliveryTask>> = work.iter().map(|(p, _)| decode_task(p)).collect();
+        let ids: Vec<&str> = tasks.iter().flatten().map(|t| t.message_id.as_str()).collect();
+        let read = store_until_ok("get_messages", &self.shutdown, || self.store.get_messages(&ids));
+        let Some(rows) = read.await else {
+            return work.iter().map(|_| Step::Done(false)).collect();
+        };
+        let mut rows = rows.into_iter();
+        let steps = work.into_iter().zip(tasks).map(|((_, flow), task)| match task {
+            None => Step::Done(true),
+            Some(task) => {
+                let (worker, rows) = (self.clone(), rows.next().unwrap_or_default());
+                Step::Then(async move { worker.task_with(task, rows, &flow).await })
             }
-        };
-        let Some(rows) = store_until_ok("get_message", &self.shutdown, || {
-            self.store.get_message(&task.message_id)
-        })
-        .await
-        else {
-            return false;
-        };
+        });
+        steps.collect()
+    }
+
+    /// One delivery task of `flow`, with its message's rows as just read. Returns when
+    /// its effects are durable (or at shutdown, leaving the task unacked for redelivery).
+    async fn task_with(&self, task: DeliveryTask, rows: Vec<StoredMessage>, flow: &Flow) -> bool {
         let Some(m) = rows.into_iter().find(|m| m.dest_index == task.dest_index) else {
             warn!(message_id = %task.message_id, "delivery task for a message the store does not have (expired?)");
             return true;

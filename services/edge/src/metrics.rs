@@ -68,12 +68,20 @@ impl fmt::Debug for EdgeMetrics {
 impl Family for EdgeMetrics {
     fn register(r: &Registry) -> Self {
         Self {
-            quota_refused_total: counter_vec(
-                r,
-                "smsc_edge_quota_refused_total",
-                "Submits refused because the account's daily or monthly quota is spent, by period.",
-                &["period"],
-            ),
+            quota_refused_total: {
+                let c = counter_vec(
+                    r,
+                    "smsc_edge_quota_refused_total",
+                    "Submits refused because the account's daily or monthly quota is spent, by period.",
+                    &["period"],
+                );
+                // Both periods exist from the start, at 0: a dashboard or an alert on a
+                // rate sees a series before the first refusal.
+                for period in crate::quota::Period::ALL {
+                    c.with_label_values(&[period.name()]);
+                }
+                c
+            },
             sessions_shed_total: counter_vec(
                 r,
                 "smsc_edge_sessions_shed_total",

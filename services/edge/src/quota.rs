@@ -48,6 +48,8 @@ pub enum Period {
 }
 
 impl Period {
+    pub const ALL: [Period; 2] = [Period::Day, Period::Month];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Day => "day",
@@ -178,8 +180,6 @@ pub struct Quotas {
     closed: AtomicBool,
 }
 
-const PERIODS: [Period; 2] = [Period::Day, Period::Month];
-
 impl Quotas {
     pub fn new(store: DynStore, clock: Arc<dyn Clock>) -> Arc<Self> {
         Arc::new(Self { store, clock, accounts: Mutex::default(), closed: AtomicBool::new(false) })
@@ -205,7 +205,7 @@ impl Quotas {
         let verdict = {
             let mut leases = leases.lock().unwrap_or_else(PoisonError::into_inner);
             let mut verdict = Verdict::Granted;
-            for period in PERIODS {
+            for period in Period::ALL {
                 let Some(limit) = period.limit(&account.quota) else { continue };
                 let lease = leases.get(period);
                 lease.follow(period, limit, now);
@@ -218,7 +218,7 @@ impl Quotas {
                     verdict = Verdict::Pending;
                 }
             }
-            for period in PERIODS {
+            for period in Period::ALL {
                 let Some(limit) = period.limit(&account.quota) else { continue };
                 let lease = leases.get(period);
                 if verdict == Verdict::Granted {
@@ -253,7 +253,7 @@ impl Quotas {
         }
         let leases = self.leases(&account.system_id);
         let mut leases = leases.lock().unwrap_or_else(PoisonError::into_inner);
-        for period in PERIODS {
+        for period in Period::ALL {
             let lease = leases.get(period);
             if period.limit(&account.quota).is_some() && period.at(taken_at).0 == lease.key {
                 lease.left += n;
@@ -313,7 +313,7 @@ impl Quotas {
             let mut held = Vec::new();
             for (system_id, leases) in accounts.iter() {
                 let mut leases = leases.lock().unwrap_or_else(PoisonError::into_inner);
-                for period in PERIODS {
+                for period in Period::ALL {
                     let lease = leases.get(period);
                     if lease.left > 0 {
                         held.push((system_id.clone(), period, lease.key.clone(), lease.left));

@@ -1,4 +1,4 @@
-//! The router: consumes `smsc.submit`, persists each message once (`INSERT … IF NOT
+//! The router: consumes `smsc.submit` (each class's topic), persists each message once (`INSERT … IF NOT
 //! EXISTS`), picks its MT route and hands a delivery task to the workers (directly, or
 //! through the retry tiers when it is scheduled for later). It also consumes `smsc.mo`
 //! and routes handset messages by destination to the account that owns the short code.
@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use prost::Message as _;
 use smsc_bus::Tiers;
-use smsc_bus::lanes::{Lanes, join, publish_until_ok, run_lanes};
+use smsc_bus::lanes::{Lanes, Step, join, publish_until_ok, run_batches};
 use smsc_bus::pressure::Pressure;
 use smsc_bus::{Bus, BusError, Delivery, Record, topics};
 use smsc_bus::{Class, Flow, Shares};
@@ -120,24 +121,84 @@ pub fn start(
 /// kept (the bus key is the destination).
 pub async fn run(router: Arc<Router>, lanes: Lanes) -> Result<(), BusError> {
     let shutdown = router.shutdown.clone();
-    let topics = [topics::SUBMIT, topics::MO];
+    let [interactive, standard, bulk] = topics::SUBMITS;
+    let topics = [interactive, standard, bulk, topics::MO];
     let metrics = Some(&router.process_metrics);
     let Some(consumer) =
         join(&router.bus, GROUP, &topics, lanes.read_ahead, &shutdown, metrics).await
     else {
         return Ok(());
     };
-    run_lanes(consumer, lanes, shutdown, move |flow: Flow, d: Delivery| {
-        let router = router.clone();
-        async move {
-            match d.topic.as_str() {
-                topics::MO => router.mo(&d.record.payload).await,
-                _ => router.submit(d.record.payload.clone(), flow).await,
-            }
-        }
+    run_batches(consumer, lanes, shutdown, move |batch: &[(Flow, Delivery)]| {
+        let work: Vec<Work> = batch
+            .iter()
+            .map(|(flow, d)| match &*d.topic {
+                topics::MO => Work::Mo(d.record.payload.clone()),
+                _ => Work::Submit(d.record.payload.clone(), flow.clone()),
+            })
+            .collect();
+        router.clone().batch(work)
     })
     .await;
     Ok(())
+}
+
+/// One record of a router's batch.
+#[derive(Debug)]
+pub enum Work {
+    /// An accepted submit's event, and its flow.
+    Submit(Bytes, Flow),
+    /// An MO event.
+    Mo(Bytes),
+}
+
+/// The row of an accepted submit, as first written (its short message taken out of
+/// `ev`; `event` is the record's payload, kept for replace_sm and the receipts).
+fn stored_row(ev: &mut SubmitEvent, event: Bytes, now: i64) -> StoredMessage {
+    let scheduled = ev.schedule_at_ms > now;
+    StoredMessage {
+        message_id: ev.message_id.clone(),
+        dest_index: ev.dest_index,
+        system_id: ev.system_id.clone(),
+        source: stored_address(ev.source.as_ref()),
+        dest: stored_address(ev.dest.as_ref()),
+        service_type: std::mem::take(&mut ev.service_type),
+        registered_delivery: ev.registered_delivery as u8,
+        data_coding: ev.data_coding as u8,
+        esm_class: ev.esm_class as u8,
+        payload: Bytes::from(std::mem::take(&mut ev.payload)),
+        state: if scheduled { DeliveryState::Scheduled } else { DeliveryState::Enroute },
+        error_code: 0,
+        attempts: 0,
+        submitted_at: ev.submitted_at_ms,
+        schedule_at: scheduled.then_some(ev.schedule_at_ms),
+        expire_at: ev.expire_at_ms,
+        final_at: None,
+        event,
+    }
+}
+
+/// What became of a batch's submits, counted once per batch.
+#[derive(Debug, Default)]
+struct Outcomes {
+    routed: u64,
+    scheduled: u64,
+    duplicate: u64,
+    no_route: u64,
+}
+
+impl Outcomes {
+    fn count(&self, metrics: &RouterMetrics) {
+        let counts = [
+            ("routed", self.routed),
+            ("scheduled", self.scheduled),
+            ("duplicate", self.duplicate),
+            ("no_route", self.no_route),
+        ];
+        for (label, n) in counts.into_iter().filter(|(_, n)| *n > 0) {
+            metrics.routed_total.with_label_values(&[label]).inc_by(n);
+        }
+    }
 }
 
 /// An event's address as stored. The edge accepted it, so it fits; were it longer it
@@ -147,55 +208,97 @@ fn stored_address(a: Option<&smsc_proto::Address>) -> Address {
 }
 
 impl Router {
+    /// A batch of records: the submits together (one store call, one publish per
+    /// topic), each MO on its own.
+    pub async fn batch(self: Arc<Self>, work: Vec<Work>) -> Vec<Step<BoxFuture<'static, bool>>> {
+        let mut steps = Vec::with_capacity(work.len());
+        let mut submits = Vec::with_capacity(work.len());
+        for w in work {
+            match w {
+                Work::Submit(payload, flow) => {
+                    submits.push((payload, flow));
+                    steps.push(None);
+                }
+                Work::Mo(payload) => {
+                    let router = self.clone();
+                    let mo: BoxFuture<'static, bool> =
+                        Box::pin(async move { router.mo(&payload).await });
+                    steps.push(Some(Step::Then(mo)));
+                }
+            }
+        }
+        let done = submits.is_empty() || self.submits(submits).await;
+        steps.into_iter().map(|s| s.unwrap_or(Step::Done(done))).collect()
+    }
+
     /// One accepted submit (one destination), of `flow` (its task goes on with it).
     pub async fn submit(&self, payload: Bytes, flow: Flow) -> bool {
-        let ev = match SubmitEvent::decode(payload.clone()) {
-            Ok(ev) => ev,
-            Err(e) => {
-                // Nothing can make it decode later; keeping it would block its partition.
-                warn!(error = %e, "undecodable submit event dropped");
-                return true;
-            }
-        };
+        self.submits(vec![(payload, flow)]).await
+    }
+
+    /// Accepted submits (one destination each), each of its flow (its task goes on with
+    /// it): decoded in one pass, written in one store call, their tasks published in one
+    /// call per topic. `true` once all of it is durable.
+    pub async fn submits(&self, batch: Vec<(Bytes, Flow)>) -> bool {
         let now = self.clock.now_ms();
-        let scheduled = ev.schedule_at_ms > now;
-        let row = StoredMessage {
-            message_id: ev.message_id.clone(),
-            dest_index: ev.dest_index,
-            system_id: ev.system_id.clone(),
-            source: stored_address(ev.source.as_ref()),
-            dest: stored_address(ev.dest.as_ref()),
-            service_type: ev.service_type.clone(),
-            registered_delivery: ev.registered_delivery as u8,
-            data_coding: ev.data_coding as u8,
-            esm_class: ev.esm_class as u8,
-            payload: Bytes::from(ev.payload.clone()),
-            state: if scheduled { DeliveryState::Scheduled } else { DeliveryState::Enroute },
-            error_code: 0,
-            attempts: 0,
-            submitted_at: ev.submitted_at_ms,
-            schedule_at: scheduled.then_some(ev.schedule_at_ms),
-            expire_at: ev.expire_at_ms,
-            final_at: None,
-            event: payload,
-        };
-        let dest = row.dest.addr;
-        let Some(applied) = store_until_ok("insert_message", &self.shutdown, || {
-            self.store.insert_message(row.clone())
-        })
-        .await
+        let mut events = Vec::with_capacity(batch.len());
+        let mut rows = Vec::with_capacity(batch.len());
+        for (payload, flow) in batch {
+            match SubmitEvent::decode(payload.clone()) {
+                Ok(mut ev) => {
+                    rows.push(stored_row(&mut ev, payload, now));
+                    events.push((ev, flow));
+                }
+                // Nothing can make it decode later; keeping it would block its partition.
+                Err(e) => warn!(error = %e, "undecodable submit event dropped"),
+            }
+        }
+        if rows.is_empty() {
+            return true;
+        }
+        let Some(applied) =
+            store_until_ok("insert_messages", &self.shutdown, || self.store.insert_messages(&rows))
+                .await
         else {
             return false;
         };
-        if let Applied::No(Some(existing)) = &applied
-            && existing.state.is_final()
-        {
-            // A redelivered record of a message already finished: nothing to do.
-            self.metrics.routed_total.with_label_values(&["duplicate"]).inc();
-            return true;
-        }
-        // The route's name travels only when the workers pace by it (a rate is set).
         let routes = self.routes.load();
+        let mut outcomes = Outcomes::default();
+        let mut out: Vec<(&str, Vec<Record>)> = Vec::new();
+        for (((ev, flow), row), applied) in events.into_iter().zip(&rows).zip(applied) {
+            if let Applied::No(Some(existing)) = &applied
+                && existing.state.is_final()
+            {
+                // A redelivered record of a message already finished: nothing to do.
+                outcomes.duplicate += 1;
+                continue;
+            }
+            let (topic, record) = self.task(&routes, ev, &flow, row, now, &mut outcomes);
+            match out.iter_mut().find(|(t, _)| *t == topic) {
+                Some((_, records)) => records.push(record),
+                None => out.push((topic, vec![record])),
+            }
+        }
+        outcomes.count(&self.metrics);
+        let published = out
+            .into_iter()
+            .map(|(topic, records)| publish_until_ok(&*self.bus, topic, records, &self.shutdown));
+        futures::future::join_all(published).await.into_iter().all(|ok| ok)
+    }
+
+    /// The delivery task of a stored submit, and its topic: its class's `smsc.deliver`,
+    /// or a retry tier when it is due later.
+    fn task(
+        &self,
+        routes: &Routes,
+        ev: SubmitEvent,
+        flow: &Flow,
+        row: &StoredMessage,
+        now: i64,
+        outcomes: &mut Outcomes,
+    ) -> (&str, Record) {
+        let dest = row.dest.addr;
+        // The route's name travels only when the workers pace by it (a rate is set).
         let (connectors, route, route_rate) =
             match routes.mt(&ev.system_id, dest.as_str().unwrap_or_default()) {
                 Some(r) if r.rate > 0 => (r.connectors.clone(), r.name.clone(), r.rate),
@@ -204,7 +307,7 @@ impl Router {
             };
         if connectors.is_empty() {
             // The worker turns a task without connectors into UNDELIVERABLE and a receipt.
-            self.metrics.routed_total.with_label_values(&["no_route"]).inc();
+            outcomes.no_route += 1;
         }
         let task = DeliveryTask {
             message_id: ev.message_id,
@@ -220,18 +323,17 @@ impl Router {
         let mut record =
             Record::new(Bytes::copy_from_slice(dest.as_bytes()), Bytes::from(task.encode_to_vec()));
         flow.mark(&mut record);
-        let topic = if scheduled {
+        if ev.schedule_at_ms > now {
             let wait = Duration::from_millis((ev.schedule_at_ms - now) as u64);
             let (delay, topic) = self.tiers.for_wait(wait);
             // On the injected clock, the one the bus compares `not_before` with.
             record.not_before = Some(smsc_runtime::clock::after(now, delay.min(wait)));
-            self.metrics.routed_total.with_label_values(&["scheduled"]).inc();
-            topic.to_owned()
+            outcomes.scheduled += 1;
+            (topic, record)
         } else {
-            self.metrics.routed_total.with_label_values(&["routed"]).inc();
-            topics::DELIVER.to_owned()
-        };
-        publish_until_ok(&*self.bus, &topic, vec![record], &self.shutdown).await
+            outcomes.routed += 1;
+            (topics::deliver(flow.class), record)
+        }
     }
 
     /// One MO message: to the account that owns its destination, as a deliver_sm.

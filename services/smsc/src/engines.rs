@@ -164,10 +164,10 @@ fn ready<T: Clone + Send + 'static>(engine: T) -> Connect<T> {
 #[cfg(feature = "kafka")]
 fn topics(config: &Config) -> Vec<String> {
     use smsc_bus::topics;
-    let mut t: Vec<String> =
-        [topics::SUBMIT, topics::DELIVER, topics::NOTIFY, topics::MO, topics::PRESSURE]
-            .map(str::to_owned)
-            .to_vec();
+    let mut t: Vec<String> = (topics::SUBMITS.iter().chain(&topics::DELIVERS))
+        .chain(&[topics::NOTIFY, topics::MO, topics::PRESSURE])
+        .map(|t| (*t).to_owned())
+        .collect();
     t.extend(smsc_bus::Tiers::new(&config.retry.tiers).topics());
     t
 }

@@ -2,7 +2,7 @@
 //! hold back another account's message, nor a higher class's, by more than a bound
 //! counted in messages (the lanes), whatever the backlog's size. Paused time: the
 //! simulated network takes 100 ms per message and the pipeline runs 4 lanes with 64
-//! records read ahead (`common/mod.rs`).
+//! records read ahead, on a bus of 8 partitions per topic (`common/mod.rs`).
 
 mod common;
 
@@ -30,8 +30,12 @@ async fn slow_network() -> Pipeline {
 /// ACME's backlog of `BACKLOG` in `bulk`, then one message of `account` in `class`:
 /// how many of the backlog were final when that one was delivered.
 async fn finished_ahead(account: &str, class: Class, bulk: Class) -> usize {
+    finished_ahead_of(BACKLOG, account, class, bulk).await
+}
+
+async fn finished_ahead_of(backlog: u32, account: &str, class: Class, bulk: Class) -> usize {
     let p = slow_network().await;
-    let backlog: Vec<String> = (0..BACKLOG).map(|i| message_id(1000 + u64::from(i))).collect();
+    let backlog: Vec<String> = (0..backlog).map(|i| message_id(1000 + u64::from(i))).collect();
     for (i, id) in backlog.iter().enumerate() {
         p.submit_as(&p.event(id, &format!("1555{i:07}"), 0), bulk).await;
     }
@@ -69,4 +73,18 @@ async fn an_interactive_message_overtakes_a_bulk_backlog() {
 async fn an_interactive_message_of_the_same_account_overtakes_its_bulk_backlog() {
     let ahead = finished_ahead(ACME, Class::Interactive, Class::Bulk).await;
     assert!(ahead <= BOUND, "{ahead} of the backlog's {BACKLOG} went first");
+}
+
+/// A campaign's backlog far beyond what a hop reads ahead: the interactive message is on
+/// topics of its own class (`smsc.submit.interactive`, `smsc.deliver.interactive`), and
+/// each hop takes the partitions it holds in turn, so it is read after at most one turn
+/// over the bulk partitions, not after the backlog.
+#[tokio::test(start_paused = true)]
+async fn an_interactive_message_overtakes_a_bulk_backlog_larger_than_the_read_ahead() {
+    const LARGE: u32 = 400;
+    // The lanes, one turn over the 8 partitions of the bulk topic, and the lanes again
+    // (what finishes while the message itself is on the network).
+    const BOUND: usize = 4 + 8 + 4;
+    let ahead = finished_ahead_of(LARGE, BANK, Class::Interactive, Class::Bulk).await;
+    assert!(ahead <= BOUND, "{ahead} of the backlog's {LARGE} went first");
 }

@@ -94,6 +94,7 @@ pub async fn run_all(store: Arc<dyn Store>, time: &dyn TimeControl, message_ttl:
     concurrent_slot_claims_have_one_winner(Arc::clone(&store)).await;
     a_quota_counter_stops_at_its_limit_and_takes_back(&*store, time).await;
     concurrent_quota_takes_never_pass_the_limit(Arc::clone(&store)).await;
+    batch_inserts_and_reads_answer_per_message_in_order(&*store).await;
 }
 
 /// A second insert of the same (message_id, dest_index) is not applied, returns the
@@ -121,6 +122,26 @@ pub async fn get_message_lists_every_destination(store: &dyn Store) {
     }
     assert_eq!(store.get_message(&id).await.expect("get"), dests);
     assert!(store.get_message(&unique("absent")).await.expect("get").is_empty());
+}
+
+/// The batch calls answer as the single ones would, one outcome per message, in order.
+pub async fn batch_inserts_and_reads_answer_per_message_in_order(store: &dyn Store) {
+    let (a, b, c) = (unique("batch-a"), unique("batch-b"), unique("batch-c"));
+    let (row_a, row_b) = (sample_message(&a, 0, "acct"), sample_message(&b, 0, "acct"));
+    let applied = store.insert_messages(&[row_a.clone(), row_b]).await.expect("insert");
+    assert_eq!(applied, vec![Applied::Yes, Applied::Yes], "two new messages");
+
+    let mut again = sample_message(&a, 0, "other");
+    again.payload = Bytes::from_static(b"changed");
+    let row_c = sample_message(&c, 0, "acct");
+    let applied = store.insert_messages(&[again, row_c.clone()]).await.expect("insert");
+    assert_eq!(applied, vec![Applied::No(Some(row_a.clone())), Applied::Yes], "one seen already");
+
+    let absent = unique("batch-absent");
+    let ids = [c.as_str(), absent.as_str(), a.as_str()];
+    let got = store.get_messages(&ids).await.expect("get");
+    assert_eq!(got, vec![vec![row_c], vec![], vec![row_a]], "each id's rows, in order");
+    assert!(store.insert_messages(&[]).await.expect("empty").is_empty());
 }
 
 /// `transition` applies only when the stored state is `from`, writes exactly the `Some`

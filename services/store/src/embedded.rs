@@ -259,6 +259,29 @@ impl Inner {
         let row = self.messages.get_mut(message_id)?.get_mut(&dest_index)?;
         row.live(now).then_some(&mut row.value)
     }
+
+    /// `INSERT … IF NOT EXISTS`, living `ttl` ms.
+    fn insert(&mut self, message: StoredMessage, now: UnixMillis, ttl: UnixMillis) -> Applied {
+        let rows = self.messages.entry(message.message_id.clone()).or_default();
+        if let Some(row) = rows.get(&message.dest_index)
+            && row.live(now)
+        {
+            return Applied::No(Some(row.value.clone()));
+        }
+        let expires_at = now.saturating_add(ttl);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let entry = (message.message_id.clone(), message.dest_index);
+        rows.insert(message.dest_index, Expiring { value: message, expires_at, seq });
+        self.message_expiry.insert((expires_at, seq), entry);
+        Applied::Yes
+    }
+
+    /// Every live destination of `message_id`.
+    fn get(&self, message_id: &str, now: UnixMillis) -> Vec<StoredMessage> {
+        let Some(rows) = self.messages.get(message_id) else { return Vec::new() };
+        rows.values().filter(|r| r.live(now)).map(|r| r.value.clone()).collect()
+    }
 }
 
 fn apply(row: &mut StoredMessage, update: Update) {
@@ -362,32 +385,34 @@ impl Default for EmbeddedStore {
 impl Store for EmbeddedStore {
     fn insert_message(&self, message: StoredMessage) -> BoxFuture<'_, StoreResult<Applied>> {
         let ttl = millis(self.config.message_ttl);
-        Box::pin(async move {
-            Ok(self.with(|inner, now| {
-                let rows = inner.messages.entry(message.message_id.clone()).or_default();
-                if let Some(row) = rows.get(&message.dest_index)
-                    && row.live(now)
-                {
-                    return Applied::No(Some(row.value.clone()));
-                }
-                let expires_at = now.saturating_add(ttl);
-                let seq = inner.next_seq;
-                inner.next_seq += 1;
-                let entry = (message.message_id.clone(), message.dest_index);
-                rows.insert(message.dest_index, Expiring { value: message, expires_at, seq });
-                inner.message_expiry.insert((expires_at, seq), entry);
-                Applied::Yes
-            }))
-        })
+        Box::pin(async move { Ok(self.with(|inner, now| inner.insert(message, now, ttl))) })
     }
 
     fn get_message(&self, message_id: &str) -> BoxFuture<'_, StoreResult<Vec<StoredMessage>>> {
         let message_id = message_id.to_owned();
+        Box::pin(async move { Ok(self.with(|inner, now| inner.get(&message_id, now))) })
+    }
+
+    /// One lock for the batch.
+    fn insert_messages<'a>(
+        &'a self,
+        messages: &'a [StoredMessage],
+    ) -> BoxFuture<'a, StoreResult<Vec<Applied>>> {
+        let ttl = millis(self.config.message_ttl);
         Box::pin(async move {
             Ok(self.with(|inner, now| {
-                let Some(rows) = inner.messages.get(&message_id) else { return Vec::new() };
-                rows.values().filter(|r| r.live(now)).map(|r| r.value.clone()).collect()
+                messages.iter().map(|m| inner.insert(m.clone(), now, ttl)).collect()
             }))
+        })
+    }
+
+    /// One lock for the batch.
+    fn get_messages<'a>(
+        &'a self,
+        message_ids: &'a [&'a str],
+    ) -> BoxFuture<'a, StoreResult<Vec<Vec<StoredMessage>>>> {
+        Box::pin(async move {
+            Ok(self.with(|inner, now| message_ids.iter().map(|id| inner.get(id, now)).collect()))
         })
     }
 

@@ -260,6 +260,26 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Every destination of `message_id`, by dest_index.
     fn get_message(&self, message_id: &str) -> BoxFuture<'_, StoreResult<Vec<StoredMessage>>>;
 
+    /// [`Store::insert_message`] for a batch (a hop's): one outcome per message, in order.
+    /// The default runs the inserts at once (a CQL conditional write cannot be batched
+    /// across partitions); a store that can do the batch in one step does.
+    fn insert_messages<'a>(
+        &'a self,
+        messages: &'a [StoredMessage],
+    ) -> BoxFuture<'a, StoreResult<Vec<Applied>>> {
+        let inserts = messages.iter().map(|m| self.insert_message(m.clone()));
+        Box::pin(futures::future::try_join_all(inserts))
+    }
+
+    /// [`Store::get_message`] for a batch: each id's destinations, in order. The default
+    /// runs the reads at once.
+    fn get_messages<'a>(
+        &'a self,
+        message_ids: &'a [&'a str],
+    ) -> BoxFuture<'a, StoreResult<Vec<Vec<StoredMessage>>>> {
+        Box::pin(futures::future::try_join_all(message_ids.iter().map(|id| self.get_message(id))))
+    }
+
     /// `UPDATE ... IF state = from`.
     fn transition(
         &self,

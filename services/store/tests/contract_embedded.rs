@@ -96,3 +96,8 @@ async fn a_quota_counter_stops_at_its_limit_and_takes_back() {
 async fn concurrent_quota_takes_never_pass_the_limit() {
     store_contract::concurrent_quota_takes_never_pass_the_limit(store().0).await;
 }
+
+#[tokio::test]
+async fn batch_inserts_and_reads_answer_per_message_in_order() {
+    store_contract::batch_inserts_and_reads_answer_per_message_in_order(&*store().0).await;
+}

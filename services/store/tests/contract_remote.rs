@@ -81,6 +81,12 @@ mod contract {
     }
 
     #[tokio::test]
+    async fn batch_inserts_and_reads_answer_per_message_in_order() {
+        let s = served().await;
+        store_contract::batch_inserts_and_reads_answer_per_message_in_order(&*s.client).await;
+    }
+
+    #[tokio::test]
     async fn transition_applies_only_from_the_stored_state() {
         let s = served().await;
         store_contract::transition_applies_only_from_the_stored_state(&*s.client).await;

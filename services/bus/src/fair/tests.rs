@@ -65,7 +65,7 @@ fn classes_are_served_by_their_shares_and_none_starves() {
     for f in &flows {
         feed(&mut s, f, 0, 1000);
     }
-    let mut served = HashMap::<String, usize>::new();
+    let mut served = HashMap::<String, usize>::default();
     for _ in 0..1200 {
         let (f, _) = s.start_next().expect("work is ready");
         *served.entry(f.class.name().to_owned()).or_default() += 1;

@@ -89,7 +89,7 @@ pub(super) fn decode(message: &BorrowedMessage<'_>) -> Delivery {
         }
     }
     Delivery {
-        topic: message.topic().to_owned(),
+        topic: message.topic().into(),
         partition: u32::try_from(message.partition()).unwrap_or_default(),
         offset: u64::try_from(message.offset()).unwrap_or_default(),
         record,

@@ -104,6 +104,8 @@ pub(super) struct Session {
     pub(super) in_process: usize,
     pub(super) batch: Vec<Accepted>,
     pub(super) records: Vec<Record>,
+    /// Each record's topic (its class's).
+    pub(super) topics: Vec<&'static str>,
     pub(super) batch_started: Instant,
     /// Events and keys of a batch are written here and split off: one allocation per
     /// batch instead of several per message.
@@ -144,6 +146,7 @@ impl Session {
             in_process: 0,
             batch: Vec::new(),
             records: Vec::new(),
+            topics: Vec::new(),
             batch_started: now,
             arena: BytesMut::with_capacity(READ_CHUNK),
             ok,

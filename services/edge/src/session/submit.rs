@@ -233,6 +233,7 @@ impl Session {
         let mut record = Record::new(key, payload);
         flow.mark(&mut record);
         self.records.push(record);
+        self.topics.push(topics::submit(flow.class));
     }
 
     /// Publishes the submits of this read as one batch.
@@ -244,7 +245,8 @@ impl Session {
         let records = std::mem::take(&mut self.records);
         let started = self.batch_started;
         let at = self.edge.clock.now_ms();
-        let publish = self.edge.bus.publish_each(topics::SUBMIT, records);
+        let publish = smsc_bus::publish_each_to(&*self.edge.bus, &self.topics, records);
+        self.topics.clear();
         self.inflight.push(Box::pin(async move {
             let results = publish.await;
             Done::Published { items, started, at, results }

@@ -515,9 +515,10 @@ pub fn unhex(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-/// A consumer of `smsc.submit` on the embedded bus; make it before submitting.
+/// A consumer of every class's `smsc.submit` on the embedded bus; make it before
+/// submitting.
 pub fn submit_consumer(bus: &EmbeddedBus) -> Box<dyn Consumer> {
-    bus.consumer("test", &[topics::SUBMIT], 64).expect("consumer")
+    bus.consumer("test", &topics::SUBMITS, 64).expect("consumer")
 }
 
 /// The next `n` submit events, decoded with prost as every consumer does.

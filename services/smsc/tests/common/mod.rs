@@ -336,7 +336,7 @@ impl Pipeline {
         let key = ev.dest.as_ref().map(|d| d.addr.clone()).unwrap_or_default();
         let mut record = Record::new(Bytes::from(key), Bytes::from(ev.encode_to_vec()));
         Flow::new(class, Bytes::from(ev.system_id.clone())).mark(&mut record);
-        self.bus.publish(topics::SUBMIT, vec![record]).await.expect("publish submit");
+        self.bus.publish(topics::submit(class), vec![record]).await.expect("publish submit");
     }
 
     /// Publishes a delivery task to `smsc.deliver` as the router does (key: `dest`).

@@ -633,3 +633,35 @@ async fn a_final_write_whose_answer_was_lost_still_sends_its_receipt() {
     assert_eq!(receipts.len(), 1, "{receipts:?}");
     assert_eq!(receipts[0].stat, ReceiptStat::Delivered);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_reads_its_messages_at_once_and_each_task_goes_on_alone() {
+    let s = Setup::start(vec![Outcome::Delivered]).await;
+    s.store_message("known", Duration::from_secs(60), 0).await;
+    let task = |id: &str| {
+        let task = DeliveryTask {
+            message_id: id.into(),
+            connectors: vec!["up".into()],
+            ..Default::default()
+        };
+        Bytes::from(task.encode_to_vec())
+    };
+    let flow = Flow::new(Class::Standard, Bytes::from_static(b"acme"));
+    let work = vec![
+        (Bytes::from_static(b"\xff not a task"), flow.clone()),
+        (task("unknown"), flow.clone()),
+        (task("known"), flow),
+    ];
+    let mut outcomes = Vec::new();
+    for step in s.worker.clone().batch(work).await {
+        outcomes.push(match step {
+            Step::Done(durable) => ("done", durable),
+            Step::Then(work) => ("then", work.await),
+        });
+    }
+    // Undecodable: dropped (acked); a message the store does not have: acked after a
+    // warning; the other delivered, once.
+    assert_eq!(outcomes, [("done", true), ("then", true), ("then", true)]);
+    assert_eq!(s.row("known").await.state, DeliveryState::Delivered);
+    assert_eq!(s.connector.calls.load(Ordering::SeqCst), 1);
+}

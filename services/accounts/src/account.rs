@@ -325,9 +325,23 @@ pub(crate) fn check_password_hash(phc: &str) -> Result<(), AccountError> {
     Ok(())
 }
 
+/// The longest password a bind can carry: SMPP's `password` is a C-Octet String of at most
+/// 9 octets with its NUL (3.4 §4.1.1, 5.0 §4.1.1.1).
+pub const MAX_PASSWORD: usize = 8;
+
 /// An argon2id PHC string of `password` with a random salt, for `smsc hash-password`.
-/// Slow on purpose (see [`Account::verify_password`]).
+/// Slow on purpose (see [`Account::verify_password`]). A password no bind can carry
+/// (longer than [`MAX_PASSWORD`] octets, or with a NUL) is refused: its hash would never
+/// match.
 pub fn hash_password(password: &str) -> Result<String, AccountError> {
+    if password.len() > MAX_PASSWORD || password.contains('\0') {
+        let reason = format!(
+            "{} octets{}: a bind carries at most {MAX_PASSWORD}, without NUL (SMPP's password field)",
+            password.len(),
+            if password.contains('\0') { " with a NUL" } else { "" },
+        );
+        return Err(AccountError::invalid("password", reason));
+    }
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)

@@ -17,6 +17,6 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use account::{Account, AccountError, compile, glob_match, hash_password};
+pub use account::{Account, AccountError, MAX_PASSWORD, compile, glob_match, hash_password};
 pub use config::{AccountConfig, AccountsCrdConfig, AccountsSource, Quota, ReadConfigFile};
 pub use directory::{AccountDirectory, AuthError, WatchError};

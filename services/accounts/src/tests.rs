@@ -153,6 +153,15 @@ fn hash_password_makes_salted_argon2id() {
 }
 
 #[test]
+fn a_password_no_bind_can_carry_is_not_hashed() {
+    assert!(hash_password("8chars!!").is_ok());
+    for password in ["bank-password", "nine char", "nul\0"] {
+        let e = hash_password(password).expect_err(password);
+        assert!(e.to_string().starts_with("password: "), "{password}: {e}");
+    }
+}
+
+#[test]
 fn demo_account() {
     let demo = Account::demo();
     assert_eq!((demo.system_id.as_str(), demo.window), ("demo", 256));

@@ -35,6 +35,10 @@ pub fn hash_password(password: Option<String>) -> ExitCode {
             println!("{h}");
             ExitCode::SUCCESS
         }
+        Err(e @ smsc_accounts::AccountError::Invalid { .. }) => {
+            eprintln!("smsc: {e}");
+            ExitCode::from(65)
+        }
         Err(e) => {
             eprintln!("smsc: {e}");
             ExitCode::from(70)

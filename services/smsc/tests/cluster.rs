@@ -28,9 +28,13 @@ use esme::{Esme, PASSWORD, assert_delivered_receipt, eventually, metric};
 
 /// Destinations the simulator fails once (absent subscriber), then delivers.
 const FLAKY_PREFIX: &str = "1555";
-/// Destinations the simulator takes 2 s to deliver to: still in a worker's hands when
-/// it is told to stop.
+/// Destinations the simulator takes [`SLOW`] to deliver to: still in a worker's hands
+/// when it is told to stop.
 const SLOW_PREFIX: &str = "1666";
+/// Shorter than the retry tier (1 s), as a connector call must be: a worker that sees a
+/// task of a message another holds checks it one tier later, and a holder still inside
+/// its call then would be taken for dead (a rebalance hands out tasks in progress).
+const SLOW: Duration = Duration::from_millis(800);
 /// Destinations routed to connector `up`: an SMPP upstream (an `smsc all` in this
 /// process) that both workers bind to, through bind slots leased in the shared store.
 const UPSTREAM_PREFIX: &str = "3361";
@@ -284,8 +288,8 @@ async fn a_terminated_worker_finishes_what_it_holds(cluster: &mut Cluster, run: 
     for i in 0..20 {
         ids.insert(esme.submit(&format!("{SLOW_PREFIX}{i:07}"), "slow").await);
     }
-    // Both workers are inside the simulator's 2 s with their share by now.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both workers are inside the simulator's call with their share by now.
+    tokio::time::sleep(SLOW / 3).await;
     let exited = cluster.terminate(ClusterRole::Worker, 0).await.expect("SIGTERM worker 0");
     assert!(exited.status.success() && !exited.forced, "not a clean shutdown: {exited}");
     cluster.restart(ClusterRole::Worker, 0).await.expect("worker 0 restarts");
@@ -327,11 +331,7 @@ async fn cluster_end_to_end() {
                 temporary_failures: 1,
                 ..SimProfile::default()
             },
-            SimProfile {
-                prefix: SLOW_PREFIX.into(),
-                latency: Duration::from_secs(2),
-                ..SimProfile::default()
-            },
+            SimProfile { prefix: SLOW_PREFIX.into(), latency: SLOW, ..SimProfile::default() },
         ],
         ready_timeout: Duration::from_secs(120),
         ..ClusterOptions::new(env!("CARGO_BIN_EXE_smsc"))

@@ -1,5 +1,5 @@
 //! What the `smsc` binary does to its own process before any role starts, and how it
-//! exits on a config it cannot use.
+//! exits on a config (or an input) it cannot use.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -112,4 +112,21 @@ fn tls_files_that_do_not_load_exit_64_naming_their_key() {
             "{key}: {stderr}"
         );
     }
+}
+
+#[test]
+fn hash_password_refuses_what_no_bind_can_carry_and_hashes_the_rest() {
+    let run = |password: &str| {
+        Command::new(env!("CARGO_BIN_EXE_smsc"))
+            .args(["hash-password", password])
+            .output()
+            .expect("smsc runs")
+    };
+    let long = run("bank-password");
+    assert_eq!(long.status.code(), Some(65), "{long:?}");
+    let stderr = String::from_utf8_lossy(&long.stderr);
+    assert!(stderr.contains("password: 13 octets"), "{stderr}");
+    let ok = run("Bnk8pass");
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("$argon2id$"), "{ok:?}");
 }

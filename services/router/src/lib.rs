@@ -231,11 +231,6 @@ impl Router {
         steps.into_iter().map(|s| s.unwrap_or(Step::Done(done))).collect()
     }
 
-    /// One accepted submit (one destination), of `flow` (its task goes on with it).
-    pub async fn submit(&self, payload: Bytes, flow: Flow) -> bool {
-        self.submits(vec![(payload, flow)]).await
-    }
-
     /// Accepted submits (one destination each), each of its flow (its task goes on with
     /// it): decoded in one pass, written in one store call, their tasks published in one
     /// call per topic. `true` once all of it is durable.

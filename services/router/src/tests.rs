@@ -54,7 +54,7 @@ async fn task_for(routing: &RoutingConfig, dest: &str) -> DeliveryTask {
     let router = router(&bus, store, routing);
     let ev = event(&format!("id-{dest}"), dest);
     let flow = Flow::new(Class::Standard, Bytes::from_static(b"bank"));
-    assert!(router.submit(Bytes::from(ev.encode_to_vec()), flow).await, "routed");
+    assert!(router.submits(vec![(Bytes::from(ev.encode_to_vec()), flow)]).await, "routed");
     let d = tokio::time::timeout(Duration::from_secs(5), deliver.recv())
         .await
         .expect("a task in time")

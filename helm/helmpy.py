@@ -7,12 +7,14 @@ real engine as a library. This wrapper gives it the two commands the chart needs
     helmpy.py lint CHART [-f values.yaml ...] [--set-json JSON]
     helmpy.py template CHART [-f values.yaml ...] [--set-json JSON]
                        [--name NAME] [--namespace NS] [--notes] [--include-crds]
+                       [-a|--api-versions GROUP/VERSION[/KIND] ...]
 
 `lint` is strict (warnings fail) and exits 1 on any finding of severity warning or worse.
 `template` validates the values against values.schema.json, renders, and prints the
 documents (`# Source:` comments as helm does) in a stable order; with --notes it prints
 the rendered NOTES.txt instead; with --include-crds the chart's crds/ come first, as is
-(helm never templates them). Values files merge as with helm: maps deep-merge, later
+(helm never templates them); --api-versions adds to .Capabilities.APIVersions what a
+cluster would serve, as helm's -a does. Values files merge as with helm: maps deep-merge, later
 files win, lists are replaced. Exit status: 0 ok, 1 lint findings or render/schema
 errors, 64 usage.
 """
@@ -74,11 +76,23 @@ def lint(chart: str, values: dict[str, Any]) -> int:
     return 1 if bad or charts < 1 else 0
 
 
+def render(c: Any, values: dict[str, Any], name: str, namespace: str, api_versions: list[str]) -> dict[str, str]:
+    """Chart.render, plus the API versions a cluster would serve. helm-python-sdk 0.2.2's
+    Chart.render does not pass them on, but the engine's render options take them
+    (`api_versions`, helm's -a): go to the native call for that."""
+    if not api_versions:
+        return c.render(values, name=name, namespace=namespace, is_install=True)
+    from helm_python import _native
+
+    opts = {"name": name, "namespace": namespace, "is_install": True, "api_versions": api_versions}
+    return json.loads(_native.call_string("helm_render", c._raw(), json.dumps(values), json.dumps(opts)))
+
+
 def template(chart: str, values: dict[str, Any], name: str, namespace: str, notes: bool,
-             include_crds: bool = False) -> int:
+             include_crds: bool = False, api_versions: list[str] | None = None) -> int:
     with helm.Chart.load(chart) as c:
         c.validate_schema(values)
-        rendered = c.render(values, name=name, namespace=namespace, is_install=True)
+        rendered = render(c, values, name, namespace, api_versions or [])
         crds = sorted(c.crds, key=lambda crd: crd["filename"]) if include_crds and not notes else []
     out = []
     for crd in crds:
@@ -118,12 +132,14 @@ def main() -> int:
     p.add_argument("--namespace", default="smsc", help="release namespace (template)")
     p.add_argument("--notes", action="store_true", help="print the rendered NOTES.txt only")
     p.add_argument("--include-crds", action="store_true", help="also print the chart's crds/ (template)")
+    p.add_argument("-a", "--api-versions", action="append", default=[],
+                   help="an API version the cluster serves, e.g. kafka.strimzi.io/v1/KafkaTopic (template; repeatable)")
     a = p.parse_args()
     values = load_values(a.values, a.set_json)
     try:
         if a.command == "lint":
             return lint(a.chart, values)
-        return template(a.chart, values, a.name, a.namespace, a.notes, a.include_crds)
+        return template(a.chart, values, a.name, a.namespace, a.notes, a.include_crds, a.api_versions)
     except helm.HelmError as e:
         print(f"helmpy: {a.command} {a.chart}: {e}", file=sys.stderr)
         return 1

@@ -158,8 +158,13 @@ stays unset: the binary takes $POD_NAME.
 {{- $c := deepCopy .Values.config }}
 {{- $_ := set $c "admin_listen" (printf "0.0.0.0:%d" (int .Values.ports.admin)) }}
 {{- $edge := $c.edge | default dict }}
-{{- $_ := set $edge "smpp_listen" (printf "0.0.0.0:%d" (int .Values.ports.smpp)) }}
+{{- /* TLS only (edge.plaintext false): the edge cannot turn its plaintext listener off, so it
+       listens on the pod's loopback, out of reach of anything outside the pod. */}}
+{{- $_ := set $edge "smpp_listen" (printf "%s:%d" (ternary "0.0.0.0" "127.0.0.1" .Values.edge.plaintext) (int .Values.ports.smpp)) }}
 {{- $_ := set $edge "grpc_listen" (printf "0.0.0.0:%d" (int .Values.ports.grpc)) }}
+{{- with .Values.edge.proxyProtocol.trustedCIDRs }}
+{{- $_ := set $edge "proxy_protocol" (dict "trusted_cidrs" .) }}
+{{- end }}
 {{- if .Values.edge.tls.enabled }}
 {{- $_ := set $edge "tls" (dict "listen" (printf "0.0.0.0:%d" (int .Values.ports.smppTls)) "cert" (printf "%s/tls.crt" (include "smsc.tlsDir" .)) "key" (printf "%s/tls.key" (include "smsc.tlsDir" .))) }}
 {{- end }}
@@ -206,8 +211,17 @@ stays unset: the binary takes $POD_NAME.
 {{- $_ := set $bus "tls" $t }}
 {{- $_ := set $c "bus" $bus }}
 {{- end }}
+{{- /* Topics: created by the roles only when asked, or when nothing else makes them
+       (no Strimzi KafkaTopics): that takes the Kafka ACL Create. */}}
+{{- $bus := $c.bus | default dict }}
+{{- if not (hasKey $bus "create_topics") }}
+{{- $_ := set $bus "create_topics" (not .Values.kafkaTopics.enabled) }}
+{{- end }}
+{{- $_ := set $c "bus" $bus }}
 {{- /* Every role uses the store too (the edge's session directory, router and worker messages). */}}
 {{- $store := $c.store | default dict }}
+{{- /* The schema is the migration Job's (templates/migrations.yaml): the roles only check it. */}}
+{{- $_ := set $store "migrate" (not .Values.migrations.enabled) }}
 {{- if .Values.scyllaAuth.enabled }}
 {{- $_ := set $store "auth" (dict "username" .Values.scyllaAuth.username "password_file" (printf "%s/password" (include "smsc.scyllaAuthDir" .))) }}
 {{- end }}
@@ -384,15 +398,15 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
       ports:
-        {{- if $edge }}
+        {{- if and $edge $.Values.edge.plaintext }}
         - name: smpp
           containerPort: {{ $.Values.ports.smpp }}
           protocol: TCP
+        {{- end }}
         {{- if $tls }}
         - name: smpp-tls
           containerPort: {{ $.Values.ports.smppTls }}
           protocol: TCP
-        {{- end }}
         {{- end }}
         - name: grpc
           containerPort: {{ $.Values.ports.grpc }}

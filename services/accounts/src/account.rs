@@ -123,7 +123,8 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[derive(Clone)]
 pub struct Account {
     pub system_id: String,
-    /// PHC string; only [`Account::verify_password`] reads it.
+    /// PHC string; only [`Account::verify_password`] and the credential cache (which
+    /// keys its digests on it) read it.
     password_hash: String,
     pub bind_types: Vec<BindKind>,
     pub max_binds: u32,
@@ -290,6 +291,11 @@ impl Account {
     /// Whether the account may submit with this source_addr.
     pub fn source_allowed(&self, addr: &str) -> bool {
         self.source_patterns.iter().any(|p| p.matches(addr))
+    }
+
+    /// The PHC string the password is checked against.
+    pub(crate) fn password_hash(&self) -> &str {
+        &self.password_hash
     }
 
     /// Checks a bind's password against the stored hash, in constant time.

@@ -59,15 +59,49 @@ pub enum AuthError {
     Disabled,
     #[error("wrong password")]
     BadPassword,
+    /// The check itself failed (its blocking task panicked): no verdict on the
+    /// credentials.
+    #[error("the password check did not complete")]
+    Unavailable,
 }
 
 /// A hash to verify against when the system_id is unknown, so that answer takes as
 /// long as a wrong password and does not reveal which system_ids exist.
-fn decoy_hash() -> &'static str {
+pub(crate) fn decoy_hash() -> &'static str {
     static DECOY: OnceLock<String> = OnceLock::new();
     DECOY.get_or_init(|| {
         hash_password("decoy").expect("argon2 defaults and a fresh salt always hash 5 bytes")
     })
+}
+
+/// The argon2 check of a bind's password: against the account's hash, or for an
+/// unknown system_id (`None`) against the decoy, which takes as long and never passes.
+/// Blocking and CPU-heavy.
+pub(crate) fn verify(account: Option<&Account>, password: &[u8]) -> bool {
+    match account {
+        Some(account) => account.verify_password(password),
+        None => {
+            if let Ok(decoy) = PasswordHash::new(decoy_hash()) {
+                let _ = Argon2::default().verify_password(password, &decoy);
+            }
+            false
+        }
+    }
+}
+
+/// The answer to a bind whose password `verified` (or not) against `account`'s hash.
+/// Disabled is told only after the password, so a disabled account reveals nothing
+/// to a wrong one.
+pub(crate) fn verdict(
+    account: Option<Arc<Account>>,
+    verified: bool,
+) -> Result<Arc<Account>, AuthError> {
+    match account {
+        None => Err(AuthError::UnknownSystemId),
+        Some(_) if !verified => Err(AuthError::BadPassword),
+        Some(a) if !a.enabled => Err(AuthError::Disabled),
+        Some(a) => Ok(a),
+    }
 }
 
 /// The accounts a bind is checked against. Cheap to read from many sessions at once.
@@ -142,25 +176,16 @@ impl AccountDirectory {
     ///
     /// Blocking and CPU-heavy (argon2): run it on `spawn_blocking`. An unknown
     /// system_id costs a decoy verification, so timing does not tell which exist.
+    /// The edge checks binds through a [`crate::CredentialCache`], which calls this
+    /// check only for credentials it has not verified lately.
     pub fn authenticate(
         &self,
         system_id: &str,
         password: &[u8],
     ) -> Result<Arc<Account>, AuthError> {
-        let Some(account) = self.get(system_id) else {
-            if let Ok(decoy) = PasswordHash::new(decoy_hash()) {
-                let _ = Argon2::default().verify_password(password, &decoy);
-            }
-            return Err(AuthError::UnknownSystemId);
-        };
-        if !account.verify_password(password) {
-            return Err(AuthError::BadPassword);
-        }
-        // After the password, so a disabled account reveals nothing to a wrong one.
-        if !account.enabled {
-            return Err(AuthError::Disabled);
-        }
-        Ok(account)
+        let account = self.get(system_id);
+        let verified = verify(account.as_deref(), password);
+        verdict(account, verified)
     }
 
     /// Reloads from `source` now. On success swaps the accounts in and logs INFO with

@@ -7,10 +7,13 @@
 //!   password hashing and verification (argon2).
 //! - `directory.rs`: [`AccountDirectory`], the lock-free snapshot binds are checked
 //!   against, its reload from a file, and the watch (file changes and SIGHUP).
+//! - `credentials.rs`: [`CredentialCache`], the bind credentials verified lately, so a
+//!   storm of rebinds does not pay argon2 for every bind.
 //! - `testing.rs`: account fixtures for tests of any role (feature `testing`).
 
 mod account;
 pub mod config;
+mod credentials;
 mod directory;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -19,4 +22,5 @@ mod tests;
 
 pub use account::{Account, AccountError, MAX_PASSWORD, compile, glob_match, hash_password};
 pub use config::{AccountConfig, AccountsCrdConfig, AccountsSource, Quota, ReadConfigFile};
+pub use credentials::{Checked, CredentialCache, Via};
 pub use directory::{AccountDirectory, AuthError, WatchError};

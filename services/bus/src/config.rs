@@ -19,6 +19,10 @@ pub struct BusConfig {
     pub brokers: String,
     /// Kafka: replication factor of the topics it creates (3 in production).
     pub replication_factor: u16,
+    /// Kafka: whether the roles create the topics they use when missing (needs the
+    /// `Create` ACL). Off, a missing topic stops the role with its name: the topics are
+    /// made elsewhere (the chart's Strimzi KafkaTopics).
+    pub create_topics: bool,
     /// Kafka: consumer group `session.timeout.ms`.
     #[serde(deserialize_with = "duration")]
     pub session_timeout: Duration,
@@ -42,6 +46,7 @@ impl Default for BusConfig {
             max_lag: 100_000,
             brokers: "127.0.0.1:9092".into(),
             replication_factor: 3,
+            create_topics: true,
             session_timeout: Duration::from_secs(10),
             tls: None,
             extra: BTreeMap::new(),

@@ -333,3 +333,36 @@ macro_rules! per_broker {
 per_broker!(apache_kafka, KAFKA, leave: []);
 per_broker!(tansu, TANSU, leave: []);
 per_broker!(noida, NOIDA, leave: []);
+
+/// With `create_topics` off, a missing topic is an error that names it and nothing is
+/// created; once the topic exists (made by someone with the right), the same bus uses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_create_topics_a_missing_topic_is_named_and_not_created() {
+    let Some(creator) = bus(KAFKA).await else { return };
+    let topic = unique("no-create");
+    let Some(reader) = bus_with(KAFKA, |c| {
+        c.create_topics = false;
+        c.topics = Vec::new();
+    })
+    .await
+    else {
+        return;
+    };
+    let record = || Record::new(Bytes::from_static(b"k"), Bytes::from_static(b"v"));
+    let got = reader.publish(&topic, vec![record()]).await;
+    match &got {
+        Err(e @ BusError::Unavailable { .. }) => {
+            assert!(e.to_string().contains(&topic), "{e}");
+        }
+        other => panic!("publish to a missing topic with create_topics off: {other:?}"),
+    }
+    assert!(reader.consumer("g", &[&topic], 8).is_err(), "a consumer of a missing topic");
+    // Not created behind our back: the creator's own check still finds it missing.
+    let mut check = config(brokers(KAFKA).expect("set above"));
+    check.create_topics = false;
+    check.topics = vec![topic.clone()];
+    assert!(KafkaBus::connect(check).await.is_err(), "{topic} was created");
+
+    creator.ensure_topics(std::slice::from_ref(&topic)).await.expect("created");
+    reader.publish(&topic, vec![record()]).await.expect("the topic exists now");
+}

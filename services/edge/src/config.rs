@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use smsc_runtime::config::{ConfigError, duration, invalid};
 
+pub use crate::proxy::ProxyProtocolConfig;
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeConfig {
@@ -44,6 +46,8 @@ pub struct EdgeConfig {
     pub pdu_read_timeout: Duration,
     /// Refusing binds after repeated password failures.
     pub lockout: LockoutConfig,
+    /// The PROXY protocol from load balancers that do not keep the client's address.
+    pub proxy_protocol: ProxyProtocolConfig,
     /// Where the edge learns how many edge pods are ready; absent: no rebalancing.
     pub peers: Option<PeersConfig>,
     /// Shedding sessions above this pod's fair share (needs `peers`).
@@ -57,6 +61,8 @@ pub struct EdgeConfig {
     /// other accounts that share the worker's dispatcher lane for up to this long.
     #[serde(deserialize_with = "duration")]
     pub deliver_queue_wait: Duration,
+    /// Bind credentials verified lately, so a rebind storm does not pay argon2 per bind.
+    pub credential_cache: CredentialCacheConfig,
 }
 
 impl Default for EdgeConfig {
@@ -76,10 +82,12 @@ impl Default for EdgeConfig {
             max_connections_per_ip: 100,
             pdu_read_timeout: Duration::from_secs(10),
             lockout: LockoutConfig::default(),
+            proxy_protocol: ProxyProtocolConfig::default(),
             peers: None,
             rebalance: RebalanceConfig::default(),
             session_lease_ttl: Duration::from_secs(30),
             deliver_queue_wait: Duration::from_secs(2),
+            credential_cache: CredentialCacheConfig::default(),
         }
     }
 }
@@ -109,6 +117,27 @@ impl Default for LockoutConfig {
             duration: Duration::from_secs(15 * 60),
             max_entries: 100_000,
         }
+    }
+}
+
+/// `edge.credential_cache`: a bind whose password argon2 accepted lets the next binds
+/// with the same system_id, password and account password_hash through without argon2
+/// for `ttl` after that check (a hit does not extend it), so the ESMEs of a lost or
+/// drained pod rebind on the others at once without each paying argon2. Per edge pod,
+/// in memory, a keyed digest per system_id (never the password), at most `max_entries`
+/// (the one expiring first goes). Wrong passwords and unknown system_ids are never
+/// remembered. `ttl: 0s` turns it off.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialCacheConfig {
+    #[serde(deserialize_with = "duration")]
+    pub ttl: Duration,
+    pub max_entries: usize,
+}
+
+impl Default for CredentialCacheConfig {
+    fn default() -> Self {
+        Self { ttl: Duration::from_secs(5 * 60), max_entries: 10_000 }
     }
 }
 
@@ -237,6 +266,12 @@ impl EdgeConfig {
             if e.lockout.max_entries == 0 {
                 return Err(invalid("edge.lockout.max_entries", "must be at least 1"));
             }
+        }
+        if !e.credential_cache.ttl.is_zero() && e.credential_cache.max_entries == 0 {
+            return Err(invalid(
+                "edge.credential_cache.max_entries",
+                "must be at least 1 (ttl: 0s turns the cache off)",
+            ));
         }
         if let Some(advertise) = &e.grpc_advertise {
             let ok = advertise.rsplit_once(':').is_some_and(|(host, port)| {

@@ -15,16 +15,19 @@
 //! - [`quota`]: account quotas per day and month, leased from the store.
 //! - [`rebalance`]: shedding sessions above this pod's fair share after a scale-out.
 //! - [`tls`]: the optional SMPP-over-TLS listener.
+//! - [`proxy`]: the PROXY protocol header from trusted load balancers: the client's address.
 //!
-//! What protects the pod from abusive clients ([`Limits`]): connections per pod and per
-//! client address, checked at accept; the bind lockout; a deadline for a started PDU to
-//! complete; the session timers (see docs/security.md).
+//! What protects the pod from abusive clients ([`Limits`]): connections per pod, checked
+//! at accept, and per client address, checked at accept or, behind a balancer that sends
+//! the PROXY protocol, once its header named the client; the bind lockout; a deadline for
+//! a started PDU to complete; the session timers (see docs/security.md).
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod grpc;
 pub mod lockout;
 pub mod metrics;
+pub mod proxy;
 pub mod quota;
 pub mod rate;
 pub mod rebalance;
@@ -40,20 +43,21 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use smsc_accounts::AccountDirectory;
+use smsc_accounts::{AccountDirectory, CredentialCache};
 use smsc_bus::Bus;
 use smsc_bus::pressure::Pressure;
 use smsc_runtime::ids::IdGenerator;
 use smsc_store::{Clock, Store};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use config::EdgeConfig;
 pub use lockout::{Lockout, LockoutSettings};
 pub use metrics::EdgeMetrics;
+pub use proxy::ProxyProtocolConfig;
 pub use quota::{QUOTA_EXCEEDED, Quotas};
 pub use rate::RateLimiter;
 pub use registry::{DeliverResult, Registry};
@@ -79,6 +83,8 @@ pub struct Settings {
     /// How long `Edge.Deliver` waits for room when every receiver's queue is full,
     /// before answering "busy".
     pub deliver_queue_wait: Duration,
+    /// Binds with credentials verified lately skip argon2 (`edge.credential_cache`).
+    pub credential_cache: config::CredentialCacheConfig,
 }
 
 impl Settings {
@@ -97,6 +103,7 @@ impl Settings {
             max_connections: c.max_connections as usize,
             session_lease_ttl: c.session_lease_ttl,
             deliver_queue_wait: c.deliver_queue_wait,
+            credential_cache: c.credential_cache.clone(),
         }
     }
 }
@@ -113,11 +120,15 @@ impl Default for Settings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Open connections from one client address (IPv6: per /64, see
-    /// [`lockout::client_key`]); past it a connection is closed at accept.
+    /// [`lockout::client_key`]); past it a connection is closed at accept (behind a
+    /// PROXY protocol balancer, once the header named the client).
     pub max_connections_per_ip: usize,
-    /// A PDU whose first octet has arrived must be complete within this.
+    /// A PDU whose first octet has arrived must be complete within this; so must a
+    /// PROXY header, from accept.
     pub pdu_read_timeout: Duration,
     pub lockout: LockoutSettings,
+    /// The balancers whose connections begin with a PROXY header.
+    pub proxy_protocol: ProxyProtocolConfig,
 }
 
 impl Default for Limits {
@@ -133,6 +144,7 @@ impl Limits {
             max_connections_per_ip: c.max_connections_per_ip as usize,
             pdu_read_timeout: c.pdu_read_timeout,
             lockout: c.lockout.clone(),
+            proxy_protocol: c.proxy_protocol.clone(),
         }
     }
 }
@@ -143,6 +155,8 @@ pub struct Edge {
     pub settings: Settings,
     pub limits: Limits,
     pub lockout: Lockout,
+    /// The bind credentials this pod verified lately.
+    pub credentials: CredentialCache,
     pub accounts: Arc<AccountDirectory>,
     pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn Store>,
@@ -161,6 +175,8 @@ pub struct Edge {
     /// The same, by [`lockout::client_key`]; an address leaves when its last one closes.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     refusals: RefusalLog,
+    /// WARN lines about bad PROXY headers (a balancer misconfigured sends none at all).
+    proxy_errors: RefusalLog,
 }
 
 impl Edge {
@@ -171,9 +187,12 @@ impl Edge {
 
     pub fn with_limits(settings: Settings, limits: Limits, deps: Deps) -> Arc<Self> {
         let Deps { accounts, bus, store, clock, metrics, pressure } = deps;
+        let cache = &settings.credential_cache;
+        let credentials = CredentialCache::new(cache.ttl, cache.max_entries);
         Arc::new(Self {
             settings,
             lockout: Lockout::new(limits.lockout.clone()),
+            credentials,
             limits,
             accounts,
             bus,
@@ -189,6 +208,7 @@ impl Edge {
             connections: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
             refusals: RefusalLog::default(),
+            proxy_errors: RefusalLog::default(),
         })
     }
 
@@ -215,23 +235,21 @@ impl Edge {
         self.connections.load(Ordering::Relaxed)
     }
 
-    /// Takes a connection slot for a client at `ip`, or names the limit that refuses it.
-    /// Only the accept loop calls this, so the pod-wide check cannot race itself.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, &'static str> {
+    /// Takes a connection slot, counted for the client at `ip` when it is known (not yet
+    /// behind a PROXY protocol balancer: see [`ConnectionSlot::count_client`]), or names
+    /// the limit that refuses it. Only the accept loop calls this, so the pod-wide check
+    /// cannot race itself.
+    fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<ConnectionSlot, &'static str> {
         if self.connections.load(Ordering::Relaxed) >= self.settings.max_connections {
             return Err("per_pod");
         }
-        let key = lockout::client_key(ip);
-        {
-            let mut m = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-            let n = m.entry(key).or_insert(0);
-            if *n >= self.limits.max_connections_per_ip {
-                return Err("per_ip");
-            }
-            *n += 1;
-        }
         self.connections.fetch_add(1, Ordering::Relaxed);
-        Ok(ConnectionSlot { edge: self.clone(), key })
+        let mut slot = ConnectionSlot { edge: self.clone(), key: None };
+        if let Some(ip) = ip {
+            // Refused: the slot's drop gives the pod-wide place back.
+            slot.count_client(ip)?;
+        }
+        Ok(slot)
     }
 
     fn refused(&self, peer: SocketAddr, reason: &'static str) {
@@ -242,6 +260,53 @@ impl Edge {
                 _ => self.limits.max_connections_per_ip,
             };
             warn!(%peer, reason, limit, suppressed, "connection refused at accept");
+        }
+    }
+
+    /// A trusted balancer's connection closed without a usable PROXY header.
+    fn proxy_failed(&self, peer: SocketAddr, e: &proxy::ReadError) {
+        let error = smsc_runtime::telemetry::error_chain(e);
+        let Some(reason) = e.reason() else {
+            debug!(%peer, %error, "connection from a trusted balancer closed");
+            return;
+        };
+        self.metrics.proxy_protocol_errors_total.with_label_values(&[reason]).inc();
+        match self.proxy_errors.allow() {
+            Some(suppressed) => {
+                warn!(%peer, reason, %error, suppressed, "no valid PROXY header from a trusted balancer; connection closed")
+            }
+            None => debug!(%peer, reason, %error, "no valid PROXY header; connection closed"),
+        }
+    }
+
+    /// The client of a connection from `peer`: `peer` itself, or for a `trusted`
+    /// balancer the address of the PROXY header the connection begins with, which only
+    /// then counts against `max_connections_per_ip`. `None`: the connection is closed
+    /// (counted and logged here).
+    async fn client(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        trusted: bool,
+        slot: &mut ConnectionSlot,
+    ) -> Option<(proxy::Rewind<TcpStream>, SocketAddr)> {
+        if !trusted {
+            return Some((proxy::Rewind::plain(stream), peer));
+        }
+        match proxy::read_header(stream, self.limits.pdu_read_timeout).await {
+            Ok(proxy::Proxied { client, stream }) => {
+                let client = client.unwrap_or(peer);
+                if let Err(reason) = slot.count_client(client.ip()) {
+                    self.refused(client, reason);
+                    return None;
+                }
+                debug!(%peer, %client, "PROXY header read");
+                Some((stream, client))
+            }
+            Err(e) => {
+                self.proxy_failed(peer, &e);
+                None
+            }
         }
     }
 
@@ -273,7 +338,7 @@ impl Edge {
 }
 
 /// Calls [`Edge::unbind_revoked`] after every change of the account set, until
-/// `shutdown`.
+/// `shutdown`, and drops the cached credentials of accounts removed or rehashed.
 async fn watch_accounts(edge: Arc<Edge>, shutdown: CancellationToken) {
     let mut changes = edge.accounts.changes();
     loop {
@@ -283,6 +348,7 @@ async fn watch_accounts(edge: Arc<Edge>, shutdown: CancellationToken) {
                 if changed.is_err() {
                     return;
                 }
+                edge.credentials.forget_stale(&edge.accounts);
                 edge.unbind_revoked();
             }
         }
@@ -293,19 +359,37 @@ async fn watch_accounts(edge: Arc<Edge>, shutdown: CancellationToken) {
 #[derive(Debug)]
 struct ConnectionSlot {
     edge: Arc<Edge>,
-    key: IpAddr,
+    /// The client's [`lockout::client_key`], once counted.
+    key: Option<IpAddr>,
+}
+
+impl ConnectionSlot {
+    /// Counts the connection against its client's address, or refuses it ("per_ip").
+    fn count_client(&mut self, ip: IpAddr) -> Result<(), &'static str> {
+        debug_assert!(self.key.is_none(), "a connection has one client");
+        let key = lockout::client_key(ip);
+        let mut m = self.edge.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(key).or_insert(0);
+        if *n >= self.edge.limits.max_connections_per_ip {
+            return Err("per_ip");
+        }
+        *n += 1;
+        self.key = Some(key);
+        Ok(())
+    }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut m = self.edge.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = m.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                m.remove(&self.key);
+        if let Some(key) = self.key {
+            let mut m = self.edge.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = m.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&key);
+                }
             }
         }
-        drop(m);
         self.edge.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -366,7 +450,10 @@ pub async fn serve(
                 continue;
             }
         };
-        let slot = match edge.admit(peer.ip()) {
+        // Behind a PROXY protocol balancer every client comes from the balancer's
+        // address: the per-address count waits for the header to name the client.
+        let trusted = edge.limits.proxy_protocol.trusts(peer.ip());
+        let mut slot = match edge.admit((!trusted).then_some(peer.ip())) {
             Ok(slot) => slot,
             Err(reason) => {
                 edge.refused(peer, reason);
@@ -377,28 +464,36 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let edge = edge.clone();
         let token = shutdown.child_token();
-        match (is_tls, acceptor.clone()) {
-            (true, Some(acceptor)) => {
+        let acceptor = if is_tls { acceptor.clone() } else { None };
+        // In the connection's own task: a balancer slow to send its header holds no one
+        // else up.
+        tracker.spawn(async move {
+            // Nor the drain: a connection still without its header is simply closed.
+            let client = tokio::select! {
+                c = edge.client(stream, peer, trusted, &mut slot) => c,
+                _ = token.cancelled() => None,
+            };
+            let Some((stream, client)) = client else {
+                return;
+            };
+            match acceptor {
                 // The session's init timer only starts once the handshake is done: bound
                 // the handshake by it too, or a peer that never sends a ClientHello holds
                 // this task (and, at shutdown, the drain) forever.
-                let init = edge.settings.session_init_timeout;
-                tracker.spawn(async move {
+                Some(acceptor) => {
+                    let init = edge.settings.session_init_timeout;
                     match tokio::time::timeout(init, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => connection(edge, s, peer, token).await,
-                        Ok(Err(e)) => warn!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => info!(%peer, "no TLS handshake within the session init timer"),
+                        Ok(Ok(s)) => connection(edge, s, client, token).await,
+                        Ok(Err(e)) => warn!(peer = %client, error = %e, "TLS handshake failed"),
+                        Err(_) => {
+                            info!(peer = %client, "no TLS handshake within the session init timer")
+                        }
                     }
-                    drop(slot);
-                });
+                }
+                None => connection(edge, stream, client, token).await,
             }
-            _ => {
-                tracker.spawn(async move {
-                    connection(edge, stream, peer, token).await;
-                    drop(slot);
-                });
-            }
-        }
+            drop(slot);
+        });
     }
     info!("SMPP listeners closed; draining sessions");
     tracker.close();

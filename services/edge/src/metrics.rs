@@ -49,6 +49,9 @@ pub struct EdgeMetrics {
     pub connections_refused_total: IntCounterVec,
     /// Pairs of system_id and client address locked out, by `reason` = bind_failures.
     pub lockouts_total: IntCounterVec,
+    /// Binds' credential checks by `via` = cache (verified lately: no argon2)|shared
+    /// (waited for another bind's argon2 check of the same credentials)|argon2.
+    pub bind_password_checks_total: IntCounterVec,
     /// Connections closed because a PDU started and did not complete within
     /// `edge.pdu_read_timeout` (slow-read clients).
     pub pdu_read_timeouts_total: IntCounter,
@@ -57,6 +60,10 @@ pub struct EdgeMetrics {
     pub sessions_revoked: IntCounter,
     /// Sessions unbound to spread them over the edge pods (rebalance), by `bind_type`.
     pub sessions_shed_total: IntCounterVec,
+    /// Connections from a trusted balancer (`edge.proxy_protocol`) closed without a
+    /// usable PROXY header, by `reason` = missing (no signature)|malformed|oversized|
+    /// truncated (closed inside it)|timeout (not whole within `edge.pdu_read_timeout`).
+    pub proxy_protocol_errors_total: IntCounterVec,
 }
 
 impl fmt::Debug for EdgeMetrics {
@@ -159,6 +166,18 @@ impl Family for EdgeMetrics {
                 "system_id and client address pairs locked out after failed binds, by reason.",
                 &["reason"],
             ),
+            bind_password_checks_total: {
+                let c = counter_vec(
+                    r,
+                    "smsc_edge_bind_password_checks_total",
+                    "Binds' credential checks by how they were decided (cache, shared, argon2).",
+                    &["via"],
+                );
+                for via in smsc_accounts::Via::ALL {
+                    c.with_label_values(&[via.as_str()]);
+                }
+                c
+            },
             pdu_read_timeouts_total: counter(
                 r,
                 "smsc_edge_pdu_read_timeouts_total",
@@ -169,6 +188,18 @@ impl Family for EdgeMetrics {
                 "smsc_edge_sessions_revoked_total",
                 "Bound sessions unbound because the account set no longer admits them.",
             ),
+            proxy_protocol_errors_total: {
+                let c = counter_vec(
+                    r,
+                    "smsc_edge_proxy_protocol_errors_total",
+                    "Connections from a trusted load balancer closed without a usable PROXY protocol header, by reason.",
+                    &["reason"],
+                );
+                for reason in crate::proxy::REASONS {
+                    c.with_label_values(&[reason]);
+                }
+                c
+            },
         }
     }
 }
@@ -198,6 +229,7 @@ mod tests {
         e.connections_refused_total.with_label_values(&["per_ip"]).inc();
         e.lockouts_total.with_label_values(&["bind_failures"]).inc();
         e.pdu_read_timeouts_total.inc();
+        e.proxy_protocol_errors_total.with_label_values(&["timeout"]).inc();
 
         let text = m.encode();
         for line in [
@@ -217,6 +249,8 @@ mod tests {
             r#"smsc_edge_connections_refused_total{reason="per_ip"} 1"#,
             r#"smsc_edge_lockouts_total{reason="bind_failures"} 1"#,
             "smsc_edge_pdu_read_timeouts_total 1",
+            r#"smsc_edge_proxy_protocol_errors_total{reason="timeout"} 1"#,
+            r#"smsc_edge_proxy_protocol_errors_total{reason="missing"} 0"#,
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

@@ -4,6 +4,9 @@
 //!
 //! [`crd`] is what `crdgen` prints and `helm/smsc/crds/smppaccount.yaml` holds.
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
 use kube::CustomResource;
 use kube::CustomResourceExt as _;
 use schemars::JsonSchema;
@@ -208,9 +211,47 @@ fn max_validity() -> String {
 }
 
 /// The CustomResourceDefinition.
-pub fn crd()
--> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
-    SmppAccount::crd()
+///
+/// schemars names Rust's unsigned integers `format: uint32`/`uint64`, which the API server
+/// does not know (it warns on every apply): they become plain integers with their range.
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = SmppAccount::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            kubernetes_formats(schema);
+        }
+    }
+    crd
+}
+
+fn kubernetes_formats(schema: &mut JSONSchemaProps) {
+    match schema.format.as_deref() {
+        Some("uint32") => {
+            schema.format = Some("int64".into());
+            schema.minimum = Some(schema.minimum.unwrap_or(0.0).max(0.0));
+            schema.maximum = Some(f64::from(u32::MAX));
+        }
+        // Above i64::MAX a Kubernetes integer cannot go; the resolver refuses it anyway.
+        Some("uint64") => {
+            schema.format = Some("int64".into());
+            schema.minimum = Some(schema.minimum.unwrap_or(0.0).max(0.0));
+        }
+        _ => {}
+    }
+    for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        kubernetes_formats(child);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(items)) = schema.items.as_mut() {
+        kubernetes_formats(items);
+    }
+    for child in
+        [&mut schema.any_of, &mut schema.one_of, &mut schema.all_of].into_iter().flatten().flatten()
+    {
+        kubernetes_formats(child);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(extra)) = schema.additional_properties.as_mut() {
+        kubernetes_formats(extra);
+    }
 }
 
 /// The CRD as the YAML document `crdgen` prints (and the chart's `crds/` holds).

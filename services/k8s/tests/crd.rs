@@ -96,3 +96,15 @@ fn the_charts_crd_is_crdgens_output() {
          cargo run -p smsc-k8s --bin crdgen > helm/smsc/crds/smppaccount.yaml"
     );
 }
+
+#[test]
+fn every_format_is_one_the_api_server_knows() {
+    // An unknown format (schemars' uint32) is accepted with a warning on every apply.
+    let yaml = smsc_k8s::crd::crd_yaml().expect("the CRD serialises");
+    let formats: Vec<&str> =
+        yaml.lines().filter_map(|l| l.trim().strip_prefix("format: ")).collect();
+    assert!(!formats.is_empty(), "the schema has integer fields with a format");
+    for f in formats {
+        assert!(matches!(f, "int32" | "int64" | "date-time"), "format {f} is not Kubernetes'");
+    }
+}

@@ -23,6 +23,10 @@ pub struct StoreConfig {
     /// The datacenter this process runs in (token-aware, DC-local routing).
     pub local_dc: String,
     pub replication_factor: u16,
+    /// ScyllaDB: whether the roles apply the schema at start-up (needs CREATE and ALTER on
+    /// the keyspace). Off, they only check it is there and `smsc migrate` applies it (the
+    /// chart's migration Job, with credentials of its own).
+    pub migrate: bool,
     /// ScyllaDB: password authentication; absent: none.
     pub auth: Option<StoreAuth>,
     /// ScyllaDB: TLS to the nodes (their certificates must chain to `ca`; no host name
@@ -46,6 +50,7 @@ impl Default for StoreConfig {
             keyspace: "smsc".into(),
             local_dc: "datacenter1".into(),
             replication_factor: 3,
+            migrate: true,
             auth: None,
             tls: None,
             endpoint: "127.0.0.1:50060".into(),

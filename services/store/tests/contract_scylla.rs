@@ -15,7 +15,7 @@ use std::time::Duration;
 use scylla::statement::unprepared::Statement;
 use smsc_runtime::config::ClientTls;
 use smsc_store::contract::{self, RealTime};
-use smsc_store::scylla::{ScyllaConfig, ScyllaStore, connect_session};
+use smsc_store::scylla::{ScyllaConfig, ScyllaError, ScyllaStore, connect_session};
 
 /// Long enough for the suite's writes to land, short enough to wait out twice.
 const MESSAGE_TTL: Duration = Duration::from_secs(4);
@@ -33,6 +33,7 @@ fn config(uri: &str) -> ScyllaConfig {
         password: env("SCYLLA_PASSWORD"),
         // SCYLLA_CA: run the tier over TLS (a PEM CA the nodes' certificates chain to).
         tls: env("SCYLLA_CA").map(|ca| ClientTls { ca: ca.into(), cert: None, key: None }),
+        migrate: true,
     }
 }
 
@@ -45,7 +46,19 @@ async fn scylla_keeps_the_store_contract() {
     };
     let config = config(&uri);
     eprintln!("ScyllaDB contract tier: {uri}, keyspace {}", config.keyspace);
+    // A role that may not migrate (store.migrate off) finds no schema and says what to run.
+    let checking = ScyllaConfig { migrate: false, ..config.clone() };
+    let Err(e) = ScyllaStore::connect(checking.clone()).await else {
+        panic!("connected without migrating before any migration");
+    };
+    assert!(
+        matches!(&e, ScyllaError::SchemaBehind { missing, .. } if missing.first() == Some(&1)),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("smsc migrate"), "{e}");
     let store = ScyllaStore::connect(config.clone()).await.expect("connect and migrate");
+    // Once migrated, it connects.
+    ScyllaStore::connect(checking).await.expect("connect without migrating, schema applied");
 
     // Migrating again is a no-op: every version is recorded.
     let session = connect_session(&config).await.expect("second session");

@@ -34,8 +34,12 @@ pub struct KafkaBusConfig {
     pub message_timeout: Duration,
     /// How long [`Bus::consumer`] waits for the member's first assignment.
     pub join_timeout: Duration,
-    /// Topics created (when missing) at [`KafkaBus::connect`].
+    /// Topics created (when missing) at [`KafkaBus::connect`], or with `create_topics`
+    /// off, checked to exist.
     pub topics: Vec<String>,
+    /// Whether this bus creates the topics it uses (Kafka ACL `Create`); off, a missing
+    /// topic is an error naming it (topics made by Strimzi's KafkaTopics, say).
+    pub create_topics: bool,
     /// TLS to the brokers (`security.protocol: ssl` and the `ssl.*` file locations).
     pub tls: Option<ClientTls>,
     /// More librdkafka settings (`security.protocol`, `queue.buffering.max.messages`,
@@ -56,6 +60,7 @@ impl KafkaBusConfig {
             message_timeout: Duration::from_secs(15),
             join_timeout: Duration::from_secs(30),
             topics: Vec::new(),
+            create_topics: true,
             tls: None,
             extra: BTreeMap::new(),
         }
@@ -68,6 +73,7 @@ impl KafkaBusConfig {
             partitions: bus.partitions,
             replication_factor: bus.replication_factor,
             session_timeout: bus.session_timeout,
+            create_topics: bus.create_topics,
             tls: bus.tls.clone(),
             extra: bus.extra.clone(),
             ..Self::new(bus.brokers.clone())

@@ -123,6 +123,33 @@ impl Inner {
         self.known_topics.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// With `create_topics` off: the topics must exist (the `Describe` ACL is enough).
+    async fn check_topics(&self, missing: &[&String]) -> Result<(), BusError> {
+        let probe = self.producer.clone();
+        let metadata =
+            tokio::task::spawn_blocking(move || probe.client().fetch_metadata(None, ADMIN_TIMEOUT))
+                .await
+                .map_err(|e| BusError::unavailable_by("fetching the cluster's metadata", e))?
+                .map_err(|e| unavailable("fetching the cluster's metadata", &e))?;
+        let existing: HashSet<&str> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.name())
+            .collect();
+        let mut known = self.lock_topics();
+        for topic in missing {
+            if !existing.contains(topic.as_str()) {
+                return Err(BusError::unavailable(format!(
+                    "topic {topic} does not exist and bus.create_topics is off: create it \
+                     (the chart's kafkaTopics, or kafka-topics.sh) or turn bus.create_topics on"
+                )));
+            }
+            known.insert((*topic).clone());
+        }
+        Ok(())
+    }
+
     async fn ensure_topics(&self, topics: &[String]) -> Result<(), BusError> {
         let missing: Vec<&String> = {
             let known = self.lock_topics();
@@ -130,6 +157,9 @@ impl Inner {
         };
         if missing.is_empty() {
             return Ok(());
+        }
+        if !self.config.create_topics {
+            return self.check_topics(&missing).await;
         }
         let partitions = i32::try_from(self.config.partitions.max(1)).unwrap_or(i32::MAX);
         let replication = i32::from(self.config.replication_factor.max(1));

@@ -582,3 +582,47 @@ fn a_webhook_url_must_be_plain_http_with_a_host() {
         parse("", &[("SMSC_CONNECTORS__HOOK", "{kind: webhook, url: 'x y'}")]).expect_err("env");
     assert!(chain(&e).contains("SMSC_CONNECTORS__HOOK"), "{}", chain(&e));
 }
+
+#[test]
+fn proxy_protocol_trusted_cidrs_are_parsed_and_a_bad_one_is_named() {
+    let c = parse("", &[]).expect("valid");
+    assert!(c.edge.proxy_protocol.trusted_cidrs.is_empty(), "off by default");
+    let c = parse(
+        "edge: { proxy_protocol: { trusted_cidrs: [10.1.2.3/8, 192.0.2.1, '2001:db8::/32'] } }",
+        &[],
+    )
+    .expect("valid");
+    let nets: Vec<String> =
+        c.edge.proxy_protocol.trusted_cidrs.iter().map(|n| n.to_string()).collect();
+    assert_eq!(nets, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
+    let c = parse("", &[("SMSC_EDGE__PROXY_PROTOCOL__TRUSTED_CIDRS", "[172.16.0.0/12]")])
+        .expect("valid");
+    assert_eq!(
+        c.edge.proxy_protocol.trusted_cidrs,
+        ["172.16.0.0/12".parse::<IpNet>().expect("net")]
+    );
+
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "edge: { proxy_protocol: { trusted_cidrs: [10.0.0.0/8, 10.0.0.0/33] } }",
+            "edge.proxy_protocol.trusted_cidrs[1]",
+            "`10.0.0.0/33` is neither a CIDR nor an IP address",
+        ),
+        (
+            "edge: { proxy_protocol: { trusted_cidr: [10.0.0.0/8] } }",
+            "edge.proxy_protocol.trusted_cidr",
+            "unknown field `trusted_cidr`",
+        ),
+        (
+            "edge: { proxy_protocol: { trusted_cidrs: 10.0.0.0/8 } }",
+            "edge.proxy_protocol.trusted_cidrs",
+            "a sequence",
+        ),
+    ];
+    for (text, key, reason) in cases {
+        let e = parse(text, &[]).expect_err(text);
+        let ConfigError::Value { key: got, .. } = &e else { panic!("{text}: {e:?}") };
+        assert_eq!(got, key, "{text}");
+        assert!(chain(&e).contains(reason), "{text}: {}", chain(&e));
+    }
+}

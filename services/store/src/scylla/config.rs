@@ -29,6 +29,9 @@ pub struct ScyllaConfig {
     /// cluster reports and checks no host name, as ScyllaDB node certificates rarely
     /// name those addresses; a CA of the database's own is what makes this safe.
     pub tls: Option<ClientTls>,
+    /// Whether [`ScyllaStore::connect`](super::ScyllaStore::connect) applies the schema
+    /// (needs CREATE and ALTER); off, it only checks that the schema is there.
+    pub migrate: bool,
 }
 
 impl Default for ScyllaConfig {
@@ -43,6 +46,7 @@ impl Default for ScyllaConfig {
             username: None,
             password: None,
             tls: None,
+            migrate: true,
         }
     }
 }
@@ -93,6 +97,7 @@ impl ScyllaConfig {
             username,
             password,
             tls: store.tls.clone(),
+            migrate: store.migrate,
             ..Self::default()
         })
     }

@@ -28,6 +28,12 @@ pub enum ScyllaError {
         #[source]
         source: Box<PrepareError>,
     },
+    /// `store.migrate` is off and the keyspace lacks migrations this build needs.
+    #[error(
+        "keyspace {keyspace} lacks schema migrations {missing:?} and store.migrate is off: run \
+         `smsc migrate` with a role allowed to change the schema (the chart's migration Job)"
+    )]
+    SchemaBehind { keyspace: String, missing: Vec<u32> },
     #[error("schema migration {version} ({name}) failed")]
     Migrate {
         version: u32,

@@ -101,21 +101,8 @@ impl ScyllaStore {
 
         let bootstrap = &MIGRATIONS[0];
         run_file(bootstrap).await?;
-        let select = prepare(session, &cql.select_migrations, config, true).await?;
+        let applied = Self::applied_migrations(session, config).await?;
         let record = prepare(session, &cql.insert_migration, config, false).await?;
-        let mut applied = BTreeSet::new();
-        let rows = select_all(session, &select, (MIGRATION_COMPONENT,))
-            .await
-            .map_err(failed(bootstrap))?;
-        for row in rows {
-            match row.get("version") {
-                Some(Some(CqlValue::Int(v))) if *v >= 0 => applied.insert(v.unsigned_abs()),
-                other => {
-                    let e = corrupt("schema_migrations", "version", format_args!("{other:?}"));
-                    return Err(failed(bootstrap)(e));
-                }
-            };
-        }
 
         let mut done = Vec::new();
         for m in pending_migrations(&applied) {
@@ -136,4 +123,64 @@ impl ScyllaStore {
         }
         Ok(done)
     }
+
+    /// The versions `schema_migrations` records.
+    async fn applied_migrations(
+        session: &Session,
+        config: &ScyllaConfig,
+    ) -> Result<BTreeSet<u32>, ScyllaError> {
+        let cql = Cql::new(&config.keyspace);
+        let bootstrap = &MIGRATIONS[0];
+        let failed = |source| ScyllaError::Migrate {
+            version: bootstrap.version,
+            name: bootstrap.name,
+            source,
+        };
+        let select = prepare(session, &cql.select_migrations, config, true).await?;
+        let rows = select_all(session, &select, (MIGRATION_COMPONENT,)).await.map_err(failed)?;
+        let mut applied = BTreeSet::new();
+        for row in rows {
+            match row.get("version") {
+                Some(Some(CqlValue::Int(v))) if *v >= 0 => applied.insert(v.unsigned_abs()),
+                other => {
+                    let e = corrupt("schema_migrations", "version", format_args!("{other:?}"));
+                    return Err(failed(e));
+                }
+            };
+        }
+        Ok(applied)
+    }
+
+    /// With `store.migrate` off: the schema must already be this build's (applied by
+    /// `smsc migrate`, the chart's migration Job), read with SELECT only.
+    pub async fn check_schema(session: &Session, config: &ScyllaConfig) -> Result<(), ScyllaError> {
+        config.validate()?;
+        let applied = match Self::applied_migrations(session, config).await {
+            Ok(applied) => applied,
+            // No keyspace or no schema_migrations table yet: nothing applied. (Other
+            // refusals, such as a role without SELECT, stay what they are.)
+            Err(e @ ScyllaError::Prepare { .. }) if names_a_missing_table(&e) => BTreeSet::new(),
+            Err(e) => return Err(e),
+        };
+        let missing: Vec<u32> =
+            MIGRATIONS.iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(ScyllaError::SchemaBehind { keyspace: config.keyspace.clone(), missing })
+    }
+}
+
+/// Whether a prepare failed because the keyspace or table does not exist (Cassandra and
+/// ScyllaDB say "unconfigured table" or "Keyspace ... does not exist").
+fn names_a_missing_table(e: &ScyllaError) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text.contains("unconfigured table") || text.contains("does not exist") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }

@@ -152,10 +152,15 @@ pub(super) async fn prepare(
 }
 
 impl ScyllaStore {
-    /// Connects, applies the schema and prepares every statement.
+    /// Connects, applies the schema (with `migrate` off: checks it) and prepares every
+    /// statement.
     pub async fn connect(config: ScyllaConfig) -> Result<Self, ScyllaError> {
         let session = connect_session(&config).await?;
-        Self::migrate(&session, &config).await?;
+        if config.migrate {
+            Self::migrate(&session, &config).await?;
+        } else {
+            Self::check_schema(&session, &config).await?;
+        }
         Self::with_session(Arc::new(session), config).await
     }
 

@@ -5,7 +5,7 @@
 # accounts from SmppAccount resources, `accounts_crd`, and ready edges from EndpointSlices,
 # `edge.peers.service`; kube-rs on rustls/ring, so no OpenSSL).
 #
-#   docker build -t smsc:0.1.0 .
+#   docker build --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD) -t smsc:0.1.0 .
 
 FROM rust:1.95-bookworm AS build
 # The bundled librdkafka build (rdkafka features cmake-build, curl, libz, ssl).
@@ -23,6 +23,15 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/smsc /out/smsc
 
 FROM debian:bookworm-slim
+# The release version (Cargo.toml's workspace version) and the commit built.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="smsc" \
+      org.opencontainers.image.description="A Kubernetes-native SMSC: SMPP edge, router and delivery workers on Kafka and ScyllaDB" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="https://github.com/example/smsc" \
+      org.opencontainers.image.licenses="Apache-2.0"
 # libcurl4 (and with it libssl3): librdkafka links the system libcurl and OpenSSL, so the image is
 # Debian rather than distroless. ca-certificates: TLS to brokers and ScyllaDB (the
 # Kubernetes API is trusted through the service account's own ca.crt).

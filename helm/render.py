@@ -114,7 +114,7 @@ patches:
       - op: replace
         path: /spec/template/metadata/annotations/checksum~1config
         value: {checksum}
-# Same Secret name, no hash suffix: the pods keep watching the file and reload accounts
+{rolebinding}# Same Secret name, no hash suffix: the pods keep watching the file and reload accounts
 # when it changes, without a restart.
 secretGenerator:
   - name: smsc-accounts
@@ -130,6 +130,17 @@ configMapGenerator:
       - config.yaml
 generatorOptions:
   disableNameSuffixHash: true
+"""
+
+EXAMPLE_ROLEBINDING_PATCH = """\
+  # The RoleBinding's subject (the ServiceAccount) names its namespace, which `namespace:`
+  # above leaves as it is.
+  - target:
+      kind: RoleBinding
+    patch: |-
+      - op: replace
+        path: /subjects/0/namespace
+        value: {namespace}
 """
 
 EXAMPLE_CONFIG_HEADER = """\
@@ -191,6 +202,7 @@ def render_example() -> dict[str, str]:
     if set(base) != set(ours):
         raise SystemExit(f"render: namespace {EXAMPLE_NAMESPACE} renders other resources: {set(base) ^ set(ours)}")
     config = None
+    rolebinding = False
     for key, doc in ours.items():
         for d in (doc, base[key]):
             d["metadata"].pop("namespace", None)
@@ -199,6 +211,9 @@ def render_example() -> dict[str, str]:
                 config = doc["data"]["config.yaml"]
             elif key[0] == "Deployment" and diff == "/spec/template/metadata/annotations/checksum/config":
                 pass
+            elif key[0] == "RoleBinding" and diff == "/subjects" and doc["subjects"] == [
+                    dict(sub, namespace=EXAMPLE_NAMESPACE) for sub in base[key]["subjects"]]:
+                rolebinding = True
             else:
                 raise SystemExit(f"render: {key[0]} {key[1]} differs at {diff} in namespace {EXAMPLE_NAMESPACE}:"
                                  " the example overlay does not patch it")
@@ -208,7 +223,9 @@ def render_example() -> dict[str, str]:
     # As the chart's checksum/config: sha256 of the config as the pods read it.
     checksum = hashlib.sha256(config_text.rstrip("\n").encode()).hexdigest()
     return {
-        "kustomization.yaml": EXAMPLE_KUSTOMIZATION.format(namespace=EXAMPLE_NAMESPACE, checksum=checksum),
+        "kustomization.yaml": EXAMPLE_KUSTOMIZATION.format(
+            namespace=EXAMPLE_NAMESPACE, checksum=checksum,
+            rolebinding=EXAMPLE_ROLEBINDING_PATCH.format(namespace=EXAMPLE_NAMESPACE) if rolebinding else ""),
         "accounts.yaml": EXAMPLE_ACCOUNTS,
         "config.yaml": config_text,
     }

@@ -180,7 +180,24 @@ def cmd_dockerfile(dockerfile: str, cargo_toml: str) -> None:
     entry = [c for c in cmds if c.cmd.upper() == "ENTRYPOINT"]
     if not entry or list(entry[-1].value) != ["/usr/local/bin/smsc"]:
         fail("Dockerfile: ENTRYPOINT must be [\"/usr/local/bin/smsc\"]")
-    ok(f"Dockerfile: {froms[0].value[0]} -> {froms[1].value[0]}, {build[0].strip()}, USER {user[-1]}")
+    # OCI labels in the runtime stage; the version from a build argument that defaults to
+    # the workspace version (what the chart's appVersion names).
+    runtime = cmds[cmds.index(froms[1]):]
+    labels: dict[str, str] = {}
+    for c in (c for c in runtime if c.cmd.upper() == "LABEL"):
+        labels |= dict(zip(c.value[::2], (v.strip('"') for v in c.value[1::2])))
+    want = {"title", "description", "version", "revision", "source", "licenses"}
+    missing = sorted(k for k in want if f"org.opencontainers.image.{k}" not in labels)
+    if missing:
+        fail(f"Dockerfile: runtime stage lacks OCI labels {missing}")
+    args = dict(c.value[0].split("=", 1) for c in runtime if c.cmd.upper() == "ARG" and "=" in c.value[0])
+    version = tomllib.loads(Path(cargo_toml).parent.parent.parent.joinpath("Cargo.toml").read_text())[
+        "workspace"]["package"]["version"]
+    if labels["org.opencontainers.image.version"] != "${VERSION}" or args.get("VERSION") != version:
+        fail(f"Dockerfile: image version label {labels['org.opencontainers.image.version']!r} with ARG"
+             f" VERSION={args.get('VERSION')!r}, want ${{VERSION}} defaulting to {version}")
+    ok(f"Dockerfile: {froms[0].value[0]} -> {froms[1].value[0]}, {build[0].strip()}, USER {user[-1]},"
+       f" OCI labels ({', '.join(sorted(want))}), version {version}")
 
 
 def kube_api(v: dict[str, Any]) -> dict[str, Any]:
@@ -198,9 +215,15 @@ def kube_api(v: dict[str, Any]) -> dict[str, Any]:
                   ("", "secrets", frozenset({"get", "list", "watch"}))}
     if peers == "service":
         rules.add(("discovery.k8s.io", "endpointslices", frozenset({"list", "watch"})))
-    # lib.rs: the SmppAccount watcher runs in edge and worker roles; EndpointSlices in the edge.
-    roles = ({"edge", "worker"} if crd else set()) | ({"edge"} if peers == "service" else set())
-    return {"crd": crd, "rebalance": rebalance, "peers": peers, "rules": rules, "roles": roles}
+    # Each edge patches its own Pod's pod-deletion-cost annotation (names unknown in advance:
+    # no resourceNames), and may do nothing else with pods.
+    cost = bool(v["edge"].get("podDeletionCost", {}).get("enabled"))
+    if cost:
+        rules.add(("", "pods", frozenset({"patch"})))
+    # lib.rs: the SmppAccount watcher runs in edge and worker roles; EndpointSlices and the
+    # deletion cost in the edge.
+    roles = ({"edge", "worker"} if crd else set()) | ({"edge"} if peers == "service" or cost else set())
+    return {"crd": crd, "rebalance": rebalance, "peers": peers, "cost": cost, "rules": rules, "roles": roles}
 
 
 def role_rules(role: dict[str, Any]) -> set[tuple[str, str, frozenset[str]]]:
@@ -314,6 +337,10 @@ def cmd_invariants(rendered: str, *values_files: str) -> None:
                  f" and be what edge.peers.dns names: {spec}")
     ok(f"rebalancing {'on' if api['rebalance'] else 'off'}: edge.peers {want_peers}"
        + (f", edge.rebalance {edge_cfg['rebalance']}" if api["rebalance"] else ""))
+    want_cost = {"interval": v["edge"]["podDeletionCost"]["interval"]} if api["cost"] else None
+    if edge_cfg.get("pod_deletion_cost") != want_cost:
+        fail(f"config edge.pod_deletion_cost is {edge_cfg.get('pod_deletion_cost')}, want {want_cost}")
+    ok(f"pod-deletion-cost {'on' if api['cost'] else 'off'}: edge.pod_deletion_cost {want_cost}")
 
     g = v["grpcTls"]
     if g["enabled"]:
@@ -574,14 +601,20 @@ def cmd_invariants(rendered: str, *values_files: str) -> None:
         ok(f"HPA autoscaling/v2 on the edge Deployment: {types}")
 
     if v["kafkaTopics"]["enabled"]:
+        # Exactly the topics the roles' config derives (services/bus/src/topics.rs
+        # Topics::all): bus.topic_prefix (default smsc) and retry.tiers as the pods read them.
+        p = config["bus"].get("topic_prefix", "smsc")
         classes = ["interactive", "", "bulk"]  # per traffic class; standard: the bare name
-        want_topics = [f"smsc.{stage}{'.' + c if c else ''}" for stage in ("submit", "deliver") for c in classes]
-        want_topics += ["smsc.notify", "smsc.mo", "smsc.pressure"] + [
-            f"smsc.retry.{tier_name(seconds(t))}" for t in v["config"]["retry"]["tiers"]
+        want_topics = [f"{p}.{stage}{'.' + c if c else ''}" for stage in ("submit", "deliver") for c in classes]
+        want_topics += [f"{p}.notify", f"{p}.mo", f"{p}.pressure"] + [
+            f"{p}.retry.{tier_name(seconds(t))}" for t in (config.get("retry") or {}).get("tiers", [])
         ]
         got_topics = [t["spec"]["topicName"] for t in by_kind.get("KafkaTopic", [])]
         if got_topics != want_topics:
             fail(f"KafkaTopics {got_topics}, want {want_topics}")
+        names = [t["metadata"]["name"] for t in by_kind["KafkaTopic"]]
+        if names != [t.replace(".", "-") for t in want_topics]:
+            fail(f"KafkaTopic objects {names}, want the topic names with dashes")
         # Rendered without a cluster (no kafka.strimzi.io/v1 in .Capabilities): v1beta2 unless forced.
         want_api = v["kafkaTopics"].get("apiVersion") or "kafka.strimzi.io/v1beta2"
         apis = {t["apiVersion"] for t in by_kind["KafkaTopic"]}
@@ -1106,18 +1139,25 @@ def request_attributes(req: dict[str, Any]) -> tuple[str, str, str, str | None]:
 def cmd_api_wait(rendered: str, role: str, url: str) -> None:
     """When ROLE's pod mounts the token: waits (up to 10 s) until the process has listed
     and is watching what it watches, since readiness does not wait for every watcher
-    (EndpointSlices)."""
+    (EndpointSlices), and an edge has patched its Pod's deletion cost (edge.pod_deletion_cost)."""
     objs = docs(rendered)
     pod = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].endswith(f"-{role}"))
     if not pod["spec"]["template"]["spec"].get("automountServiceAccountToken"):
         return
+    cm = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-config"))
+    config = yaml.safe_load(cm["data"]["config.yaml"])
+    edge_cfg = config.get("edge") or {}
+    edge = role == "edge"
+    want_list = "accounts_crd" in config or (edge and bool((edge_cfg.get("peers") or {}).get("service")))
+    want_patch = edge and "pod_deletion_cost" in edge_cfg
     deadline = time.time() + 10
     while time.time() < deadline:
         with urllib.request.urlopen(f"{url}/_test/requests", timeout=5) as r:
             seen = {request_attributes(q)[:3] for q in json.loads(r.read())}
         listed = {(g, res) for verb, g, res in seen if verb == "list"}
         watched = {(g, res) for verb, g, res in seen if verb == "watch"}
-        if listed and listed <= watched:
+        patched = ("patch", "", "pods") in seen
+        if (listed or not want_list) and listed <= watched and (patched or not want_patch):
             return
         time.sleep(0.2)
 

@@ -3,6 +3,9 @@
 admin; the edge's own requests carry its ServiceAccount token).
 
     k8s_live.py release HELM NAME NAMESPACE REVISION|gone [--replicas DEPLOYMENT=N ...]
+    k8s_live.py walkthrough DOC SMSC HELM
+    k8s_live.py complete-jobs NAMESPACE LOG      (until killed)
+    k8s_live.py hooks NAMESPACE LOG RUNS none|existing
     k8s_live.py edge --smsc BIN --namespace NS --pod POD --smpp PORT --admin PORT --pid PID
                      --log FILE --manifest FILE --sa-kubeconfig FILE
 
@@ -258,6 +261,24 @@ def cmd_edge(argv: list[str]) -> None:
     until("the edge ready (its SmppAccount and Secret watches listed through the API)", ready)
     ok("the edge is ready on the ServiceAccount's token (SmppAccounts and Secrets listed)")
 
+    # Its own Pod's deletion cost follows its bound sessions (edge.pod_deletion_cost).
+    cost_key = "controller.kubernetes.io/pod-deletion-cost"
+
+    def cost_is(want: str) -> Callable[[], bool]:
+        def probe() -> bool:
+            alive()
+            pod = kget("pod", a.pod, "-n", ns)
+            return (pod["metadata"].get("annotations") or {}).get(cost_key) == want
+        return probe
+
+    until(f"{cost_key} \"0\" on Pod {a.pod} before any bind", cost_is("0"))
+    pod = kget("pod", a.pod, "-n", ns, "--show-managed-fields")
+    cost_managers = [m["manager"] for m in pod["metadata"].get("managedFields", [])
+                     if cost_key in json.dumps(m.get("fieldsV1", {}))]
+    if cost_managers != ["smsc-edge/deletion-cost"]:
+        fail(f"{cost_key} is managed by {cost_managers}, want the edge's field manager smsc-edge/deletion-cost")
+    ok(f"Pod {a.pod}: {cost_key} \"0\" with no session, written by field manager smsc-edge/deletion-cost")
+
     def hash_of(password: str) -> str:
         return subprocess.run([a.smsc, "hash-password", password], capture_output=True, text=True,
                               check=True).stdout.strip()
@@ -293,6 +314,8 @@ def cmd_edge(argv: list[str]) -> None:
     held, s1 = bind_status(a.smpp, "bank", "first1")
     if held != 0:
         fail(f"bind refused: 0x{held:08x}")
+    until(f"{cost_key} \"1\" with one session bound", cost_is("1"))
+    ok(f"Pod {a.pod}: {cost_key} \"1\" with one session bound")
 
     def status_applied() -> dict[str, Any] | None:
         obj = kget("smppaccount", "bank", "-n", ns, "--show-managed-fields")
@@ -348,6 +371,7 @@ def cmd_edge(argv: list[str]) -> None:
         if status != 0:
             fail(f"bind refused: 0x{status:08x}")
         sessions.append(s)
+    until(f"{cost_key} \"4\" with four sessions bound", cost_is("4"))
     docs = [d for d in yaml.safe_load_all(open(a.manifest)) if d]
     config = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap"
                                  and d["metadata"]["name"].endswith("-config"))["data"]["config.yaml"])
@@ -365,8 +389,11 @@ def cmd_edge(argv: list[str]) -> None:
     if ended != 2:
         fail(f"{ended} sessions ended by the rebalance, expected 2 (fair share of 4 over 2 edges)")
     ok(f"EndpointSlice of Service {service} with 2 ready peers: 2 of 4 sessions shed, 2 kept")
+    until(f"{cost_key} \"2\" once 2 of 4 sessions were shed", cost_is("2"))
     for s in sessions:
         s.close()
+    until(f"{cost_key} \"0\" once every session ended", cost_is("0"))
+    ok(f"Pod {a.pod}: {cost_key} followed the sessions: 4 bound, 2 after the rebalance, 0 after they ended")
 
     # Deleted: binds refused.
     kubectl("delete", "smppaccount", "bank", "-n", ns)
@@ -376,7 +403,8 @@ def cmd_edge(argv: list[str]) -> None:
     # RBAC: the token has the Role's grants and nothing more.
     role = next(d for d in docs if d["kind"] == "Role")
     granted = {(g, r) for rule in role["rules"] for g in rule.get("apiGroups", []) for r in rule.get("resources", [])}
-    refused = [("get", "pods", ns), ("list", "secrets", "kube-system"), ("list", "configmaps", ns),
+    refused = [("get", "pods", ns), ("update", "pods", ns), ("delete", "pods", ns), ("patch", "pods", "default"),
+               ("list", "secrets", "kube-system"), ("list", "configmaps", ns),
                ("create", "smppaccounts.smsc.io", ns), ("delete", "secrets", ns),
                ("patch", "smppaccounts.smsc.io", ns), ("list", "smppaccounts.smsc.io", "default")]
     for verb, resource, where in refused:
@@ -390,6 +418,9 @@ def cmd_edge(argv: list[str]) -> None:
         p = kubectl("auth", "can-i", "watch", resource, "-n", ns, kubeconfig=a.sa_kubeconfig, check=False)
         if p.stdout.strip() != "yes":
             fail(f"the ServiceAccount may not watch {resource}, which the edge needs")
+    p = kubectl("auth", "can-i", "patch", f"pods/{a.pod}", "-n", ns, kubeconfig=a.sa_kubeconfig, check=False)
+    if p.stdout.strip() != "yes":
+        fail("the ServiceAccount may not patch its Pod (pod-deletion-cost)")
     log = open(a.log).read()
     refusal = re.compile(r"forbidden|code: 403", re.I)
     if refusal.search(log):
@@ -428,6 +459,44 @@ def cmd_complete_jobs(argv: list[str]) -> None:
         time.sleep(0.3)
 
 
+def cmd_walkthrough(argv: list[str]) -> None:
+    """Runs the shell block that follows `<!-- walkthrough -->` in DOC as written, with the
+    test's binary for `docker run --rm <image>` and HELM as `helm`; then checks what it
+    made: the release deployed, the account's resource accepted with its Secret."""
+    import shutil
+    import tempfile
+
+    doc, smsc, helm = argv
+    text = open(doc).read()
+    m = re.search(r"<!-- walkthrough -->\n```sh\n(.*?)\n```", text, re.S)
+    if not m:
+        fail(f"{doc}: no ```sh block after <!-- walkthrough -->")
+    script, n = re.subn(r"docker run --rm \S+ ", f"{smsc} ", m[1])
+    if n == 0:
+        fail(f"{doc}: the walkthrough no longer hashes its password with the image")
+    bin_dir = tempfile.mkdtemp()
+    try:
+        os.symlink(helm, os.path.join(bin_dir, "helm"))
+        env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+        p = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True)
+    finally:
+        shutil.rmtree(bin_dir)
+    if p.returncode != 0:
+        fail(f"{doc}'s walkthrough failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    steps = [line for line in m[1].splitlines() if re.match(r"^(kubectl|helm) ", line)]
+    account = kget("smppaccount", "bank", "-n", "smsc")
+    secret = kget("secret", "bank-password", "-n", "smsc")
+    import base64
+
+    hash_ = base64.b64decode(secret["data"]["hash"]).decode()
+    if not hash_.startswith("$argon2id$") or account["spec"]["passwordSecretRef"]["name"] != "bank-password":
+        fail(f"walkthrough: account {account['spec']} with Secret hash {hash_[:12]}...")
+    if "bank" not in p.stdout:
+        fail(f"walkthrough: kubectl get smppaccounts printed\n{p.stdout}")
+    ok(f"{doc}'s walkthrough ran as written ({len(steps)} kubectl/helm commands): namespace, Secret with"
+       f" an argon2id hash, release, SmppAccount bank listed by kubectl get smppaccounts")
+
+
 def cmd_hooks(argv: list[str]) -> None:
     """After an install (`before` = none) or an upgrade (`before` = existing): the migration
     Job ran as a hook, before the release's Deployments existed or before they changed,
@@ -452,7 +521,7 @@ def cmd_hooks(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     commands = {"release": cmd_release, "edge": cmd_edge, "complete-jobs": cmd_complete_jobs,
-                "hooks": cmd_hooks}
+                "hooks": cmd_hooks, "walkthrough": cmd_walkthrough}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__, file=sys.stderr)
         sys.exit(64)

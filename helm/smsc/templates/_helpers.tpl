@@ -112,6 +112,11 @@ Switches computed from the values. Each prints "true" or nothing, so that
 {{- if and (include "smsc.rebalance" .) (eq .Values.edge.rebalance.peers "service") }}true{{ end }}
 {{- end }}
 
+{{/* Each edge keeps its Pod's controller.kubernetes.io/pod-deletion-cost at its session count (config edge.pod_deletion_cost; Kubernetes API). */}}
+{{- define "smsc.podDeletionCost" -}}
+{{- if .Values.edge.podDeletionCost.enabled }}true{{ end }}
+{{- end }}
+
 {{/* Rebalancing counts ready edges in DNS: the ready-only headless Service <fullname>-edge-peers. */}}
 {{- define "smsc.peersDns" -}}
 {{- if and (include "smsc.rebalance" .) (eq .Values.edge.rebalance.peers "dns") }}true{{ end }}
@@ -119,8 +124,8 @@ Switches computed from the values. Each prints "true" or nothing, so that
 
 {{/*
 Whether a role's pods call the Kubernetes API (and so get the service account token):
-include "smsc.kubeApi" (list $ "edge"). Edges: CRD accounts (watch, status) or
-EndpointSlice peers; workers: CRD accounts (lib.rs starts the watcher in edge and worker
+include "smsc.kubeApi" (list $ "edge"). Edges: CRD accounts (watch, status),
+EndpointSlice peers or the pod-deletion-cost of their own Pod; workers: CRD accounts (lib.rs starts the watcher in edge and worker
 roles); routers: never. With "any": whether some role does (ServiceAccount, RBAC).
 */}}
 {{- define "smsc.kubeApi" -}}
@@ -128,7 +133,8 @@ roles); routers: never. With "any": whether some role does (ServiceAccount, RBAC
 {{- $role := index . 1 }}
 {{- $crd := include "smsc.accountsCrd" $ }}
 {{- $slices := include "smsc.peersService" $ }}
-{{- if or (and (has $role (list "edge" "any")) (or $crd $slices)) (and (eq $role "worker") $crd) }}true{{ end }}
+{{- $cost := include "smsc.podDeletionCost" $ }}
+{{- if or (and (has $role (list "edge" "any")) (or $crd $slices $cost)) (and (eq $role "worker") $crd) }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -177,6 +183,11 @@ stays unset: the binary takes $POD_NAME.
 {{- else }}
 {{- /* No peers: the binary would ignore the tuning; leave it out rather than suggest rebalancing. */}}
 {{- $_ := unset $edge "rebalance" }}
+{{- end }}
+{{- if include "smsc.podDeletionCost" . }}
+{{- $_ := set $edge "pod_deletion_cost" (dict "interval" .Values.edge.podDeletionCost.interval) }}
+{{- else }}
+{{- $_ := unset $edge "pod_deletion_cost" }}
 {{- end }}
 {{- $_ := set $c "edge" $edge }}
 {{- $worker := $c.worker | default dict }}
@@ -324,7 +335,11 @@ metadata:
 spec:
   serviceAccountName: {{ include "smsc.serviceAccountName" $ }}
   {{- if $kubeApi }}
-  # This role calls the Kubernetes API ({{ if and $edge (include "smsc.peersService" $) }}EndpointSlices{{ if include "smsc.accountsCrd" $ }}, {{ end }}{{ end }}{{ if include "smsc.accountsCrd" $ }}SmppAccounts and Secrets{{ end }}): the Role {{ include "smsc.fullname" $ }}.
+  {{- $calls := list }}
+  {{- if and $edge (include "smsc.peersService" $) }}{{ $calls = append $calls "EndpointSlices" }}{{ end }}
+  {{- if include "smsc.accountsCrd" $ }}{{ $calls = append $calls "SmppAccounts and Secrets" }}{{ end }}
+  {{- if and $edge (include "smsc.podDeletionCost" $) }}{{ $calls = append $calls "its own Pod's deletion cost" }}{{ end }}
+  # This role calls the Kubernetes API ({{ join ", " $calls }}): the Role {{ include "smsc.fullname" $ }}.
   automountServiceAccountToken: true
   {{- else }}
   automountServiceAccountToken: {{ $.Values.serviceAccount.automountToken }}

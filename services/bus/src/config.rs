@@ -11,6 +11,11 @@ use smsc_runtime::config::{ClientTls, ConfigError, duration, durations, invalid}
 #[serde(deny_unknown_fields, default)]
 pub struct BusConfig {
     pub kind: BusKind,
+    /// What every topic's name starts with: `<topic_prefix>.submit`, ... ([`crate::Topics`]).
+    /// Two releases on one Kafka each need their own.
+    pub topic_prefix: String,
+    /// What every consumer group's name starts with: `<group_prefix>-router`, ...
+    pub group_prefix: String,
     /// Partitions per topic (created when missing).
     pub partitions: u32,
     /// Embedded: consumer lag (records) above which producers see backpressure.
@@ -42,6 +47,8 @@ impl Default for BusConfig {
     fn default() -> Self {
         Self {
             kind: BusKind::Embedded,
+            topic_prefix: crate::topics::DEFAULT_PREFIX.into(),
+            group_prefix: crate::topics::DEFAULT_PREFIX.into(),
             partitions: 8,
             max_lag: 100_000,
             brokers: "127.0.0.1:9092".into(),

@@ -31,6 +31,10 @@ pub struct Lanes {
     pub shares: Shares,
     /// Where this hop reports the accounts crowding it, under its name.
     pub pressure: Option<(Pressure, &'static str)>,
+    /// What the names of the delayed topics it consumes start with (the retry tiers',
+    /// [`crate::Topics::retry_prefix`]): what waits there is not due yet, so it does not
+    /// count as falling behind.
+    pub delayed: Option<Arc<str>>,
 }
 
 impl Lanes {
@@ -38,7 +42,14 @@ impl Lanes {
     /// shares, no report.
     pub fn new(lanes: usize) -> Self {
         let lanes = lanes.max(1);
-        Self { lanes, read_ahead: lanes * 4, batch: 64, shares: Shares::default(), pressure: None }
+        Self {
+            lanes,
+            read_ahead: lanes * 4,
+            batch: 64,
+            shares: Shares::default(),
+            pressure: None,
+            delayed: None,
+        }
     }
 }
 
@@ -115,11 +126,12 @@ pub async fn run_batches<F, Fut, G>(
     // up to a statistics interval old; what the hop read ahead is now), less those
     // running.
     let lag = consumer.lag_probe();
+    let delayed = lanes.delayed.clone();
     let waiting = move |s: &Scheduler<Delivery>| {
         let lag = lag.as_ref().map_or(0, |probe| {
             probe()
                 .into_iter()
-                .filter(|(topic, _)| !topic.starts_with(crate::topics::RETRY_PREFIX))
+                .filter(|(topic, _)| !delayed.as_ref().is_some_and(|d| topic.starts_with(&**d)))
                 .map(|(_, n)| usize::try_from(n).unwrap_or(usize::MAX))
                 .sum::<usize>()
         });
@@ -338,19 +350,20 @@ impl Hop {
 /// waiting for the killed one it replaces, and the broker can be down for a while.
 pub async fn join(
     bus: &Arc<dyn Bus>,
-    group: &'static str,
+    group: &str,
     topics: &[&str],
     max_in_flight: usize,
     shutdown: &CancellationToken,
     metrics: Option<&Arc<Metrics>>,
 ) -> Option<Box<dyn Consumer>> {
     let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+    let group: Arc<str> = group.into();
     let mut backoff = std::time::Duration::from_millis(200);
     loop {
-        let (bus, names) = (Arc::clone(bus), topics.clone());
+        let (bus, names, name) = (Arc::clone(bus), topics.clone(), group.clone());
         let joined = tokio::task::spawn_blocking(move || {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            bus.consumer(group, &names, max_in_flight)
+            bus.consumer(&name, &names, max_in_flight)
         });
         match joined.await {
             Ok(Ok(consumer)) => {
@@ -360,9 +373,9 @@ pub async fn join(
                 return Some(consumer);
             }
             Ok(Err(e)) => {
-                warn!(error = %smsc_runtime::telemetry::error_chain(&e), group, "joining the consumer group failed; retrying")
+                warn!(error = %smsc_runtime::telemetry::error_chain(&e), %group, "joining the consumer group failed; retrying")
             }
-            Err(e) => warn!(error = %e, group, "joining the consumer group panicked; retrying"),
+            Err(e) => warn!(error = %e, %group, "joining the consumer group panicked; retrying"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return None,
@@ -377,7 +390,7 @@ pub async fn join(
 async fn report_lag(
     probe: LagProbe,
     metrics: Arc<Metrics>,
-    group: &'static str,
+    group: Arc<str>,
     shutdown: CancellationToken,
 ) {
     let mut seen: Vec<String> = Vec::new();
@@ -385,12 +398,12 @@ async fn report_lag(
         let lag = probe();
         for topic in &seen {
             if !lag.iter().any(|(t, _)| t == topic) {
-                let _ = metrics.consumer_lag.remove_label_values(&[group, topic]);
+                let _ = metrics.consumer_lag.remove_label_values(&[&*group, topic.as_str()]);
             }
         }
         for (topic, records) in &lag {
             let records = i64::try_from(*records).unwrap_or(i64::MAX);
-            metrics.consumer_lag.with_label_values(&[group, topic]).set(records);
+            metrics.consumer_lag.with_label_values(&[&*group, topic.as_str()]).set(records);
         }
         seen = lag.into_iter().map(|(t, _)| t).collect();
         tokio::select! {
@@ -399,7 +412,7 @@ async fn report_lag(
         }
     }
     for topic in &seen {
-        let _ = metrics.consumer_lag.remove_label_values(&[group, topic]);
+        let _ = metrics.consumer_lag.remove_label_values(&[&*group, topic.as_str()]);
     }
 }
 

@@ -16,55 +16,6 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-/// Topic names (docs/architecture.md).
-pub mod topics {
-    use crate::Class;
-
-    /// Accepted submits of the standard class; [`submit`] names every class's.
-    pub const SUBMIT: &str = "smsc.submit";
-    /// Delivery tasks of the standard class; [`deliver`] names every class's.
-    pub const DELIVER: &str = "smsc.deliver";
-    pub const NOTIFY: &str = "smsc.notify";
-    pub const MO: &str = "smsc.mo";
-    /// The accounts crowding each hop (`pressure.rs`), for the edges.
-    pub const PRESSURE: &str = "smsc.pressure";
-
-    /// What every retry tier's name starts with.
-    pub const RETRY_PREFIX: &str = "smsc.retry.";
-
-    /// A delayed retry tier, e.g. `smsc.retry.10s`.
-    pub fn retry(tier: &str) -> String {
-        format!("{RETRY_PREFIX}{tier}")
-    }
-
-    /// The topic of `class`'s accepted submits. Each class has its own partitions, so a
-    /// campaign's backlog in `bulk` is not in front of an interactive message: a consumer
-    /// takes the partitions it holds in turn. The standard class keeps the original name.
-    pub const fn submit(class: Class) -> &'static str {
-        match class {
-            Class::Interactive => "smsc.submit.interactive",
-            Class::Standard => SUBMIT,
-            Class::Bulk => "smsc.submit.bulk",
-        }
-    }
-
-    /// The topic of `class`'s delivery tasks (as [`submit`]).
-    pub const fn deliver(class: Class) -> &'static str {
-        match class {
-            Class::Interactive => "smsc.deliver.interactive",
-            Class::Standard => DELIVER,
-            Class::Bulk => "smsc.deliver.bulk",
-        }
-    }
-
-    /// Every class's submit topics, highest class first.
-    pub const SUBMITS: [&str; 3] =
-        [submit(Class::Interactive), submit(Class::Standard), submit(Class::Bulk)];
-    /// Every class's delivery topics, highest class first.
-    pub const DELIVERS: [&str; 3] =
-        [deliver(Class::Interactive), deliver(Class::Standard), deliver(Class::Bulk)];
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// Partitioning key (the destination address for submits: per-destination order).
@@ -189,18 +140,20 @@ pub trait Consumer: Send {
 /// `records[i]`'s): one publish per topic, all at once, the outcomes in the records' order.
 pub fn publish_each_to(
     bus: &dyn Bus,
-    topics: &[&'static str],
+    topics: &[impl AsRef<str>],
     records: Vec<Record>,
 ) -> BoxFuture<'static, Vec<Result<(), BusError>>> {
     assert_eq!(topics.len(), records.len(), "a topic per record");
-    let Some(&first) = topics.first() else { return Box::pin(async { Vec::new() }) };
-    if topics.iter().all(|t| *t == first) {
+    let Some(first) = topics.first().map(AsRef::as_ref) else {
+        return Box::pin(async { Vec::new() });
+    };
+    if topics.iter().all(|t| t.as_ref() == first) {
         return bus.publish_each(first, records);
     }
     let n = records.len();
     let mut groups: Vec<(&str, Vec<usize>, Vec<Record>)> = Vec::new();
-    for (i, (topic, record)) in topics.iter().zip(records).enumerate() {
-        match groups.iter_mut().find(|g| g.0 == *topic) {
+    for (i, (topic, record)) in topics.iter().map(AsRef::as_ref).zip(records).enumerate() {
+        match groups.iter_mut().find(|g| g.0 == topic) {
             Some(g) => {
                 g.1.push(i);
                 g.2.push(record);
@@ -237,10 +190,12 @@ pub mod kafka;
 pub mod lanes;
 pub mod pressure;
 pub mod tiers;
+pub mod topics;
 
 pub use config::{BusConfig, BusKind, RetryConfig};
 pub use fair::{Class, Flow, Shares};
 pub use tiers::Tiers;
+pub use topics::Topics;
 
 // The properties every `Bus` keeps, as functions a test of any implementation calls.
 #[cfg(any(test, feature = "contract-tests"))]

@@ -4,7 +4,7 @@
 //! (ESME_RTHROTTLED), not everyone's.
 //!
 //! In `smsc all` the hops and the edge share one [`Pressure`]. Between processes the
-//! reports travel on `smsc.pressure`: [`share`] publishes this process's while it names
+//! reports travel on `<prefix>.pressure` ([`crate::Topics::pressure`]): [`share`] publishes this process's while it names
 //! accounts (again every [`REPEAT`]), and [`follow`] on each edge keeps every report it
 //! reads for [`TRUST`], so a hop that died stops counting on its own.
 
@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::{Bus, Record, topics};
+use crate::{Bus, Record};
 
 /// How often a report naming accounts is published again.
 pub const REPEAT: Duration = Duration::from_secs(1);
@@ -146,12 +146,13 @@ fn decode(payload: &Bytes) -> Option<(i64, Vec<Bytes>)> {
     Some((at, accounts))
 }
 
-/// Publishes this process's reports as `source` (its node id) on `smsc.pressure`: when
-/// they change, and every [`REPEAT`] while they name accounts. Best effort: a report that
-/// does not get through is followed by the next.
+/// Publishes this process's reports as `source` (its node id) on `topic` (the release's
+/// `<prefix>.pressure`): when they change, and every [`REPEAT`] while they name accounts.
+/// Best effort: a report that does not get through is followed by the next.
 pub async fn share(
     bus: Arc<dyn Bus>,
     pressure: Pressure,
+    topic: Arc<str>,
     source: String,
     shutdown: CancellationToken,
 ) {
@@ -160,7 +161,7 @@ pub async fn share(
         let accounts = pressure.local();
         if !accounts.is_empty() || accounts != last {
             let record = Record::new(source.clone(), encode(SystemClock.now_ms(), &accounts));
-            if let Err(e) = bus.publish(topics::PRESSURE, vec![record]).await {
+            if let Err(e) = bus.publish(&topic, vec![record]).await {
                 debug!(error = %smsc_runtime::telemetry::error_chain(&e), "pressure report not published");
             }
             last = accounts;
@@ -173,17 +174,18 @@ pub async fn share(
     }
 }
 
-/// Reads every process's reports from `smsc.pressure` into `pressure` (an edge's), as
-/// consumer group `group` of its own, until shutdown; each counts for [`TRUST`] from when
-/// it was made.
+/// Reads every process's reports from `topic` (`<prefix>.pressure`) into `pressure` (an
+/// edge's), as consumer group `group` of its own, until shutdown; each counts for
+/// [`TRUST`] from when it was made.
 pub async fn follow(
     bus: Arc<dyn Bus>,
     pressure: Pressure,
-    group: &'static str,
+    topic: Arc<str>,
+    group: String,
     shutdown: CancellationToken,
 ) {
     let Some(mut consumer) =
-        crate::lanes::join(&bus, group, &[topics::PRESSURE], 256, &shutdown, None).await
+        crate::lanes::join(&bus, &group, &[&topic], 256, &shutdown, None).await
     else {
         return;
     };
@@ -259,8 +261,11 @@ mod tests {
         let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new(EmbeddedBusConfig::default()));
         let (hops, edge) = (Pressure::default(), Pressure::default());
         let shutdown = CancellationToken::new();
-        tokio::spawn(share(bus.clone(), hops.clone(), "worker-1".into(), shutdown.clone()));
-        tokio::spawn(follow(bus, edge.clone(), "edge-1-pressure", shutdown.clone()));
+        let topic: Arc<str> = "smsc.pressure".into();
+        let report =
+            share(bus.clone(), hops.clone(), topic.clone(), "worker-1".into(), shutdown.clone());
+        tokio::spawn(report);
+        tokio::spawn(follow(bus, edge.clone(), topic, "edge-1-pressure".into(), shutdown.clone()));
         hops.report("worker", vec![Bytes::from_static(b"flood")]);
         let until = |over: bool| {
             let edge = edge.clone();

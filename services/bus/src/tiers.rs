@@ -1,30 +1,31 @@
-//! The delayed retry tiers: one topic per delay, `smsc.retry.<name>`.
+//! The delayed retry tiers: one topic per delay, `<bus.topic_prefix>.retry.<name>`.
 
 use crate::config::RetryConfig;
 
-/// The retry tiers: topics `smsc.retry.<name>` with equal delays inside each, so that
-/// a tier is a FIFO in due order.
+/// The retry tiers: topics `<prefix>.retry.<name>` with equal delays inside each, so
+/// that a tier is a FIFO in due order. Part of [`crate::Topics`], which names them.
 #[derive(Debug, Clone)]
 pub struct Tiers {
-    tiers: Vec<(std::time::Duration, String)>,
+    tiers: Vec<(std::time::Duration, std::sync::Arc<str>)>,
 }
 
 impl Tiers {
-    pub fn new(delays: &[std::time::Duration]) -> Self {
-        let mut tiers: Vec<_> = delays
-            .iter()
-            .map(|d| (*d, crate::topics::retry(&RetryConfig::tier_name(*d))))
-            .collect();
+    /// Tiers of `delays` named `<retry_prefix><name>` (`retry_prefix` ends in `.retry.`).
+    pub fn new(retry_prefix: &str, delays: &[std::time::Duration]) -> Self {
+        let name = |d: std::time::Duration| -> std::sync::Arc<str> {
+            format!("{retry_prefix}{}", RetryConfig::tier_name(d)).into()
+        };
+        let mut tiers: Vec<_> = delays.iter().map(|d| (*d, name(*d))).collect();
         if tiers.is_empty() {
             let d = std::time::Duration::from_secs(10);
-            tiers.push((d, crate::topics::retry("10s")));
+            tiers.push((d, name(d)));
         }
         Self { tiers }
     }
 
     /// Every tier topic (the worker consumes them all).
     pub fn topics(&self) -> Vec<String> {
-        let mut t: Vec<String> = self.tiers.iter().map(|(_, t)| t.clone()).collect();
+        let mut t: Vec<String> = self.tiers.iter().map(|(_, t)| t.to_string()).collect();
         t.dedup();
         t
     }
@@ -52,11 +53,10 @@ mod tests {
 
     #[test]
     fn tiers() {
-        let t = Tiers::new(&[
-            Duration::from_secs(10),
-            Duration::from_secs(60),
-            Duration::from_secs(300),
-        ]);
+        let t = Tiers::new(
+            "smsc.retry.",
+            &[Duration::from_secs(10), Duration::from_secs(60), Duration::from_secs(300)],
+        );
         assert_eq!(t.for_attempt(1), (Duration::from_secs(10), "smsc.retry.10s"));
         assert_eq!(t.for_attempt(2), (Duration::from_secs(60), "smsc.retry.1m"));
         assert_eq!(t.for_attempt(9), (Duration::from_secs(300), "smsc.retry.5m"));

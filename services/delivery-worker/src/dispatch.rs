@@ -15,7 +15,7 @@ use futures::stream::{FuturesOrdered, FuturesUnordered};
 use prost::Message as _;
 use smsc_accounts::AccountDirectory;
 use smsc_bus::lanes::{Lanes, join, run_lanes};
-use smsc_bus::{Bus, BusError, Delivery, topics};
+use smsc_bus::{Bus, BusError, Delivery, Topics};
 use smsc_store::store_until_ok;
 
 use crate::edge_link::DynEdgeLink;
@@ -28,7 +28,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-pub const GROUP: &str = "smsc-dispatcher";
+/// Consumer group of the dispatchers: `<bus.group_prefix>-dispatcher` ([`Topics::group`]).
+pub const GROUP: &str = "dispatcher";
 
 /// The endpoints of the edges holding an account's receivers, shared: no copy per
 /// notification.
@@ -408,17 +409,18 @@ fn kind_label(k: NotificationKind) -> &'static str {
     if k == NotificationKind::Mo { "mo" } else { "receipt" }
 }
 
-/// Consumes `smsc.notify` (per account in order) and sweeps the pending queues every
-/// `interval`, until shutdown.
+/// Consumes the release's `<prefix>.notify` (per account in order) and sweeps the pending
+/// queues every `interval`, until shutdown.
 pub async fn run(
     d: Arc<Dispatcher>,
     bus: Arc<dyn Bus>,
+    topics: Topics,
     lanes: Lanes,
     interval: Duration,
 ) -> Result<(), BusError> {
     let metrics = Some(&d.process_metrics);
-    let Some(consumer) =
-        join(&bus, GROUP, &[topics::NOTIFY], lanes.read_ahead, &d.shutdown, metrics).await
+    let (group, topic) = (topics.group(GROUP), topics.notify());
+    let Some(consumer) = join(&bus, &group, &[topic], lanes.read_ahead, &d.shutdown, metrics).await
     else {
         return Ok(());
     };

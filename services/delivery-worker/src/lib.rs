@@ -37,9 +37,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message as _;
-use smsc_bus::Tiers;
+use smsc_bus::Topics;
 use smsc_bus::lanes::{Lanes, Step, join, publish_until_ok, run_batches};
-use smsc_bus::{Bus, BusError, Delivery, Record, topics};
+use smsc_bus::{Bus, BusError, Delivery, Record};
 use smsc_bus::{Class, Flow};
 use smsc_runtime::telemetry::Metrics;
 use smsc_store::store_until_ok;
@@ -58,15 +58,16 @@ use connector::{ConnectorContext, Inbound, UpstreamReceipt};
 pub use metrics::{UpstreamMetrics, WorkerMetrics};
 pub use start::{Deps, build_connectors, start};
 
-/// Consumer group of the delivery workers.
-pub const GROUP: &str = "smsc-worker";
+/// Consumer group of the delivery workers: `<bus.group_prefix>-worker` ([`Topics::group`]).
+pub const GROUP: &str = "worker";
 
 #[derive(Debug)]
 pub struct Worker {
     pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn Store>,
     pub connectors: Connectors,
-    pub tiers: Tiers,
+    /// The release's topics (its retry tiers among them) and groups.
+    pub topics: Topics,
     pub clock: Arc<dyn Clock>,
     /// The process's registry (consumer lag).
     pub process_metrics: Arc<Metrics>,
@@ -82,7 +83,7 @@ impl Worker {
         bus: Arc<dyn Bus>,
         store: Arc<dyn Store>,
         connectors: Connectors,
-        tiers: Tiers,
+        topics: Topics,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
@@ -91,7 +92,7 @@ impl Worker {
             bus,
             store,
             connectors,
-            tiers,
+            topics,
             clock,
             metrics: metrics.family(),
             upstream_metrics: metrics.family(),
@@ -103,13 +104,15 @@ impl Worker {
 }
 
 /// Runs delivery until `shutdown`, `lanes` tasks in progress (per destination in order).
-pub async fn run(worker: Arc<Worker>, lanes: Lanes) -> Result<(), BusError> {
-    let mut topics: Vec<String> = topics::DELIVERS.map(str::to_owned).to_vec();
-    topics.extend(worker.tiers.topics());
+pub async fn run(worker: Arc<Worker>, mut lanes: Lanes) -> Result<(), BusError> {
+    let mut topics: Vec<String> = worker.topics.delivers().iter().map(|t| t.to_string()).collect();
+    topics.extend(worker.topics.tiers.topics());
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    // What waits on the retry tiers is not due yet: not a backlog.
+    lanes.delayed = Some(worker.topics.retry_prefix().clone());
     let Some(consumer) = join(
         &worker.bus,
-        GROUP,
+        &worker.topics.group(GROUP),
         &names,
         lanes.read_ahead,
         &worker.shutdown,
@@ -225,7 +228,7 @@ impl Worker {
             // attempt failed temporarily, so the message is free to try again.
         } else if let Some(at) = m.schedule_at.filter(|at| *at > now) {
             let wait = Duration::from_millis((at - now) as u64);
-            return self.requeue(task, self.tiers.for_wait(wait), Some(wait), flow).await;
+            return self.requeue(task, self.topics.tiers.for_wait(wait), Some(wait), flow).await;
         }
         // The route's and the connector's rates: the message waits for its turns unclaimed.
         if let Some(pace) = self.routes.get(&task.route, task.route_rate) {
@@ -295,7 +298,7 @@ impl Worker {
                 }
                 self.metrics
                     .retries_total
-                    .with_label_values(&[topic.trim_start_matches("smsc.retry.")])
+                    .with_label_values(&[topic.trim_start_matches(&**self.topics.retry_prefix())])
                     .inc();
                 let back = Update {
                     state: Some(DeliveryState::Enroute),
@@ -327,11 +330,11 @@ impl Worker {
     /// tier that fits), and expires then, not at the last attempt before it.
     fn retry_tier(&self, attempt: u32, now: i64, expire_at: i64) -> Option<(Duration, &str)> {
         let left = Duration::from_millis(u64::try_from(expire_at - now).ok().filter(|l| *l > 0)?);
-        let (delay, topic) = self.tiers.for_attempt(attempt);
+        let (delay, topic) = self.topics.tiers.for_attempt(attempt);
         if delay < left {
             return Some((delay, topic));
         }
-        let (delay, topic) = self.tiers.for_wait(left);
+        let (delay, topic) = self.topics.tiers.for_wait(left);
         Some((delay.min(left), topic))
     }
 
@@ -441,7 +444,7 @@ impl Worker {
         let wait = Duration::from_millis(u64::try_from(m.expire_at - now).unwrap_or(0));
         let check =
             DeliveryTask { upstream_check: true, check_claim: false, seen_claim: 0, ..task };
-        self.requeue(check, self.tiers.for_wait(wait), Some(wait), flow).await
+        self.requeue(check, self.topics.tiers.for_wait(wait), Some(wait), flow).await
     }
 
     /// Records that the receipt of `key` was applied and ours sent (an empty parked
@@ -601,9 +604,11 @@ impl Worker {
     async fn upstream_mo(&self, connector: &str, mo: MoEvent) -> CommandStatus {
         let key = mo.dest.as_ref().map(|a| a.addr.clone()).unwrap_or_default();
         let record = Record::new(Bytes::from(key.into_bytes()), Bytes::from(mo.encode_to_vec()));
-        let published =
-            tokio::time::timeout(MO_PUBLISH_TIMEOUT, self.bus.publish(topics::MO, vec![record]))
-                .await;
+        let published = tokio::time::timeout(
+            MO_PUBLISH_TIMEOUT,
+            self.bus.publish(self.topics.mo(), vec![record]),
+        )
+        .await;
         let ok = matches!(published, Ok(Ok(())));
         let label = if ok { "published" } else { "failed" };
         self.upstream_metrics.mo_total.with_label_values(&[connector, label]).inc();
@@ -642,7 +647,7 @@ impl Worker {
             };
         }
         let check = DeliveryTask { check_claim: true, seen_claim: m.attempts, ..task };
-        self.requeue(check, self.tiers.for_attempt(1), None, flow).await
+        self.requeue(check, self.topics.tiers.for_attempt(1), None, flow).await
     }
 
     async fn requeue(
@@ -762,7 +767,7 @@ impl Worker {
         // Receipts are scheduled by account; their class is the standard one.
         let account = Bytes::copy_from_slice(m.system_id.as_bytes());
         Flow::new(Class::Standard, account).mark(&mut record);
-        publish_until_ok(&*self.bus, topics::NOTIFY, vec![record], &self.shutdown).await
+        publish_until_ok(&*self.bus, self.topics.notify(), vec![record], &self.shutdown).await
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message as _;
-use smsc_bus::{Bus, Record, topics};
+use smsc_bus::{Bus, Record};
 use smsc_proto::simulator_server::Simulator;
 use smsc_proto::{Address, InjectMoRequest, InjectMoResponse, MoEvent};
 use smsc_runtime::ids::IdGenerator;
@@ -17,6 +17,8 @@ use tonic::{Request, Response, Status};
 #[derive(Debug)]
 pub struct SimulatorGrpc {
     pub bus: Arc<dyn Bus>,
+    /// Where the handsets' messages go: the release's `<prefix>.mo`.
+    pub mo: Arc<str>,
     pub clock: Arc<dyn Clock>,
     pub ids: IdGenerator,
     /// Concatenation reference numbers.
@@ -24,9 +26,10 @@ pub struct SimulatorGrpc {
 }
 
 impl SimulatorGrpc {
-    pub fn new(bus: Arc<dyn Bus>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(bus: Arc<dyn Bus>, mo: Arc<str>, clock: Arc<dyn Clock>) -> Self {
         Self {
             bus,
+            mo,
             clock,
             ids: IdGenerator::new(),
             next_ref: std::sync::atomic::AtomicU16::new(rand_ref()),
@@ -89,7 +92,7 @@ impl Simulator for SimulatorGrpc {
             ids.push(id);
         }
         self.bus
-            .publish(topics::MO, records)
+            .publish(&self.mo, records)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(InjectMoResponse { ids }))

@@ -1,6 +1,6 @@
 //! The delivery worker's entry point: what `smsc worker` (and `smsc all`) run. It starts
-//! the delivery consumer (`smsc.deliver` and the retry tiers), the dispatcher of receipts
-//! and MO (`smsc.notify`), and the simulator's handset side (`smsc mo`); and it builds the
+//! the delivery consumer (`<prefix>.deliver` and the retry tiers), the dispatcher of
+//! receipts and MO (`<prefix>.notify`), and the simulator's handset side (`smsc mo`); and it builds the
 //! configured connectors, which the binary does first, so that one that cannot be built
 //! stops the process before anything starts.
 
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use smsc_accounts::AccountDirectory;
 use smsc_bus::lanes::Lanes;
 use smsc_bus::pressure::Pressure;
-use smsc_bus::{Bus, Shares, Tiers};
+use smsc_bus::{Bus, Shares, Topics};
 use smsc_runtime::config::ConfigError;
 use smsc_runtime::listen::{BindError, bind};
 use smsc_runtime::telemetry::Metrics;
@@ -84,7 +84,7 @@ pub async fn start(
     config: &WorkerConfig,
     node_id: &str,
     connectors: Connectors,
-    tiers: Tiers,
+    topics: Topics,
     deps: Deps,
     tasks: &mut JoinSet<()>,
     shutdown: CancellationToken,
@@ -94,7 +94,7 @@ pub async fn start(
         deps.bus.clone(),
         deps.store.clone(),
         connectors,
-        tiers,
+        topics.clone(),
         deps.clock.clone(),
         deps.metrics.clone(),
         shutdown.clone(),
@@ -122,13 +122,14 @@ pub async fn start(
         node_id,
     ));
     let (bus, interval) = (deps.bus.clone(), config.pending_interval);
+    let names = topics.clone();
     tasks.spawn(async move {
-        if let Err(e) = dispatch::run(dispatcher, bus, notify, interval).await {
+        if let Err(e) = dispatch::run(dispatcher, bus, names, notify, interval).await {
             warn!(error = %smsc_runtime::telemetry::error_chain(&e), "dispatcher stopped");
         }
     });
 
-    let handsets = SimulatorGrpc::new(deps.bus, deps.clock);
+    let handsets = SimulatorGrpc::new(deps.bus, topics.mo().clone(), deps.clock);
     tasks.spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(simulator);
         let served = tonic::transport::Server::builder()

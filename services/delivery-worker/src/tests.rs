@@ -225,12 +225,12 @@ impl Setup {
                 "up".to_owned(),
                 crate::pace::Paced::wrap(connector.clone() as Arc<dyn Connector>, rate),
             )]),
-            Tiers::new(&TIERS),
+            Topics::new("smsc", "smsc", &TIERS),
             clock.clone(),
             Metrics::new(),
             shutdown.clone(),
         );
-        let notify = bus.consumer("test", &[topics::NOTIFY], 1000).expect("consumer");
+        let notify = bus.consumer("test", &["smsc.notify"], 1000).expect("consumer");
         let w = worker.clone();
         let lanes = smsc_bus::lanes::Lanes { read_ahead: 64, ..smsc_bus::lanes::Lanes::new(4) };
         tokio::spawn(async move { run(w, lanes).await.expect("worker runs") });
@@ -292,7 +292,7 @@ impl Setup {
         };
         let key = Bytes::copy_from_slice(key.as_bytes());
         let record = Record::new(key, Bytes::from(task.encode_to_vec()));
-        self.bus.publish(topics::DELIVER, vec![record]).await.expect("publish");
+        self.bus.publish("smsc.deliver", vec![record]).await.expect("publish");
     }
 
     async fn row(&self, id: &str) -> StoredMessage {
@@ -603,7 +603,7 @@ async fn past_its_rate_a_route_gets_messages_in_turn_and_other_routes_pass() {
 #[tokio::test(start_paused = true)]
 async fn mo_from_an_upstream_goes_to_smsc_mo() {
     let s = Setup::start(Vec::new()).await;
-    let mut mo_topic = s.bus.consumer("test-mo", &[topics::MO], 10).expect("consumer");
+    let mut mo_topic = s.bus.consumer("test-mo", &["smsc.mo"], 10).expect("consumer");
     let mo = MoEvent {
         id: "mo-1".into(),
         source: Some(Address { ton: 1, npi: 1, addr: "447700900555".into() }),

@@ -193,6 +193,7 @@ async fn against_edge(ttl: Duration, n: usize, concurrency: usize) -> (Duration,
         clock: Arc::new(SystemClock),
         metrics: metrics.clone(),
         pressure: Pressure::default(),
+        topics: Default::default(),
     };
     let settings = Settings {
         edge_id: "bench".into(),

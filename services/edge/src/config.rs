@@ -52,6 +52,9 @@ pub struct EdgeConfig {
     pub peers: Option<PeersConfig>,
     /// Shedding sessions above this pod's fair share (needs `peers`).
     pub rebalance: RebalanceConfig,
+    /// Keeps the pod's `controller.kubernetes.io/pod-deletion-cost` annotation equal to
+    /// its bound sessions, so that scaling in removes the least loaded edge; absent: off.
+    pub pod_deletion_cost: Option<PodDeletionCostConfig>,
     /// TTL of a session's entry in the session directory, refreshed while it lives.
     #[serde(deserialize_with = "duration")]
     pub session_lease_ttl: Duration,
@@ -85,6 +88,7 @@ impl Default for EdgeConfig {
             proxy_protocol: ProxyProtocolConfig::default(),
             peers: None,
             rebalance: RebalanceConfig::default(),
+            pod_deletion_cost: None,
             session_lease_ttl: Duration::from_secs(30),
             deliver_queue_wait: Duration::from_secs(2),
             credential_cache: CredentialCacheConfig::default(),
@@ -177,6 +181,24 @@ pub struct RebalanceConfig {
 impl Default for RebalanceConfig {
     fn default() -> Self {
         Self { interval: Duration::from_secs(15), max_shed_per_interval: 5, slack: 1 }
+    }
+}
+
+/// `edge.pod_deletion_cost`: every `interval`, if the pod's bound sessions changed, the
+/// edge patches its own Pod (`node_id`, which is `$POD_NAME` by default, in the pod's
+/// namespace) with `controller.kubernetes.io/pod-deletion-cost: "<sessions>"`. The
+/// ReplicaSet controller deletes the pods of lowest cost first when the Deployment
+/// scales in. Needs a build with the `k8s` feature and RBAC `patch` on `pods`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PodDeletionCostConfig {
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+}
+
+impl Default for PodDeletionCostConfig {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(10) }
     }
 }
 
@@ -283,6 +305,9 @@ impl EdgeConfig {
                     format!("`{advertise}` is not host:port"),
                 ));
             }
+        }
+        if e.pod_deletion_cost.as_ref().is_some_and(|c| c.interval.is_zero()) {
+            return Err(invalid("edge.pod_deletion_cost.interval", "must be longer than 0s"));
         }
         if let Some(p) = &e.peers {
             let sources = [p.dns.is_some(), !p.admin.is_empty(), p.service.is_some()];

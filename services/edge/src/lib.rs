@@ -44,8 +44,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use smsc_accounts::{AccountDirectory, CredentialCache};
-use smsc_bus::Bus;
 use smsc_bus::pressure::Pressure;
+use smsc_bus::{Bus, Topics};
 use smsc_runtime::ids::IdGenerator;
 use smsc_store::{Clock, Store};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -164,6 +164,8 @@ pub struct Edge {
     pub clock: Arc<dyn Clock>,
     /// The accounts crowding the hops behind this edge: their submits are throttled.
     pub pressure: Pressure,
+    /// The release's topics: where the submits go.
+    pub topics: Topics,
     /// This edge's leases of the accounts' quotas.
     pub quotas: Arc<Quotas>,
     pub ids: IdGenerator,
@@ -186,7 +188,7 @@ impl Edge {
     }
 
     pub fn with_limits(settings: Settings, limits: Limits, deps: Deps) -> Arc<Self> {
-        let Deps { accounts, bus, store, clock, metrics, pressure } = deps;
+        let Deps { accounts, bus, store, clock, metrics, pressure, topics } = deps;
         let cache = &settings.credential_cache;
         let credentials = CredentialCache::new(cache.ttl, cache.max_entries);
         Arc::new(Self {
@@ -201,6 +203,7 @@ impl Edge {
             metrics: metrics.family::<EdgeMetrics>(),
             clock,
             pressure,
+            topics,
             ids: IdGenerator::new(),
             registry: Registry::default(),
             limiters: Mutex::new(HashMap::new()),

@@ -80,6 +80,12 @@ impl Registry {
         m.get(system_id).map_or(0, Vec::len)
     }
 
+    /// Bound sessions on this pod, every account.
+    pub fn total(&self) -> usize {
+        let m = self.by_account.lock().unwrap_or_else(|e| e.into_inner());
+        m.values().map(Vec::len).sum()
+    }
+
     /// The account's RX/TRX sessions, starting from a different one each call so that
     /// notifications spread over the binds.
     pub fn receivers(&self, system_id: &str) -> Vec<Arc<SessionHandle>> {

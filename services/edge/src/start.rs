@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use smsc_accounts::AccountDirectory;
-use smsc_bus::Bus;
 use smsc_bus::pressure::Pressure;
+use smsc_bus::{Bus, Topics};
 use smsc_proto::edge_server::EdgeServer;
 use smsc_runtime::config::ConfigError;
 use smsc_runtime::grpc_tls::GrpcTls;
@@ -33,6 +33,8 @@ pub struct Deps {
     pub metrics: Arc<Metrics>,
     /// The accounts over their share of the hops behind this edge ([`smsc_bus::pressure`]).
     pub pressure: Pressure,
+    /// The release's topics: where the submits go.
+    pub topics: Topics,
 }
 
 /// Why the edge did not start.

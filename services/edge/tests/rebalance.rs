@@ -63,6 +63,7 @@ impl Shared {
                 clock: Arc::new(SystemClock),
                 metrics: metrics.clone(),
                 pressure: Default::default(),
+                topics: Default::default(),
             },
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -7,11 +7,13 @@
 //! - [`watch`]: reflectors on both, feeding the edge's `AccountDirectory`, and each
 //!   pod's report in the resources' status.
 //! - [`peers`]: ready edge pods from the EndpointSlices of a Service (rebalancing).
+//! - [`deletion_cost`]: the edge pod's `pod-deletion-cost` annotation from its sessions.
 //!
 //! Tested against `tower_test::mock` standing in for the apiserver (no cluster here).
 #![forbid(unsafe_code)]
 
 pub mod crd;
+pub mod deletion_cost;
 pub mod peers;
 pub mod resolve;
 pub mod watch;

@@ -21,10 +21,10 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use prost::Message as _;
-use smsc_bus::Tiers;
+use smsc_bus::Topics;
 use smsc_bus::lanes::{Lanes, Step, join, publish_until_ok, run_batches};
 use smsc_bus::pressure::Pressure;
-use smsc_bus::{Bus, BusError, Delivery, Record, topics};
+use smsc_bus::{Bus, BusError, Delivery, Record};
 use smsc_bus::{Class, Flow, Shares};
 use smsc_proto::{DeliveryTask, MoEvent, Notification, NotificationKind, SubmitEvent};
 use smsc_runtime::telemetry::Metrics;
@@ -40,15 +40,16 @@ pub use config::RoutingConfig;
 pub use metrics::RouterMetrics;
 pub use routes::Routes;
 
-/// Consumer group of the routers.
-pub const GROUP: &str = "smsc-router";
+/// Consumer group of the routers: `<bus.group_prefix>-router` ([`Topics::group`]).
+pub const GROUP: &str = "router";
 
 #[derive(Debug)]
 pub struct Router {
     pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn Store>,
     pub routes: Arc<ArcSwap<Routes>>,
-    pub tiers: Tiers,
+    /// The release's topics (its retry tiers among them) and groups.
+    pub topics: Topics,
     pub clock: Arc<dyn Clock>,
     /// The process's registry (consumer lag).
     pub process_metrics: Arc<Metrics>,
@@ -61,7 +62,7 @@ impl Router {
         bus: Arc<dyn Bus>,
         store: Arc<dyn Store>,
         routes: Arc<ArcSwap<Routes>>,
-        tiers: Tiers,
+        topics: Topics,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
@@ -70,7 +71,7 @@ impl Router {
             bus,
             store,
             routes,
-            tiers,
+            topics,
             clock,
             metrics: metrics.family(),
             process_metrics: metrics,
@@ -97,7 +98,7 @@ pub struct Deps {
 /// while it runs (a reload).
 pub fn start(
     routes: Arc<ArcSwap<Routes>>,
-    tiers: Tiers,
+    topics: Topics,
     lanes: usize,
     deps: Deps,
     tasks: &mut tokio::task::JoinSet<()>,
@@ -109,7 +110,7 @@ pub fn start(
         ..Lanes::new(lanes)
     };
     let router =
-        Router::new(deps.bus, deps.store, routes, tiers, deps.clock, deps.metrics, shutdown);
+        Router::new(deps.bus, deps.store, routes, topics, deps.clock, deps.metrics, shutdown);
     tasks.spawn(async move {
         if let Err(e) = run(router, lanes).await {
             warn!(error = %smsc_runtime::telemetry::error_chain(&e), "router stopped");
@@ -121,20 +122,22 @@ pub fn start(
 /// kept (the bus key is the destination).
 pub async fn run(router: Arc<Router>, lanes: Lanes) -> Result<(), BusError> {
     let shutdown = router.shutdown.clone();
-    let [interactive, standard, bulk] = topics::SUBMITS;
-    let topics = [interactive, standard, bulk, topics::MO];
+    let names = &router.topics;
+    let [interactive, standard, bulk] = names.submits().each_ref().map(|t| &**t);
+    let topics = [interactive, standard, bulk, &**names.mo()];
     let metrics = Some(&router.process_metrics);
+    let group = names.group(GROUP);
     let Some(consumer) =
-        join(&router.bus, GROUP, &topics, lanes.read_ahead, &shutdown, metrics).await
+        join(&router.bus, &group, &topics, lanes.read_ahead, &shutdown, metrics).await
     else {
         return Ok(());
     };
     run_batches(consumer, lanes, shutdown, move |batch: &[(Flow, Delivery)]| {
         let work: Vec<Work> = batch
             .iter()
-            .map(|(flow, d)| match &*d.topic {
-                topics::MO => Work::Mo(d.record.payload.clone()),
-                _ => Work::Submit(d.record.payload.clone(), flow.clone()),
+            .map(|(flow, d)| match d.topic == *router.topics.mo() {
+                true => Work::Mo(d.record.payload.clone()),
+                false => Work::Submit(d.record.payload.clone(), flow.clone()),
             })
             .collect();
         router.clone().batch(work)
@@ -320,14 +323,14 @@ impl Router {
         flow.mark(&mut record);
         if ev.schedule_at_ms > now {
             let wait = Duration::from_millis((ev.schedule_at_ms - now) as u64);
-            let (delay, topic) = self.tiers.for_wait(wait);
+            let (delay, topic) = self.topics.tiers.for_wait(wait);
             // On the injected clock, the one the bus compares `not_before` with.
             record.not_before = Some(smsc_runtime::clock::after(now, delay.min(wait)));
             outcomes.scheduled += 1;
             (topic, record)
         } else {
             outcomes.routed += 1;
-            (topics::deliver(flow.class), record)
+            (self.topics.deliver(flow.class), record)
         }
     }
 
@@ -364,7 +367,7 @@ impl Router {
         let mut record =
             Record::new(Bytes::from(source.into_bytes()), Bytes::from(n.encode_to_vec()));
         Flow::new(Class::Standard, Bytes::from(account.into_bytes())).mark(&mut record);
-        publish_until_ok(&*self.bus, topics::NOTIFY, vec![record], &self.shutdown).await
+        publish_until_ok(&*self.bus, self.topics.notify(), vec![record], &self.shutdown).await
     }
 }
 

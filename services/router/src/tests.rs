@@ -26,7 +26,7 @@ fn router(bus: &EmbeddedBus, store: Arc<EmbeddedStore>, routing: &RoutingConfig)
         Arc::new(bus.clone()),
         store,
         Arc::new(ArcSwap::from_pointee(Routes::new(routing))),
-        Tiers::new(&[Duration::from_secs(1)]),
+        Topics::new("smsc", "smsc", &[Duration::from_secs(1)]),
         Arc::new(SystemClock),
         Metrics::new(),
         CancellationToken::new(),
@@ -49,7 +49,7 @@ fn event(id: &str, dest: &str) -> SubmitEvent {
 /// The task the router publishes for a submit to `dest`.
 async fn task_for(routing: &RoutingConfig, dest: &str) -> DeliveryTask {
     let bus = EmbeddedBus::new(EmbeddedBusConfig::default());
-    let mut deliver = bus.consumer("test", &[topics::DELIVER], 10).expect("consumer");
+    let mut deliver = bus.consumer("test", &["smsc.deliver"], 10).expect("consumer");
     let store = Arc::new(EmbeddedStore::new(EmbeddedStoreConfig::default()));
     let router = router(&bus, store, routing);
     let ev = event(&format!("id-{dest}"), dest);
@@ -89,11 +89,10 @@ async fn a_batch_is_written_at_once_and_each_task_goes_to_its_class_or_tier() {
     let store = Arc::new(EmbeddedStore::new(EmbeddedStoreConfig::default()));
     let routing = RoutingConfig { mt: vec![rule("", "sim", "", 0)], mo: Vec::new() };
     let router = router(&bus, store.clone(), &routing);
-    let mut consumers: Vec<_> =
-        [topics::deliver(Class::Interactive), topics::DELIVER, "smsc.retry.1s"]
-            .into_iter()
-            .map(|t| bus.consumer("test", &[t], 10).expect("consumer"))
-            .collect();
+    let mut consumers: Vec<_> = ["smsc.deliver.interactive", "smsc.deliver", "smsc.retry.1s"]
+        .into_iter()
+        .map(|t| bus.consumer("test", &[t], 10).expect("consumer"))
+        .collect();
     // Already delivered: a redelivered record of it publishes nothing.
     let done = event("done", "447900000004");
     let mut row = stored_row(&mut done.clone(), Bytes::new(), 0);
@@ -132,4 +131,66 @@ async fn a_batch_is_written_at_once_and_each_task_goes_to_its_class_or_tier() {
     assert_eq!(later.iter().map(|r| r.state).collect::<Vec<_>>(), [DeliveryState::Scheduled]);
     let routed = |label: &str| router.metrics.routed_total.with_label_values(&[label]).get();
     assert_eq!((routed("routed"), routed("scheduled"), routed("duplicate")), (2, 1, 1));
+}
+
+/// Two releases on one bus: the routers of `blue` and `green` (their own topic and group
+/// prefixes) each route their own submits only, onto their own delivery topics, as their
+/// own consumer groups.
+#[tokio::test]
+async fn releases_with_their_own_prefixes_share_a_bus_without_sharing_traffic() {
+    let bus = EmbeddedBus::new(EmbeddedBusConfig::default());
+    let routing = RoutingConfig { mt: vec![rule("", "sim", "", 0)], mo: Vec::new() };
+    let shutdown = CancellationToken::new();
+    let mut releases = Vec::new();
+    for name in ["blue", "green"] {
+        let topics = Topics::new(name, name, &[Duration::from_secs(1)]);
+        let store = Arc::new(EmbeddedStore::new(EmbeddedStoreConfig::default()));
+        let deliver = bus.consumer("test", &[&**topics.deliver(Class::Standard)], 10);
+        let metrics = Metrics::new();
+        let router = Router::new(
+            Arc::new(bus.clone()),
+            store,
+            Arc::new(ArcSwap::from_pointee(Routes::new(&routing))),
+            topics.clone(),
+            Arc::new(SystemClock),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(run(router, Lanes::new(4)));
+        releases.push((name, topics, deliver.expect("consumer"), metrics));
+    }
+    // Each release's edge publishes three submits on its own submit topic.
+    for (name, topics, _, _) in &releases {
+        for i in 0..3 {
+            let ev = event(&format!("{name}-{i}"), &format!("4479000000{i:02}"));
+            let mut record = Record::new(Bytes::from(format!("dest-{i}")), ev.encode_to_vec());
+            Flow::new(Class::Standard, Bytes::from_static(b"bank")).mark(&mut record);
+            bus.publish(topics.submit(Class::Standard), vec![record]).await.expect("publish");
+        }
+    }
+    for (name, _, deliver, metrics) in &mut releases {
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let d = tokio::time::timeout(Duration::from_secs(5), deliver.recv())
+                .await
+                .expect("a task in time")
+                .expect("a task");
+            ids.push(DeliveryTask::decode(d.record.payload.clone()).expect("task").message_id);
+            deliver.ack(&d).expect("ack");
+        }
+        ids.sort();
+        assert_eq!(ids, [0, 1, 2].map(|i| format!("{name}-{i}")), "{name} routes its own");
+        let more = tokio::time::timeout(Duration::from_millis(200), deliver.recv()).await;
+        assert!(more.is_err(), "{name} gets nothing of the other release: {more:?}");
+        // The consumer lag is reported under the release's own group and topics.
+        let group = format!(r#"group="{name}-router",topic="{name}.submit""#);
+        let reported = async {
+            while !metrics.encode().contains(&group) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), reported).await.expect("lag by group");
+        assert!(!metrics.encode().contains("smsc-router"), "{}", metrics.encode());
+    }
+    shutdown.cancel();
 }

@@ -160,14 +160,9 @@ fn ready<T: Clone + Send + 'static>(engine: T) -> Connect<T> {
     })
 }
 
-/// Every topic the pipeline uses (created when missing).
+/// Every topic the pipeline uses, under `bus.topic_prefix` (created when missing).
 #[cfg(feature = "kafka")]
 fn topics(config: &Config) -> Vec<String> {
-    use smsc_bus::topics;
-    let mut t: Vec<String> = (topics::SUBMITS.iter().chain(&topics::DELIVERS))
-        .chain(&[topics::NOTIFY, topics::MO, topics::PRESSURE])
-        .map(|t| (*t).to_owned())
-        .collect();
-    t.extend(smsc_bus::Tiers::new(&config.retry.tiers).topics());
-    t
+    let (bus, tiers) = (&config.bus, &config.retry.tiers);
+    smsc_bus::Topics::new(&bus.topic_prefix, &bus.group_prefix, tiers).all()
 }

@@ -1,6 +1,6 @@
 //! What `smsc edge` / `smsc worker` / `smsc all` start in a Kubernetes cluster (feature
-//! `k8s`): the `SmppAccount` watcher feeding the account directory, and ready edges
-//! from EndpointSlices for rebalancing.
+//! `k8s`): the `SmppAccount` watcher feeding the account directory, ready edges
+//! from EndpointSlices for rebalancing, and the edge pod's deletion cost.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use smsc_accounts::AccountDirectory;
 use smsc_accounts::AccountsCrdConfig;
-use smsc_edge::config::PeersConfig;
+use smsc_edge::config::{PeersConfig, PodDeletionCostConfig};
 use smsc_runtime::admin::ReadyCondition;
 
 use crate::config::Config;
@@ -61,6 +61,27 @@ pub(crate) async fn peers(
     let (ready, task) = smsc_k8s::peers::watch(client, &namespace, service.trim(), shutdown);
     tasks.spawn(task);
     Ok(Arc::new(SlicePeers(ready)))
+}
+
+/// `edge.pod_deletion_cost`: the task keeping the Pod `pod` (the pod's namespace)
+/// annotated with the edge's bound sessions, until `shutdown`.
+pub(crate) async fn deletion_cost(
+    cost: &PodDeletionCostConfig,
+    pod: &str,
+    edge: Arc<Edge>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    let client =
+        smsc_k8s::connect().await.context("edge.pod_deletion_cost: Kubernetes API client")?;
+    let namespace = smsc_k8s::default_namespace(&client);
+    info!(%namespace, %pod, "pod-deletion-cost from the bound sessions");
+    let settings = smsc_k8s::deletion_cost::Settings {
+        namespace,
+        pod: pod.to_owned(),
+        interval: cost.interval,
+    };
+    let sessions = move || edge.registry.total();
+    Ok(smsc_k8s::deletion_cost::run(client, settings, sessions, shutdown))
 }
 
 /// The edge's view of [`smsc_k8s::peers::ReadyEndpoints`].

@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use smsc_accounts::{Account, AccountDirectory};
 use smsc_bus::pressure::{self, Pressure};
-use smsc_bus::{Bus, Tiers};
+use smsc_bus::{Bus, Topics};
 use smsc_delivery_worker::edge_link::{EdgeLink, GrpcEdgeLink};
 use smsc_edge::grpc::EdgeGrpc;
 use smsc_edge::rebalance::PeerSource;
@@ -177,9 +177,10 @@ pub async fn run(
     store_ready.set(true);
 
     let accounts = accounts(role, &mut config, &mut tasks, &token)?;
-    let tiers = Tiers::new(&config.retry.tiers);
+    // The release's topics and groups, named once (`bus.topic_prefix`, `bus.group_prefix`).
+    let topics = Topics::from_config(&config.bus, &config.retry)?;
     // The accounts crowding the hops, which the edge slows: this process's own, and
-    // in a cluster the others' too, over smsc.pressure (below).
+    // in a cluster the others' too, over <prefix>.pressure (below).
     let pressure = Pressure::default();
     let shares = config.bus.class_shares;
     let edge = match role.edge() {
@@ -192,6 +193,7 @@ pub async fn run(
                 clock: clock.clone(),
                 metrics: metrics.clone(),
                 pressure: pressure.clone(),
+                topics: topics.clone(),
             };
             let tls = config.grpc_tls.as_ref();
             let started = smsc_edge::start(
@@ -204,6 +206,7 @@ pub async fn run(
                 token.clone(),
             )
             .await?;
+            deletion_cost(&config, &started.edge, &mut tasks, &token).await?;
             Some(started)
         }
         false => None,
@@ -241,7 +244,7 @@ pub async fn run(
         // waits milliseconds for its acks=all publish, so 64 lanes capped a router at a
         // few thousand messages/s.
         let lanes = config.worker.max_in_flight.max(1);
-        smsc_router::start(routes, tiers.clone(), lanes, deps, &mut tasks, token.clone());
+        smsc_router::start(routes, topics.clone(), lanes, deps, &mut tasks, token.clone());
     }
     if let Some(connectors) = connectors {
         let remote = GrpcEdgeLink::new(client_tls);
@@ -267,7 +270,7 @@ pub async fn run(
             &config.worker,
             &config.node_id,
             connectors,
-            tiers,
+            topics.clone(),
             deps,
             &mut tasks,
             token.clone(),
@@ -277,11 +280,19 @@ pub async fn run(
     if role != Role::All {
         // Between processes, the hops' reports of crowding accounts go to the edges.
         if role.edge() {
-            let group: &'static str = format!("smsc-edge-pressure-{}", config.node_id).leak();
-            tasks.spawn(pressure::follow(bus.clone(), pressure.clone(), group, token.clone()));
+            let group = topics.group(&format!("edge-pressure-{}", config.node_id));
+            let topic = topics.pressure().clone();
+            tasks.spawn(pressure::follow(
+                bus.clone(),
+                pressure.clone(),
+                topic,
+                group,
+                token.clone(),
+            ));
         } else {
             let source = format!("{}/{role:?}", config.node_id);
-            tasks.spawn(pressure::share(bus.clone(), pressure, source, token.clone()));
+            let topic = topics.pressure().clone();
+            tasks.spawn(pressure::share(bus.clone(), pressure, topic, source, token.clone()));
         }
     }
     info!(admin = %config.admin_listen, node = %config.node_id, "smsc {role:?} started");
@@ -361,6 +372,27 @@ async fn peer_source(
     {
         let _ = (tasks, token);
         anyhow::bail!("edge.peers.service needs a build with the `k8s` feature")
+    }
+}
+
+/// `edge.pod_deletion_cost`: the task keeping this edge pod's deletion cost, in `tasks`.
+async fn deletion_cost(
+    config: &Config,
+    edge: &Arc<smsc_edge::Edge>,
+    tasks: &mut JoinSet<()>,
+    token: &CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(cost) = &config.edge.pod_deletion_cost else { return Ok(()) };
+    #[cfg(feature = "k8s")]
+    {
+        let task = k8s::deletion_cost(cost, &config.node_id, edge.clone(), token.clone()).await?;
+        tasks.spawn(task);
+        Ok(())
+    }
+    #[cfg(not(feature = "k8s"))]
+    {
+        let _ = (cost, edge, tasks, token);
+        anyhow::bail!("edge.pod_deletion_cost needs a build with the `k8s` feature")
     }
 }
 

@@ -85,6 +85,7 @@ fn edge() -> Arc<Edge> {
         clock: Arc::new(SystemClock),
         metrics: Metrics::new(),
         pressure: Default::default(),
+        topics: Default::default(),
     };
     Edge::with_limits(Settings::default(), Limits::default(), deps)
 }

@@ -104,8 +104,8 @@ pub(super) struct Session {
     pub(super) in_process: usize,
     pub(super) batch: Vec<Accepted>,
     pub(super) records: Vec<Record>,
-    /// Each record's topic (its class's).
-    pub(super) topics: Vec<&'static str>,
+    /// Each record's topic (its class's): shared names, no allocation per record.
+    pub(super) topics: Vec<Arc<str>>,
     pub(super) batch_started: Instant,
     /// Events and keys of a batch are written here and split off: one allocation per
     /// batch instead of several per message.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use smsc_accounts::Account;
-use smsc_bus::{BusError, Flow, Record, topics};
+use smsc_bus::{BusError, Flow, Record};
 use smsc_smpp::pdu::{DataSm, DestAddress, SubmitMulti, SubmitSm, UnsuccessSme};
 use smsc_smpp::{CommandId, Pdu};
 
@@ -233,7 +233,7 @@ impl Session {
         let mut record = Record::new(key, payload);
         flow.mark(&mut record);
         self.records.push(record);
-        self.topics.push(topics::submit(flow.class));
+        self.topics.push(self.edge.topics.submit(flow.class).clone());
     }
 
     /// Publishes the submits of this read as one batch.

@@ -19,7 +19,7 @@ use smsc_accounts::AccountConfig;
 use smsc_accounts::{Account, AccountDirectory};
 use smsc_bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
 use smsc_bus::pressure::Pressure;
-use smsc_bus::{Bus, BusError, Consumer, Record, topics};
+use smsc_bus::{Bus, BusError, Consumer, Record};
 use smsc_edge::grpc::EdgeGrpc;
 use smsc_edge::{Edge, Limits, Settings};
 use smsc_proto::edge_client::EdgeClient;
@@ -142,6 +142,7 @@ impl TestEdge {
             clock: Arc::new(SystemClock),
             metrics: metrics.clone(),
             pressure: setup.pressure,
+            topics: Default::default(),
         };
         let edge = Edge::with_limits(setup.settings, setup.limits, deps);
         let listener = loopback().await;
@@ -518,7 +519,9 @@ pub fn unhex(hex: &str) -> Vec<u8> {
 /// A consumer of every class's `smsc.submit` on the embedded bus; make it before
 /// submitting.
 pub fn submit_consumer(bus: &EmbeddedBus) -> Box<dyn Consumer> {
-    bus.consumer("test", &topics::SUBMITS, 64).expect("consumer")
+    let topics = smsc_bus::Topics::default();
+    let names = topics.submits().each_ref().map(|t| &**t);
+    bus.consumer("test", &names, 64).expect("consumer")
 }
 
 /// The next `n` submit events, decoded with prost as every consumer does.

@@ -9,8 +9,11 @@
 //!   roughly as the apiserver does (each field manager owns its `status.pods` entries;
 //!   other status fields come from the latest apply that sets them), then announced as a
 //!   MODIFIED event.
+//! - PATCH `.../<name>` (JSON merge patch of `metadata.annotations`): recorded, merged
+//!   into the object if it exists (404 otherwise), announced as a MODIFIED event.
 //!
-//! Anything else is answered 404, and a collection can be made to fail its lists.
+//! Anything else is answered 404; a collection can be made to fail its lists, and the
+//! server its next merge patches.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -35,6 +38,16 @@ pub struct Applied {
     pub at: tokio::time::Instant,
 }
 
+/// One merge patch as received.
+#[derive(Debug, Clone)]
+pub struct Patched {
+    pub path: String,
+    pub manager: String,
+    pub content_type: String,
+    pub body: Value,
+    pub at: tokio::time::Instant,
+}
+
 #[derive(Debug, Default)]
 struct Collection {
     /// Object JSON by name.
@@ -53,6 +66,9 @@ struct State {
     /// By collection path: `/apis/smsc.io/v1alpha1/namespaces/smsc/smppaccounts`.
     collections: BTreeMap<String, Collection>,
     applied: Vec<Applied>,
+    patched: Vec<Patched>,
+    /// Merge patches to answer 500 before answering properly.
+    failing_patches: usize,
     requests: Vec<String>,
 }
 
@@ -71,6 +87,10 @@ pub fn accounts_path() -> String {
 
 pub fn secrets_path() -> String {
     format!("/api/v1/namespaces/{NS}/secrets")
+}
+
+pub fn pods_path() -> String {
+    format!("/api/v1/namespaces/{NS}/pods")
 }
 
 pub fn slices_path() -> String {
@@ -155,6 +175,16 @@ impl ApiServer {
         self.lock().collections.entry(collection.to_owned()).or_default().failing_lists = n;
     }
 
+    /// The next `n` merge patches answer 500.
+    pub fn fail_patches(&self, n: usize) {
+        self.lock().failing_patches = n;
+    }
+
+    /// Every merge patch received, failed ones included.
+    pub fn patched(&self) -> Vec<Patched> {
+        self.lock().patched.clone()
+    }
+
     pub fn applied(&self) -> Vec<Applied> {
         self.lock().applied.clone()
     }
@@ -189,6 +219,15 @@ impl ApiServer {
             } else if method == http::Method::PATCH && path.ends_with("/status") {
                 let bytes = request.into_body().collect_bytes().await.expect("request body");
                 self.apply_status(&path, &query, &bytes)
+            } else if method == http::Method::PATCH {
+                let content_type = request
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let bytes = request.into_body().collect_bytes().await.expect("request body");
+                self.merge_patch(&path, &query, &content_type, &bytes)
             } else {
                 not_found()
             };
@@ -275,6 +314,51 @@ impl ApiServer {
         object["status"] = merged;
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
         let object = object.clone();
+        c.events.push((rv, json!({ "type": "MODIFIED", "object": object })));
+        drop(s);
+        self.version.send_replace(rv);
+        ok(object.to_string().into_bytes())
+    }
+}
+
+impl ApiServer {
+    fn merge_patch(
+        &self,
+        path: &str,
+        query: &BTreeMap<String, String>,
+        content_type: &str,
+        body: &[u8],
+    ) -> Response<Body> {
+        let patch: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => return status(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+        let mut s = self.lock();
+        s.patched.push(Patched {
+            path: path.to_owned(),
+            manager: query.get("fieldManager").cloned().unwrap_or_default(),
+            content_type: content_type.to_owned(),
+            body: patch.clone(),
+            at: tokio::time::Instant::now(),
+        });
+        if s.failing_patches > 0 {
+            s.failing_patches -= 1;
+            return status(StatusCode::INTERNAL_SERVER_ERROR, "etcd is having a bad day");
+        }
+        let Some((collection, name)) = path.rsplit_once('/') else { return not_found() };
+        s.rv += 1;
+        let rv = s.rv;
+        let Some(object) = s.collections.get_mut(collection).and_then(|c| c.objects.get_mut(name))
+        else {
+            return not_found();
+        };
+        let annotations = patch["metadata"]["annotations"].as_object().cloned().unwrap_or_default();
+        for (key, value) in annotations {
+            object["metadata"]["annotations"][key] = value;
+        }
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let object = object.clone();
+        let c = s.collections.get_mut(collection).expect("checked");
         c.events.push((rv, json!({ "type": "MODIFIED", "object": object })));
         drop(s);
         self.version.send_replace(rv);

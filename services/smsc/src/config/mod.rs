@@ -236,6 +236,8 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         }
     }
     c.bus.validate()?;
+    // The prefixes, and the names they make with the retry tiers.
+    smsc_bus::Topics::from_config(&c.bus, &c.retry)?;
     c.routing.validate()?;
 
     let mut listeners = vec![("admin_listen", c.admin_listen)];

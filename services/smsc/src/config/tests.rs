@@ -306,6 +306,9 @@ fn rules_are_checked() {
         ("edge: { grpc_listen: '127.0.0.1:2775' }", "edge.grpc_listen"),
         ("edge: { grpc_listen: '0.0.0.0:9090' }", "edge.grpc_listen"),
         ("bus: { partitions: 0 }", "bus.partitions"),
+        ("bus: { topic_prefix: 'blue/sms' }", "bus.topic_prefix"),
+        ("bus: { topic_prefix: '' }", "bus.topic_prefix"),
+        ("bus: { group_prefix: 'blue sms' }", "bus.group_prefix"),
         ("node_id: 'has space'", "node_id"),
         ("[1, 2]", "."),
     ];
@@ -370,6 +373,23 @@ fn accounts_crd_and_rebalancing() {
     }
     let e = parse("accounts_crd: { bogus: 1 }", &[]).expect_err("unknown key");
     assert!(chain(&e).contains("accounts_crd"), "{}", chain(&e));
+}
+
+#[test]
+fn pod_deletion_cost() {
+    assert_eq!(parse("", &[]).expect("defaults").edge.pod_deletion_cost, None, "off by default");
+    let c = parse("edge: { pod_deletion_cost: {} }", &[]).expect("valid");
+    let cost = c.edge.pod_deletion_cost.expect("on");
+    assert_eq!(cost.interval, Duration::from_secs(10));
+    let c = parse("edge: { pod_deletion_cost: { interval: 30s } }", &[]).expect("valid");
+    assert_eq!(c.edge.pod_deletion_cost.expect("on").interval, Duration::from_secs(30));
+    let e = parse("edge: { pod_deletion_cost: { interval: 0s } }", &[]).expect_err("0s");
+    assert!(
+        matches!(&e, ConfigError::Invalid { key, .. } if key == "edge.pod_deletion_cost.interval"),
+        "{e:?}"
+    );
+    let e = parse("edge: { pod_deletion_cost: { bogus: 1 } }", &[]).expect_err("unknown key");
+    assert!(chain(&e).contains("pod_deletion_cost"), "{}", chain(&e));
 }
 
 #[test]

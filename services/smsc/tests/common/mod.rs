@@ -23,10 +23,10 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use prost::Message as _;
 use smsc_accounts::{Account, AccountDirectory};
-use smsc_bus::Tiers;
+use smsc_bus::Topics;
 use smsc_bus::embedded::{EmbeddedBus, EmbeddedBusConfig};
 use smsc_bus::lanes::Lanes;
-use smsc_bus::{Bus, Class, Flow, Record, topics};
+use smsc_bus::{Bus, Class, Flow, Record};
 use smsc_delivery_worker::config::SimProfile;
 use smsc_delivery_worker::connector::{Connector, Simulator};
 use smsc_delivery_worker::dispatch::Dispatcher;
@@ -227,7 +227,7 @@ impl Pipeline {
         let edge = Arc::new(FakeEdge::new());
         let metrics = Metrics::new();
         let shutdown = CancellationToken::new();
-        let tiers = Tiers::new(&TIERS);
+        let topics = Topics::new("smsc", "smsc", &TIERS);
         let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
         let dyn_clock: Arc<dyn Clock> = clock.clone();
 
@@ -256,7 +256,7 @@ impl Pipeline {
             dyn_bus.clone(),
             store.clone(),
             Arc::new(arc_swap::ArcSwap::from_pointee(Routes::new(&routing))),
-            tiers.clone(),
+            topics.clone(),
             dyn_clock.clone(),
             metrics.clone(),
             shutdown.clone(),
@@ -267,7 +267,7 @@ impl Pipeline {
             dyn_bus.clone(),
             store.clone(),
             connectors,
-            tiers,
+            topics.clone(),
             dyn_clock.clone(),
             metrics.clone(),
             shutdown.clone(),
@@ -291,12 +291,13 @@ impl Pipeline {
         let dispatch = smsc_delivery_worker::dispatch::run(
             dispatcher,
             dyn_bus.clone(),
+            topics.clone(),
             lanes(),
             PENDING_INTERVAL,
         );
         tasks.spawn(async move { dispatch.await.expect("dispatcher runs") });
 
-        let handsets = SimulatorGrpc::new(dyn_bus, dyn_clock);
+        let handsets = SimulatorGrpc::new(dyn_bus, topics.mo().clone(), dyn_clock);
         Self { clock, bus, store, simulator, edge, metrics, handsets, shutdown, tasks }
     }
 
@@ -336,13 +337,16 @@ impl Pipeline {
         let key = ev.dest.as_ref().map(|d| d.addr.clone()).unwrap_or_default();
         let mut record = Record::new(Bytes::from(key), Bytes::from(ev.encode_to_vec()));
         Flow::new(class, Bytes::from(ev.system_id.clone())).mark(&mut record);
-        self.bus.publish(topics::submit(class), vec![record]).await.expect("publish submit");
+        self.bus
+            .publish(Topics::default().submit(class), vec![record])
+            .await
+            .expect("publish submit");
     }
 
     /// Publishes a delivery task to `smsc.deliver` as the router does (key: `dest`).
     pub async fn publish_task(&self, dest: &str, task: &DeliveryTask) {
         let record = Record::new(Bytes::from(dest.to_owned()), Bytes::from(task.encode_to_vec()));
-        self.bus.publish(topics::DELIVER, vec![record]).await.expect("publish task");
+        self.bus.publish("smsc.deliver", vec![record]).await.expect("publish task");
     }
 
     /// The stored row of a single-destination message.

@@ -5,7 +5,7 @@ admin; the edge's own requests carry its ServiceAccount token).
     k8s_live.py release HELM NAME NAMESPACE REVISION|gone [--replicas DEPLOYMENT=N ...]
     k8s_live.py walkthrough DOC SMSC HELM
     k8s_live.py complete-jobs NAMESPACE LOG      (until killed)
-    k8s_live.py hooks NAMESPACE LOG RUNS none|existing
+    k8s_live.py hooks NAMESPACE LOG RUNS none|DEPLOYMENT=REPLICAS
     k8s_live.py edge --smsc BIN --namespace NS --pod POD --smpp PORT --admin PORT --pid PID
                      --log FILE --manifest FILE --sa-kubeconfig FILE
 
@@ -443,7 +443,7 @@ def cmd_complete_jobs(argv: list[str]) -> None:
             uid = job["metadata"]["uid"]
             if uid in done:
                 continue
-            deployments = [d["metadata"]["name"] for d in kget("deployments", "-n", ns)["items"]]
+            deployments = {d["metadata"]["name"]: d["spec"]["replicas"] for d in kget("deployments", "-n", ns)["items"]}
             now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             cond = {"status": "True", "lastTransitionTime": now, "lastProbeTime": now}
             status = {"status": {"startTime": now, "completionTime": now, "succeeded": 1, "conditions": [
@@ -498,9 +498,10 @@ def cmd_walkthrough(argv: list[str]) -> None:
 
 
 def cmd_hooks(argv: list[str]) -> None:
-    """After an install (`before` = none) or an upgrade (`before` = existing): the migration
-    Job ran as a hook, before the release's Deployments existed or before they changed,
-    and it and its ConfigMap were deleted once it succeeded."""
+    """After an install (`before` = none) or an upgrade (`before` = DEPLOYMENT=REPLICAS, the
+    value before the upgrade changed it): the migration Job ran as a hook, before the
+    release's Deployments existed or before they changed, and it and its ConfigMap were
+    deleted once it succeeded."""
     ns, log, runs, before = argv
     lines = [json.loads(line) for line in open(log)] if os.path.exists(log) else []
     if len(lines) != int(runs):
@@ -508,14 +509,20 @@ def cmd_hooks(argv: list[str]) -> None:
     last = lines[-1]
     if last["job"] != "smsc-migrate" or last["args"][:1] != ["migrate"]:
         fail(f"{ns}: unexpected Job {last}")
-    if (before == "none") != (not last["deployments"]):
-        fail(f"{ns}: the migration Job ran with Deployments {last['deployments']} present (expected {before})")
+    if before == "none":
+        if last["deployments"]:
+            fail(f"{ns}: the migration Job ran with Deployments {last['deployments']} already there")
+    else:
+        deploy, replicas = before.split("=")
+        if last["deployments"].get(deploy) != int(replicas):
+            fail(f"{ns}: the migration Job ran when {deploy} had {last['deployments'].get(deploy)} replicas,"
+                 f" want {replicas}: not before the upgrade changed it")
     left = kubectl("get", "jobs,configmaps", "-n", ns, "-l", "app.kubernetes.io/component=migrate",
                    "-o", "name").stdout.split()
     if left:
         fail(f"{ns}: hook objects left after success: {left}")
     ok(f"{ns}: migration Job {last['annotations'].get('helm.sh/hook')} ran before "
-       + ("any Deployment existed" if before == "none" else "the Deployments changed")
+       + ("any Deployment existed" if before == "none" else f"the upgrade changed them ({before})")
        + "; it and its ConfigMap deleted on success")
 
 

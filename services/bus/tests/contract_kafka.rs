@@ -364,5 +364,16 @@ async fn without_create_topics_a_missing_topic_is_named_and_not_created() {
     assert!(KafkaBus::connect(check).await.is_err(), "{topic} was created");
 
     creator.ensure_topics(std::slice::from_ref(&topic)).await.expect("created");
-    reader.publish(&topic, vec![record()]).await.expect("the topic exists now");
+    // CreateTopics answers before every broker has the topic in its metadata: the reader
+    // finds it once the broker it asks does.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match reader.publish(&topic, vec![record()]).await {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline && e.to_string().contains("does not exist") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("publish once {topic} exists: {e}"),
+        }
+    }
 }

@@ -59,13 +59,21 @@ fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             let text = String::deserialize(d)?;
             let t = text.trim();
-            t.parse::<IpNet>()
+            let net = t
+                .parse::<IpNet>()
                 .map(|n| n.trunc())
                 .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
-                .map(Network)
                 .map_err(|_| {
                     serde::de::Error::custom(format!("`{t}` is neither a CIDR nor an IP address"))
-                })
+                })?;
+            // Trusting every address would let any client claim any address: the allowlist,
+            // the per-address limit and the lockout would stop meaning anything.
+            if net.prefix_len() == 0 {
+                return Err(serde::de::Error::custom(format!(
+                    "`{t}` trusts every address: name the load balancers' networks"
+                )));
+            }
+            Ok(Network(net))
         }
     }
     Ok(Vec::<Network>::deserialize(d)?.into_iter().map(|n| n.0).collect())

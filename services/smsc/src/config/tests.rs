@@ -629,6 +629,16 @@ fn proxy_protocol_trusted_cidrs_are_parsed_and_a_bad_one_is_named() {
             "`10.0.0.0/33` is neither a CIDR nor an IP address",
         ),
         (
+            "edge: { proxy_protocol: { trusted_cidrs: [10.0.0.0/8, '::/0'] } }",
+            "edge.proxy_protocol.trusted_cidrs[1]",
+            "`::/0` trusts every address",
+        ),
+        (
+            "edge: { proxy_protocol: { trusted_cidrs: [0.0.0.0/0] } }",
+            "edge.proxy_protocol.trusted_cidrs[0]",
+            "`0.0.0.0/0` trusts every address",
+        ),
+        (
             "edge: { proxy_protocol: { trusted_cidr: [10.0.0.0/8] } }",
             "edge.proxy_protocol.trusted_cidr",
             "unknown field `trusted_cidr`",

@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use common::{Client, ESME, PASSWORD, Setup, TestEdge, account, assert_status, paused, submit_sm};
 use smsc_accounts::AccountConfig;
@@ -339,30 +338,11 @@ fn a_trusted_peer_that_sends_nothing_is_closed_at_the_deadline() {
 
 #[tokio::test]
 async fn over_tls_the_header_comes_before_the_handshake() {
-    use tokio_rustls::TlsConnector;
     use tokio_rustls::rustls::pki_types::ServerName;
-    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
-    let acceptor = smsc_edge::tls::acceptor(&cert_path, &key_path).expect("acceptor");
+    let (acceptor, connector) = common::self_signed_tls();
     let edge = TestEdge::start(Setup { tls: Some(acceptor), ..setup(Limits::default()) }).await;
     let tls_addr = edge.tls_addr.expect("TLS listener");
-
-    let mut roots = RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).expect("trust the test certificate");
-    let config = Arc::new(
-        ClientConfig::builder_with_provider(Arc::new(
-            tokio_rustls::rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    );
     for header in [v2(addr(CLIENT), tls_addr), v1(addr(CLIENT), tls_addr)] {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.bind(SocketAddr::new(ip(BALANCER), 0)).expect("bind");
@@ -370,10 +350,8 @@ async fn over_tls_the_header_comes_before_the_handshake() {
         tcp.set_nodelay(true).expect("TCP_NODELAY");
         tcp.write_all(&header).await.expect("PROXY header");
         let server_name = ServerName::try_from("localhost").expect("name");
-        let tls = TlsConnector::from(config.clone())
-            .connect(server_name, tcp)
-            .await
-            .expect("TLS handshake after the header");
+        let tls =
+            connector.connect(server_name, tcp).await.expect("TLS handshake after the header");
         let mut c = Client::new(tls);
         c.bind_ok(BindKind::Transceiver, PROXIED).await;
         assert_status(&c.submit(submit_sm("over TLS")).await, CommandStatus::ESME_ROK);
@@ -383,7 +361,7 @@ async fn over_tls_the_header_comes_before_the_handshake() {
     socket.bind(SocketAddr::new(ip(BALANCER), 0)).expect("bind");
     let tcp = socket.connect(tls_addr).await.expect("connect");
     let server_name = ServerName::try_from("localhost").expect("name");
-    let refused = TlsConnector::from(config).connect(server_name, tcp).await;
+    let refused = connector.connect(server_name, tcp).await;
     assert!(refused.is_err(), "a handshake without the header must fail");
     assert!(has_metric(&edge, r#"smsc_edge_proxy_protocol_errors_total{reason="missing"} 1"#));
 }

@@ -67,8 +67,11 @@ pub(crate) async fn connect<T, S: Future<Output = ()>>(
 /// How to reach `bus.*`; an error here is the config's (or the build's).
 pub(crate) fn bus(
     config: &Config,
+    topics: &smsc_bus::Topics,
     clock: &Arc<dyn Clock>,
 ) -> anyhow::Result<Connect<Arc<dyn Bus>>> {
+    #[cfg(not(feature = "kafka"))]
+    let _ = topics; // the embedded bus makes topics as they are used
     match config.bus.kind {
         BusKind::Embedded => {
             let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::with_clock(
@@ -84,7 +87,8 @@ pub(crate) fn bus(
         BusKind::Kafka => {
             use smsc_bus::kafka::{KafkaBus, KafkaBusConfig};
             let mut k = KafkaBusConfig::from_config(&config.bus, &config.node_id);
-            k.topics = topics(config);
+            // Every topic the pipeline uses: created when missing, or checked to exist.
+            k.topics = topics.all();
             Ok(Box::new(move || {
                 let k = k.clone();
                 Box::pin(async move {
@@ -158,11 +162,4 @@ fn ready<T: Clone + Send + 'static>(engine: T) -> Connect<T> {
         let engine = engine.clone();
         Box::pin(async move { Ok(engine) })
     })
-}
-
-/// Every topic the pipeline uses, under `bus.topic_prefix` (created when missing).
-#[cfg(feature = "kafka")]
-fn topics(config: &Config) -> Vec<String> {
-    let (bus, tiers) = (&config.bus, &config.retry.tiers);
-    smsc_bus::Topics::new(&bus.topic_prefix, &bus.group_prefix, tiers).all()
 }

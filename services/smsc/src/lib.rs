@@ -166,7 +166,9 @@ pub async fn run(
     tasks.spawn(admin::serve_until(admin_listener, metrics.clone(), ready.clone(), token.clone()));
     let bus_ready = ready.condition("bus");
     let store_ready = ready.condition("store");
-    let bus = engines::bus(&config, &clock)?;
+    // The release's topics and groups, named once (`bus.topic_prefix`, `bus.group_prefix`).
+    let topics = Topics::from_config(&config.bus, &config.retry)?;
+    let bus = engines::bus(&config, &topics, &clock)?;
     let Some(bus) = engines::connect("bus", &mut shutdown, bus).await else {
         return stop(tasks, token).await;
     };
@@ -177,8 +179,6 @@ pub async fn run(
     store_ready.set(true);
 
     let accounts = accounts(role, &mut config, &mut tasks, &token)?;
-    // The release's topics and groups, named once (`bus.topic_prefix`, `bus.group_prefix`).
-    let topics = Topics::from_config(&config.bus, &config.retry)?;
     // The accounts crowding the hops, which the edge slows: this process's own, and
     // in a cluster the others' too, over <prefix>.pressure (below).
     let pressure = Pressure::default();

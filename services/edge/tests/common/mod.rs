@@ -633,3 +633,26 @@ impl Bus for TestBus {
         true
     }
 }
+
+/// A self-signed certificate for "localhost": the edge's TLS acceptor, and a client
+/// connector that trusts it (and nothing else).
+pub fn self_signed_tls() -> (tokio_rustls::TlsAcceptor, tokio_rustls::TlsConnector) {
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    let acceptor = smsc_edge::tls::acceptor(&cert_path, &key_path).expect("acceptor");
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).expect("trust the test certificate");
+    let config = ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    (acceptor, tokio_rustls::TlsConnector::from(Arc::new(config)))
+}

@@ -299,6 +299,65 @@ topologySpreadConstraints of a role: include "smsc.topologySpread" (list $ "edge
 The pod spec shared by every role. Call with (dict "root" $ "role" "edge" "values" .Values.edge).
 The role-specific parts (ports, env, volumes) are selected inside by role.
 */}}
+{{/*
+The ScyllaDB files of a pod (the roles', or the migration Job's with credentials of its
+own): the role's password (store.auth, read at start-up) from Secret AUTH (none when
+empty), with scyllaTls the CA the nodes' certificates chain to, and the client
+certificate from Secret CLIENT for nodes that require one (none when empty).
+  smsc.scyllaMounts:  (list $ AUTH CLIENT)
+  smsc.scyllaVolumes: (list $ AUTH AUTH_KEY CLIENT)
+*/}}
+{{- define "smsc.scyllaMounts" -}}
+{{- $ := index . 0 }}
+{{- if index . 1 }}
+- name: scylla-auth
+  mountPath: {{ include "smsc.scyllaAuthDir" $ }}
+  readOnly: true
+{{- end }}
+{{- if $.Values.scyllaTls.enabled }}
+- name: scylla-ca
+  mountPath: {{ include "smsc.scyllaCaDir" $ }}
+  readOnly: true
+{{- if index . 2 }}
+- name: scylla-client
+  mountPath: {{ include "smsc.scyllaClientDir" $ }}
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+{{- define "smsc.scyllaVolumes" -}}
+{{- $ := index . 0 }}
+{{- if index . 1 }}
+# store.auth: the password of the ScyllaDB role scyllaAuth.username, read at start-up.
+- name: scylla-auth
+  secret:
+    secretName: {{ index . 1 }}
+    items:
+      - key: {{ index . 2 }}
+        path: password
+{{- end }}
+{{- if $.Values.scyllaTls.enabled }}
+# store.tls: the CA the ScyllaDB nodes' certificates chain to.
+- name: scylla-ca
+  secret:
+    secretName: {{ $.Values.scyllaTls.caSecret }}
+    items:
+      - key: {{ $.Values.scyllaTls.caKey }}
+        path: ca.crt
+{{- if index . 3 }}
+# store.tls: the client certificate for nodes that require one (require_client_auth).
+- name: scylla-client
+  secret:
+    secretName: {{ index . 3 }}
+    items:
+      - key: {{ $.Values.scyllaTls.certKey }}
+        path: tls.crt
+      - key: {{ $.Values.scyllaTls.keyKey }}
+        path: tls.key
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "smsc.podTemplate" -}}
 {{- $ := .root }}
 {{- $role := .role }}
@@ -310,8 +369,6 @@ The role-specific parts (ports, env, volumes) are selected inside by role.
 {{- $kafkaTls := $.Values.kafkaTls.enabled }}
 {{- $kafkaClient := and $kafkaTls $.Values.kafkaTls.clientSecret }}
 {{- $scyllaAuth := $.Values.scyllaAuth.enabled }}
-{{- $scyllaTls := $.Values.scyllaTls.enabled }}
-{{- $scyllaClient := and $scyllaTls $.Values.scyllaTls.clientSecret }}
 {{- $kubeApi := include "smsc.kubeApi" (list $ $role) }}
 metadata:
   labels:
@@ -496,21 +553,7 @@ spec:
           mountPath: {{ include "smsc.kafkaClientDir" $ }}
           readOnly: true
         {{- end }}
-        {{- if $scyllaAuth }}
-        - name: scylla-auth
-          mountPath: {{ include "smsc.scyllaAuthDir" $ }}
-          readOnly: true
-        {{- end }}
-        {{- if $scyllaTls }}
-        - name: scylla-ca
-          mountPath: {{ include "smsc.scyllaCaDir" $ }}
-          readOnly: true
-        {{- end }}
-        {{- if $scyllaClient }}
-        - name: scylla-client
-          mountPath: {{ include "smsc.scyllaClientDir" $ }}
-          readOnly: true
-        {{- end }}
+        {{- with include "smsc.scyllaMounts" (list $ (ternary $.Values.scyllaAuth.existingSecret "" $scyllaAuth) $.Values.scyllaTls.clientSecret) }}{{ . | trim | nindent 8 }}{{- end }}
         - name: tmp
           mountPath: /tmp
   volumes:
@@ -567,35 +610,7 @@ spec:
           - key: {{ $.Values.kafkaTls.keyKey }}
             path: user.key
     {{- end }}
-    {{- if $scyllaAuth }}
-    # store.auth: the password of the ScyllaDB role scyllaAuth.username, read at start-up.
-    - name: scylla-auth
-      secret:
-        secretName: {{ $.Values.scyllaAuth.existingSecret }}
-        items:
-          - key: {{ $.Values.scyllaAuth.passwordKey }}
-            path: password
-    {{- end }}
-    {{- if $scyllaTls }}
-    # store.tls: the CA the ScyllaDB nodes' certificates chain to.
-    - name: scylla-ca
-      secret:
-        secretName: {{ $.Values.scyllaTls.caSecret }}
-        items:
-          - key: {{ $.Values.scyllaTls.caKey }}
-            path: ca.crt
-    {{- end }}
-    {{- if $scyllaClient }}
-    # store.tls: the client certificate for nodes that require one (require_client_auth).
-    - name: scylla-client
-      secret:
-        secretName: {{ $.Values.scyllaTls.clientSecret }}
-        items:
-          - key: {{ $.Values.scyllaTls.certKey }}
-            path: tls.crt
-          - key: {{ $.Values.scyllaTls.keyKey }}
-            path: tls.key
-    {{- end }}
+    {{- with include "smsc.scyllaVolumes" (list $ (ternary $.Values.scyllaAuth.existingSecret "" $scyllaAuth) $.Values.scyllaAuth.passwordKey $.Values.scyllaTls.clientSecret) }}{{ . | trim | nindent 4 }}{{- end }}
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi

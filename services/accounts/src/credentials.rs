@@ -163,7 +163,7 @@ impl CredentialCache {
     /// Checks a bind's credentials against `directory`: from the cache when this
     /// password verified lately against the account's current hash, else with argon2
     /// on the blocking pool (or by waiting for a check of the same credentials already
-    /// under way). The answers are those of [`AccountDirectory::authenticate`].
+    /// under way). The answers: unknown system_id, bad password, disabled, or the account.
     pub async fn authenticate(
         &self,
         directory: &AccountDirectory,

@@ -172,22 +172,6 @@ impl AccountDirectory {
         self.len() == 0
     }
 
-    /// Checks a bind's credentials: the account, whether it is enabled, its password.
-    ///
-    /// Blocking and CPU-heavy (argon2): run it on `spawn_blocking`. An unknown
-    /// system_id costs a decoy verification, so timing does not tell which exist.
-    /// The edge checks binds through a [`crate::CredentialCache`], which calls this
-    /// check only for credentials it has not verified lately.
-    pub fn authenticate(
-        &self,
-        system_id: &str,
-        password: &[u8],
-    ) -> Result<Arc<Account>, AuthError> {
-        let account = self.get(system_id);
-        let verified = verify(account.as_deref(), password);
-        verdict(account, verified)
-    }
-
     /// Reloads from `source` now. On success swaps the accounts in and logs INFO with
     /// the count; on failure keeps the current ones and logs WARN with the reason.
     pub fn reload_now(&self, source: &AccountsSource) -> Result<usize, ConfigError> {

@@ -200,11 +200,17 @@ fn directory_get_replace_authenticate() {
     assert!(dir.get("nobody").is_none());
     assert!(format!("{dir:?}").contains("bank"));
 
-    assert_eq!(dir.authenticate("bank", b"secret").map(|a| a.window), Ok(10));
-    assert_eq!(dir.authenticate("bank", b"wrong").err(), Some(AuthError::BadPassword));
-    assert_eq!(dir.authenticate("off", b"secret").err(), Some(AuthError::Disabled));
-    assert_eq!(dir.authenticate("off", b"wrong").err(), Some(AuthError::BadPassword));
-    assert_eq!(dir.authenticate("nobody", b"x").err(), Some(AuthError::UnknownSystemId));
+    // A bind's answer: the argon2 check (a decoy for an unknown id), then the verdict.
+    let authenticate = |id: &str, password: &[u8]| {
+        let account = dir.get(id);
+        let verified = crate::directory::verify(account.as_deref(), password);
+        crate::directory::verdict(account, verified)
+    };
+    assert_eq!(authenticate("bank", b"secret").map(|a| a.window), Ok(10));
+    assert_eq!(authenticate("bank", b"wrong").err(), Some(AuthError::BadPassword));
+    assert_eq!(authenticate("off", b"secret").err(), Some(AuthError::Disabled));
+    assert_eq!(authenticate("off", b"wrong").err(), Some(AuthError::BadPassword));
+    assert_eq!(authenticate("nobody", b"x").err(), Some(AuthError::UnknownSystemId));
 
     let held = dir.get("bank").expect("present");
     dir.replace(vec![Account::from_config(&config("new")).expect("valid")]);

@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use common::{Client, ESME, PASSWORD, Setup, TestEdge, account, assert_status, paused, submit_sm};
 use smsc_accounts::AccountConfig;
+use smsc_edge::proxy::fixtures;
 use smsc_edge::{Limits, LockoutSettings, ProxyProtocolConfig};
 use smsc_smpp::{Body, CommandId, CommandStatus};
 use smsc_store::BindKind;
@@ -78,39 +79,19 @@ fn v1(client: SocketAddr, edge: SocketAddr) -> Vec<u8> {
         .into_bytes()
 }
 
-/// A v2 header with this version/command byte, family/protocol byte and block.
-fn v2_raw(version_command: u8, family: u8, block: &[u8]) -> Vec<u8> {
-    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    h.extend([version_command, family]);
-    h.extend(u16::try_from(block.len()).expect("fits").to_be_bytes());
-    h.extend(block);
-    h
-}
-
 /// v2 PROXY over TCP from `client`, with an AWS-style TLV (0xEA) after the addresses.
 fn v2(client: SocketAddr, edge: SocketAddr) -> Vec<u8> {
-    let mut block = Vec::new();
-    let family = match client {
-        SocketAddr::V4(c) => {
-            block.extend(c.ip().octets());
-            block.extend([127, 0, 0, 1]);
-            0x11
-        }
-        SocketAddr::V6(c) => {
-            block.extend(c.ip().octets());
-            block.extend(std::net::Ipv6Addr::LOCALHOST.octets());
-            0x21
-        }
+    let loopback: IpAddr = match client {
+        SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
     };
-    block.extend(client.port().to_be_bytes());
-    block.extend(edge.port().to_be_bytes());
-    block.extend([0xEA, 0x00, 0x05, 0x01, b'v', b'p', b'c', b'e']);
-    v2_raw(0x21, family, &block)
+    let dest = SocketAddr::new(loopback, edge.port());
+    fixtures::v2_proxy(client, dest, &[0xEA, 0x00, 0x05, 0x01, b'v', b'p', b'c', b'e'])
 }
 
 /// v2 LOCAL, as in a balancer's health check.
 fn v2_local() -> Vec<u8> {
-    v2_raw(0x20, 0x00, &[])
+    fixtures::v2(0x20, 0x00, &[])
 }
 
 /// A connection from the balancer that begins with `header`.
@@ -162,7 +143,7 @@ async fn v1_and_v2_headers_from_a_trusted_balancer_set_the_client_address() {
 #[tokio::test]
 async fn v2_local_and_v1_unknown_keep_the_balancers_address() {
     let edge = edge().await;
-    for header in [v2_local(), b"PROXY UNKNOWN\r\n".to_vec(), v2_raw(0x21, 0x00, &[])] {
+    for header in [v2_local(), b"PROXY UNKNOWN\r\n".to_vec(), fixtures::v2(0x21, 0x00, &[])] {
         let mut c = through_balancer(&edge, &header).await;
         c.bind_ok(BindKind::Transceiver, LOCAL).await;
         let mut c = through_balancer(&edge, &header).await;
@@ -271,7 +252,7 @@ async fn a_bad_header_closes_its_connection_only() {
     let cases: [(&str, Vec<u8>); 6] = [
         ("malformed", b"PROXY TCP4 203.0.113.300 127.0.0.1 1 2775\r\n".to_vec()),
         ("malformed", b"PROXY TCP4 203.0.113.7 127.0.0.1 1 2775\n\r".to_vec()),
-        ("malformed", v2_raw(0x21, 0x21, &[0; 12])), // IPv6 needs 36 bytes of addresses
+        ("malformed", fixtures::v2(0x21, 0x21, &[0; 12])), // IPv6 needs 36 bytes of addresses
         ("oversized", oversized),
         ("oversized", [b"PROXY UNKNOWN ".as_slice(), &[b'x'; 200]].concat()),
         ("missing", bind.to_vec()),

@@ -141,13 +141,14 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, HeaderError> {
     Ok(Parsed::Header { len, client })
 }
 
-#[cfg(test)]
-pub(crate) mod fixtures {
+/// Headers as balancers write them, for tests (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+pub mod fixtures {
     use std::net::SocketAddr;
 
     /// A v2 PROXY header for TCP from `source` to `dest` (both of one family), followed by
     /// `tlvs` (raw TLV bytes).
-    pub(crate) fn v2_proxy(source: SocketAddr, dest: SocketAddr, tlvs: &[u8]) -> Vec<u8> {
+    pub fn v2_proxy(source: SocketAddr, dest: SocketAddr, tlvs: &[u8]) -> Vec<u8> {
         let mut block = Vec::new();
         let family = match (source, dest) {
             (SocketAddr::V4(s), SocketAddr::V4(d)) => {
@@ -169,7 +170,7 @@ pub(crate) mod fixtures {
     }
 
     /// A v2 header with this version/command byte, family/protocol byte and block.
-    pub(crate) fn v2(version_command: u8, family: u8, block: &[u8]) -> Vec<u8> {
+    pub fn v2(version_command: u8, family: u8, block: &[u8]) -> Vec<u8> {
         let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
         h.push(version_command);
         h.push(family);

@@ -29,8 +29,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 pub use header::{HeaderError, Parsed, V1_MAX, V2_MAX, parse};
 pub use rewind::Rewind;
 
-#[cfg(test)]
-pub(crate) use header::fixtures;
+#[cfg(any(test, feature = "testing"))]
+pub use header::fixtures;
 
 /// `edge.proxy_protocol`. Off while `trusted_cidrs` is empty (the default).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

@@ -10,7 +10,10 @@ use smsc_smpp::{Body, DataCoding, EsmClass, Pdu, Tlv, Tlvs};
 use smsc_store::StoredMessage;
 
 /// The first 20 characters of the message for `text:`, when it is text a receipt can
-/// carry as ASCII; nothing for binary or UCS2.
+/// carry as ASCII; nothing for binary or UCS2. The receipt goes out with data_coding 0,
+/// which stacks decode as GSM 7-bit (gosmpp, as this SMSC does MO) or as ASCII (most
+/// receipt parsers): only the characters both read alike are kept, others become `?`
+/// (`@` is `¡` in GSM, `$` is `¤`, `_` is `§`, brackets are letters with umlauts).
 fn excerpt(m: &StoredMessage) -> String {
     let alphabet = DataCoding(m.data_coding).alphabet();
     let udh = m.esm_class & EsmClass::UDHI != 0;
@@ -20,7 +23,14 @@ fn excerpt(m: &StoredMessage) -> String {
         }
         _ => String::new(),
     };
-    text.chars().filter(|c| c.is_ascii() && !c.is_ascii_control()).take(20).collect()
+    let same_in_ascii_and_gsm =
+        |c: char| c.is_ascii_alphanumeric() || " !\"#%&'()*+,-./:;<=>?".contains(c);
+    let safe = |c: char| match c {
+        c if same_in_ascii_and_gsm(c) => c,
+        c if c.is_whitespace() => ' ',
+        _ => '?',
+    };
+    text.chars().take(20).map(safe).collect()
 }
 
 /// The receipt for `m` reaching `stat` at `done_at` (Unix ms).
@@ -66,9 +76,8 @@ mod tests {
     use super::*;
     use smsc_store::Address;
 
-    #[test]
-    fn receipt_has_standard_text_and_tlvs() {
-        let m = StoredMessage {
+    fn message(data_coding: u8, payload: &[u8]) -> StoredMessage {
+        StoredMessage {
             message_id: "0123456789abcdef0123456789abcdef".into(),
             dest_index: 0,
             system_id: "demo".into(),
@@ -77,9 +86,9 @@ mod tests {
                 .expect("address"),
             service_type: String::new(),
             registered_delivery: 1,
-            data_coding: 0,
+            data_coding,
             esm_class: 0,
-            payload: bytes::Bytes::from_static(b"Your code is 123456, valid 5 minutes"),
+            payload: bytes::Bytes::copy_from_slice(payload),
             state: smsc_store::DeliveryState::Delivered,
             error_code: 0,
             attempts: 1,
@@ -88,7 +97,12 @@ mod tests {
             expire_at: 0,
             final_at: None,
             event: bytes::Bytes::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn receipt_has_standard_text_and_tlvs() {
+        let m = message(0, b"Your code is 123456, valid 5 minutes");
         let bytes = deliver_sm(&m, ReceiptStat::Delivered, 0, 1_795_000_060_000).expect("fits");
         let Ok(Pdu { body: Body::DeliverSm(d), .. }) = smsc_smpp::decode(bytes) else {
             panic!("deliver_sm")
@@ -109,5 +123,14 @@ mod tests {
             Some(m.message_id.as_bytes())
         );
         assert_eq!(d.tlvs.message_state(), Some(smsc_smpp::MessageState::DELIVERED));
+    }
+
+    #[test]
+    fn receipt_text_keeps_only_what_ascii_and_gsm_read_alike() {
+        let gsm = smsc_smpp::text::encode("Mail a@b.com $5_[x]\nok", Alphabet::Gsm7).expect("GSM");
+        let m = message(0, &gsm);
+        assert_eq!(excerpt(&m), "Mail a?b.com ?5??x? ");
+        // The 20 characters are the message's, before any is replaced.
+        assert_eq!(excerpt(&message(3, b"caf\xe9\tok")), "caf? ok");
     }
 }

@@ -6,14 +6,12 @@ mod common;
 mod esme;
 mod node;
 
-use smsc_proto::InjectMoRequest;
-use smsc_proto::simulator_client::SimulatorClient;
 use smsc_smpp::EsmClass;
 use smsc_smpp::text::{Alphabet, decode};
 use smsc_store::BindKind;
 
 use common::{ACME, ACME_SHORT_CODE};
-use esme::{Esme, assert_delivered_receipt, eventually};
+use esme::{Esme, assert_delivered_receipt, eventually, inject_mo};
 use node::Node;
 
 /// `smsc all` with account ACME (MO to its short code) and quick retries and sweeps.
@@ -50,18 +48,7 @@ async fn esme_gets_its_receipt_and_mo_over_smpp() {
     let id = esme.submit("447700900123", "hello from acme").await;
     assert_delivered_receipt(&esme.deliver_sm().await, &id);
 
-    let endpoint = format!("http://{}", smsc.simulator);
-    let mut handsets = eventually("the simulator's gRPC", || async {
-        SimulatorClient::connect(endpoint.clone()).await.ok()
-    })
-    .await;
-    let req = InjectMoRequest {
-        from: "447700900555".into(),
-        to: ACME_SHORT_CODE.into(),
-        text: "hi acme".into(),
-    };
-    let ids = handsets.inject_mo(req).await.expect("InjectMo").into_inner().ids;
-    assert_eq!(ids.len(), 1);
+    assert_eq!(inject_mo(smsc.simulator, ACME_SHORT_CODE, "hi acme").await.len(), 1);
     let mo = esme.deliver_sm().await;
     assert_eq!(mo.esm_class, EsmClass(0));
     assert_eq!(decode(mo.short_message.as_bytes(), Alphabet::Gsm7).expect("GSM 7"), "hi acme");

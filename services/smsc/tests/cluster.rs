@@ -10,21 +10,22 @@
 //! bounded: a scenario fails, it does not hang.
 
 mod esme;
+mod peers;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use smsc::cluster::{Cluster, ClusterAccount, ClusterOptions, ClusterRole};
 use smsc_delivery_worker::config::SimProfile;
-use smsc_proto::InjectMoRequest;
-use smsc_proto::simulator_client::SimulatorClient;
 use smsc_smpp::EsmClass;
 use smsc_smpp::pdu::DeliverSm;
 use smsc_smpp::text::{Alphabet, decode};
 use smsc_store::BindKind;
 use tokio::net::TcpStream;
 
-use esme::{Esme, PASSWORD, assert_delivered_receipt, eventually, metric};
+use peers::{Ask, EsmeArgs, Mode, Peer, Stack};
+
+use esme::{Esme, PASSWORD, assert_delivered_receipt, eventually, inject_mo, metric};
 
 /// Destinations the simulator fails once (absent subscriber), then delivers.
 const FLAKY_PREFIX: &str = "1555";
@@ -72,6 +73,9 @@ struct Run {
     golf: String,
     acme_code: String,
     bank_code: String,
+    /// Each third-party stack's account (its name's first 5 letters, as system_ids are
+    /// at most 15) and short code.
+    peers: Vec<(Stack, String, String)>,
 }
 
 impl Run {
@@ -92,6 +96,11 @@ impl Run {
             golf: id("golf"),
             acme_code: format!("5{:05}", n % 100_000),
             bank_code: format!("6{:05}", n % 100_000),
+            peers: Stack::ALL
+                .iter()
+                .zip(7..)
+                .map(|(&s, code)| (s, id(&s.name()[..5]), format!("{code}{:05}", n % 100_000)))
+                .collect(),
         }
     }
 
@@ -106,6 +115,9 @@ impl Run {
             plain(&self.echo),
             plain(&self.golf),
         ]
+        .into_iter()
+        .chain(self.peers.iter().map(|(_, id, code)| ClusterAccount::new(id, PASSWORD, &[code])))
+        .collect()
     }
 }
 
@@ -148,16 +160,6 @@ async fn receipt_waits_for_a_receiver(cluster: &Cluster, run: &Run) {
     assert_delivered_receipt(&receiver.deliver_sm().await, &id);
     receiver.unbind().await;
     transmitter.unbind().await;
-}
-
-async fn inject_mo(simulator: SocketAddr, to: &str, text: &str) -> Vec<String> {
-    let endpoint = format!("http://{simulator}");
-    let mut client = eventually("the simulator's gRPC", || async {
-        SimulatorClient::connect(endpoint.clone()).await.ok()
-    })
-    .await;
-    let req = InjectMoRequest { from: "447700900555".into(), to: to.into(), text: text.into() };
-    client.inject_mo(req).await.expect("InjectMo").into_inner().ids
 }
 
 fn assert_mo(d: &DeliverSm, short_code: &str, text: &str) {
@@ -304,6 +306,45 @@ async fn a_terminated_worker_finishes_what_it_holds(cluster: &mut Cluster, run: 
     esme.unbind().await;
 }
 
+/// (f) jSMPP, Cloudhopper and gosmpp as ESMEs, each a transmitter on edge 0 and a
+/// receiver on edge 1 (receipts and MO cross the edges), rebinding after both edges were
+/// stopped gracefully (they unbind their sessions) and started again. The script they run is
+/// in docs/testing.md ("Interop").
+async fn third_party_stacks(cluster: &mut Cluster, run: &Run) {
+    let Some(dir) = peers::peers() else { return };
+    for (stack, system_id, short_code) in &run.peers {
+        let args = EsmeArgs {
+            smpp: smpp(cluster, 0),
+            rx: Some(smpp(cluster, 1)),
+            system_id,
+            mode: Mode::TxRx,
+            short_code,
+        };
+        let mut peer = Peer::esme(&dir, *stack, &args);
+        loop {
+            match peer.next().await {
+                Ask::Mo(text) => {
+                    let simulator = cluster.endpoints().simulator(0).expect("worker 0");
+                    assert_eq!(inject_mo(simulator, short_code, &text).await.len(), 1);
+                }
+                Ask::Unbind => {
+                    // Both down before either is back: each session ends once.
+                    for edge in 0..2 {
+                        let exited =
+                            cluster.terminate(ClusterRole::Edge, edge).await.expect("SIGTERM");
+                        assert!(exited.status.success() && !exited.forced, "{exited}");
+                    }
+                    for edge in 0..2 {
+                        cluster.restart(ClusterRole::Edge, edge).await.expect("the edge restarts");
+                    }
+                }
+                Ask::Pass => break,
+            }
+        }
+        peer.finish().await;
+    }
+}
+
 async fn a_killed_edge_restarts(cluster: &mut Cluster, run: &Run) {
     cluster.kill(ClusterRole::Edge, 1).await.expect("kill edge 1");
     assert!(!cluster.is_running(ClusterRole::Edge, 1));
@@ -345,6 +386,7 @@ async fn cluster_end_to_end() {
     retried_then_delivered(&cluster, &run).await;
     upstream_interconnect(&cluster, &run, &upstream).await;
     a_terminated_worker_finishes_what_it_holds(&mut cluster, &run).await;
+    third_party_stacks(&mut cluster, &run).await;
     a_killed_edge_restarts(&mut cluster, &run).await;
 
     let crashed = cluster.exited();

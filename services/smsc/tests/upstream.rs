@@ -6,21 +6,22 @@
 //!   A over A's bind and reach A's ESME under A's message_id; its MO reach A's ESME;
 //! - B behind a proxy that drops every connection mid-load (no message lost or doubled);
 //! - a third-party SMSC (the `smpp` npm package's server, `third_party/upstream.js`):
-//!   hexadecimal ids in submit_sm_resp, decimal ones in plain-text receipts.
+//!   hexadecimal ids in submit_sm_resp, decimal ones in plain-text receipts;
+//! - Cloudhopper's SMPP server (tests/smpp-peers), which drops its connection after every
+//!   few submits it answers.
 //!
 //! Real time (the edges verify passwords on blocking threads); every wait is bounded.
 
 mod common;
 mod esme;
 mod node;
+mod peers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use smsc_proto::InjectMoRequest;
-use smsc_proto::simulator_client::SimulatorClient;
 use smsc_smpp::pdu::DeliverSm;
 use smsc_smpp::receipt::{Receipt, ReceiptStat};
 use smsc_smpp::text::{Alphabet, decode};
@@ -30,8 +31,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use common::{ACME, ACME_SHORT_CODE};
-use esme::{Esme, assert_delivered_receipt, eventually};
+use esme::{Esme, assert_delivered_receipt, eventually, inject_mo};
 use node::Node;
+use peers::{Peer, Stack};
 
 /// B's account for A, as the connector binds.
 const NODE_A: &str = "nodea";
@@ -140,17 +142,7 @@ async fn through_another_smsc_receipts_come_back_under_our_message_id() {
     );
 
     // B's handset answers: the MO crosses from B to A's ESME.
-    let endpoint = format!("http://{}", b.simulator);
-    let mut handsets = eventually("B's simulator", || async {
-        SimulatorClient::connect(endpoint.clone()).await.ok()
-    })
-    .await;
-    let req = InjectMoRequest {
-        from: "447700900555".into(),
-        to: ACME_SHORT_CODE.into(),
-        text: "hi A".into(),
-    };
-    handsets.inject_mo(req).await.expect("InjectMo");
+    inject_mo(b.simulator, ACME_SHORT_CODE, "hi A").await;
     let mo = esme.deliver_sm().await;
     assert_eq!(mo.esm_class, EsmClass(0));
     assert_eq!(decode(mo.short_message.as_bytes(), Alphabet::Gsm7).expect("GSM 7"), "hi A");
@@ -471,4 +463,57 @@ async fn a_third_party_upstream_with_hex_ids_and_decimal_receipts() {
     esme.unbind().await;
     a.stop().await;
     drop(upstream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloudhopper_upstream_that_drops_its_connections() {
+    let Some(dir) = peers::peers() else { return };
+    const DROP_EVERY: u32 = 7;
+    let (upstream, addr) = Peer::upstream(&dir, Stack::Cloudhopper, NODE_A, DROP_EVERY).await;
+    let a = node_a(addr, "").await;
+    wait_bound(&a).await;
+    let mut esme = Esme::bind(a.smpp, ACME, BindKind::Transceiver).await;
+
+    const MESSAGES: usize = 30;
+    let mut ids = Vec::new();
+    for n in 0..MESSAGES {
+        ids.push(esme.submit(&format!("4477009{n:05}"), "via cloudhopper").await);
+    }
+    let mut receipts: HashMap<String, Vec<ReceiptStat>> = HashMap::new();
+    let all_in = tokio::time::timeout(Duration::from_secs(90), async {
+        while receipts.len() < MESSAGES {
+            let r = receipt(&esme.deliver_sm().await);
+            receipts.entry(r.id).or_default().push(r.stat);
+        }
+    })
+    .await;
+    assert!(all_in.is_ok(), "receipts of {} of {MESSAGES} messages", receipts.len());
+    // Anything that would come twice has had time to.
+    while let Some(d) = esme.deliver_sm_within(Duration::from_secs(2)).await {
+        let r = receipt(&d);
+        receipts.entry(r.id).or_default().push(r.stat);
+    }
+    for id in &ids {
+        let got = receipts.get(id).map(Vec::as_slice);
+        assert_eq!(got, Some(&[ReceiptStat::Delivered][..]), "{id}");
+    }
+    assert_eq!(receipts.len(), MESSAGES, "no receipt for a message we did not send");
+
+    // It drops a connection right after answering: every answer it wrote is read (even
+    // when A's next write already failed), so it took each message once.
+    esme.unbind().await;
+    a.stop().await;
+    let said = upstream.stop().await;
+    let mut dests: Vec<&str> =
+        said.iter().filter_map(|l| l.strip_prefix("SUBMIT ")?.split(' ').nth(1)).collect();
+    dests.sort_unstable();
+    let taken = dests.len();
+    dests.dedup();
+    assert_eq!(
+        (dests.len(), taken),
+        (MESSAGES, MESSAGES),
+        "destinations the upstream took: {said:?}"
+    );
+    let drops = said.iter().filter(|l| l.as_str() == "DROPPED").count();
+    assert!(drops >= MESSAGES / DROP_EVERY as usize, "{drops} drops");
 }

@@ -378,7 +378,7 @@ async fn serve(
             }
             _ = &mut writer_task, if !writer_done => {
                 writer_done = true;
-                break "write failed";
+                break WRITE_FAILED;
             }
             frame = reader.next() => {
                 let pdu = match frame {
@@ -402,19 +402,11 @@ async fn serve(
                 last_rx = Instant::now();
                 let seq_in = pdu.sequence_number;
                 match pdu.body {
-                    Body::SubmitSmResp(ref r) => {
-                        if let Some(p) = pending.remove(&seq_in) {
-                            let message_id = String::from_utf8_lossy(r.message_id.as_bytes()).into_owned();
-                            let took = p.sent_at.elapsed();
-                            let _ = p.reply.send(SubmitResult::Resp { status: pdu.status, message_id, took });
-                        }
+                    Body::SubmitSmResp(_) => {
+                        answer(&mut pending, &pdu);
                     }
                     Body::GenericNack => {
-                        if let Some(p) = pending.remove(&seq_in) {
-                            let status = if pdu.status.is_ok() { CommandStatus::ESME_RSYSERR } else { pdu.status };
-                            let took = p.sent_at.elapsed();
-                            let _ = p.reply.send(SubmitResult::Resp { status, message_id: String::new(), took });
-                        } else if enquire.is_some_and(|(s, _)| s == seq_in) {
+                        if !answer(&mut pending, &pdu) && enquire.is_some_and(|(s, _)| s == seq_in) {
                             enquire = None;
                         }
                     }
@@ -485,7 +477,7 @@ async fn serve(
                 let s = next_seq(&mut seq);
                 if wtx.send(Pdu::new(s, Body::SubmitSm(req.submit))).await.is_err() {
                     let _ = req.reply.send(SubmitResult::ConnectionLost);
-                    break "write failed";
+                    break WRITE_FAILED;
                 }
                 pending.insert(s, Pending { reply: req.reply, sent_at: now });
                 timeouts.push_back((now + c.response_timeout, s));
@@ -524,6 +516,9 @@ async fn serve(
             break "unbind unanswered";
         }
     };
+    if why == WRITE_FAILED && !pending.is_empty() {
+        read_last_answers(&mut reader, &mut pending, c.response_timeout.min(UNBIND_WAIT)).await;
+    }
     for (_, p) in pending.drain() {
         let _ = p.reply.send(SubmitResult::ConnectionLost);
     }
@@ -536,6 +531,49 @@ async fn serve(
         }
     }
     why
+}
+
+const WRITE_FAILED: &str = "write failed";
+
+/// Settles the pending submit a submit_sm_resp or generic_nack answers; false when it
+/// answers none.
+fn answer(pending: &mut HashMap<u32, Pending>, pdu: &Pdu) -> bool {
+    let (status, message_id) = match &pdu.body {
+        Body::SubmitSmResp(r) => {
+            (pdu.status, String::from_utf8_lossy(r.message_id.as_bytes()).into_owned())
+        }
+        // A generic_nack with status 0 would be no answer at all.
+        Body::GenericNack if pdu.status.is_ok() => (CommandStatus::ESME_RSYSERR, String::new()),
+        Body::GenericNack => (pdu.status, String::new()),
+        _ => return false,
+    };
+    let Some(p) = pending.remove(&pdu.sequence_number) else { return false };
+    let took = p.sent_at.elapsed();
+    let _ = p.reply.send(SubmitResult::Resp { status, message_id, took });
+    true
+}
+
+/// After a failed write, the answers the upstream sent before it closed (an upstream
+/// that drops the connection right after answering, say) may still wait unread: they
+/// are read, until the upstream's close or `within`, so that only the submits really
+/// unanswered are failed. A submit failed after the upstream took it would be sent, and
+/// delivered, twice.
+async fn read_last_answers(
+    reader: &mut Reader,
+    pending: &mut HashMap<u32, Pending>,
+    within: Duration,
+) {
+    let answers = async {
+        while let Some(Ok(frame)) = reader.next().await {
+            if let Ok(pdu) = frame {
+                answer(pending, &pdu);
+            }
+            if pending.is_empty() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(within, answers).await;
 }
 
 /// A deliver_sm or data_sm from the upstream: the command_status to answer it with,
@@ -565,6 +603,136 @@ async fn incoming(shared: &Shared, pdu: Pdu) -> CommandStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll, Waker};
+
+    /// An upstream that answered and closed: every write fails, and what it wrote before
+    /// closing (`answers`) can be read only once a write has failed, so the session sees
+    /// the failed write first, as when it sends into a connection the upstream just shut.
+    #[derive(Default)]
+    struct AnsweredThenClosed {
+        failed: bool,
+        answers: BytesMut,
+        reader: Option<Waker>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Conn(Arc<Mutex<AnsweredThenClosed>>);
+
+    impl AsyncRead for Conn {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let mut c = self.0.lock().expect("lock");
+            if !c.failed {
+                c.reader = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let n = c.answers.len().min(buf.remaining());
+            buf.put_slice(&c.answers.split_to(n));
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Conn {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut c = self.0.lock().expect("lock");
+            c.failed = true;
+            if let Some(w) = c.reader.take() {
+                w.wake();
+            }
+            Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[derive(Debug)]
+    struct NoInbound;
+
+    impl crate::connector::Inbound for NoInbound {
+        fn receipt<'a>(
+            &'a self,
+            _: &'a str,
+            _: crate::connector::UpstreamReceipt,
+        ) -> futures::future::BoxFuture<'a, CommandStatus> {
+            unreachable!("no receipt in this test")
+        }
+        fn mo<'a>(
+            &'a self,
+            _: &'a str,
+            _: smsc_proto::MoEvent,
+        ) -> futures::future::BoxFuture<'a, CommandStatus> {
+            unreachable!("no MO in this test")
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_read_after_a_failed_write_settle_their_submits() {
+        let (queue, rx) = mpsc::channel(4);
+        let config = r#"{"address": "127.0.0.1:1", "system_id": "acme", "password": "secret"}"#;
+        let config: SmppUpstreamConfig = serde_json::from_str(config).expect("valid");
+        let shared = Arc::new(Shared {
+            name: "up".into(),
+            config: Arc::new(config),
+            tls: None,
+            queue: Arc::new(tokio::sync::Mutex::new(rx)),
+            tx_up: watch::Sender::new(0),
+            ctx: ConnectorContext {
+                inbound: Arc::new(NoInbound),
+                store: Arc::new(smsc_store::embedded::EmbeddedStore::default()),
+                clock: Arc::new(smsc_store::SystemClock),
+                metrics: smsc_runtime::telemetry::Metrics::new().family(),
+                shutdown: CancellationToken::new(),
+            },
+            ids: IdGenerator::new(),
+            rate_per_bind: 0.0,
+        });
+        // The first submit of a session has sequence number 2 (the bind had 1).
+        let resp = MessageIdResp {
+            message_id: COctetString::new(b"up-1").expect("fits"),
+            ..Default::default()
+        };
+        let conn = Conn::default();
+        Pdu::new(2, Body::SubmitSmResp(resp))
+            .encode(&mut conn.0.lock().expect("lock").answers)
+            .expect("encodes");
+        let (reply, answered) = oneshot::channel();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        queue
+            .send(SubmitRequest { submit: SubmitSm::default(), deadline, reply })
+            .await
+            .expect("queued");
+
+        let (r, w) = tokio::io::split(Box::new(conn) as Box<dyn Io>);
+        let stop = CancellationToken::new();
+        let why = serve(
+            &shared,
+            BindKind::Transceiver,
+            FramedRead::new(r, SmppCodec::default()),
+            w,
+            &stop,
+        )
+        .await;
+        assert_eq!(why, WRITE_FAILED);
+        match answered.await.expect("settled") {
+            SubmitResult::Resp { status, message_id, .. } => {
+                assert_eq!((status, message_id.as_str()), (CommandStatus::ESME_ROK, "up-1"));
+            }
+            other => panic!("the upstream's answer was lost: {other:?}"),
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_bucket_paces_to_the_rate_after_a_burst() {

@@ -2,6 +2,7 @@
 //! session directory's lease, and the bound account's changes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use smsc_accounts::Account;
 use smsc_smpp::pdu::{Bind, BindResp};
@@ -16,6 +17,9 @@ use super::{OUTBOUND_QUEUE, Status, lease, status_name};
 use crate::Edge;
 use crate::lockout::Failure;
 use crate::registry::SessionHandle;
+
+/// How long a session not yet bound at shutdown waits for a bind to refuse.
+const BIND_REFUSAL_GRACE: Duration = Duration::from_secs(1);
 
 impl Session {
     /// A bound session follows its account's changes (window, max_submit_rate, source
@@ -32,12 +36,15 @@ impl Session {
     }
 
     pub(super) fn on_bind(&mut self, seq: u32, command: CommandId, bind: Bind) {
+        if self.refusing_binds_until.is_some() {
+            return self.refuse_bind_draining(seq, command);
+        }
         match self.state {
             State::Open => {}
             State::Binding | State::Bound(_) => {
-                return self.respond(seq, command, Status::ESME_RALYBND);
+                return self.refuse_bind(seq, command, Status::ESME_RALYBND);
             }
-            State::Unbinding => return self.respond(seq, command, Status::ESME_RINVBNDSTS),
+            State::Unbinding => return self.refuse_bind(seq, command, Status::ESME_RINVBNDSTS),
         }
         let ip = self.peer.ip();
         if self.edge.lockout.is_locked(bind.system_id.as_bytes(), ip, Instant::now()) {
@@ -53,7 +60,7 @@ impl Session {
                 ])
                 .inc();
             debug!(system_id = %bind.system_id, "bind refused: system_id locked out from this address");
-            self.respond(seq, command, Status::ESME_RBINDFAIL);
+            self.refuse_bind(seq, command, Status::ESME_RBINDFAIL);
             self.close = true;
             return;
         }
@@ -92,21 +99,12 @@ impl Session {
         if kind.transmits() {
             self.edge.quotas.prepare(&account);
         }
-        let mut resp = BindResp {
-            system_id: smsc_smpp::COctetString::new(self.edge.settings.smsc_system_id.as_bytes())
-                .unwrap_or_default(),
-            tlvs: Tlvs::new(),
-        };
+        let mut resp = self.bind_resp();
         // A 3.3 peer does not understand TLVs (3.4 §2.2.1 interface_version).
         if bind.interface_version >= smsc_smpp::types::INTERFACE_VERSION_34 {
             resp.tlvs.push(Tlv::ScInterfaceVersion(smsc_smpp::types::INTERFACE_VERSION_34));
         }
-        let body = match command {
-            CommandId::BindTransmitter => Body::BindTransmitterResp(resp),
-            CommandId::BindReceiver => Body::BindReceiverResp(resp),
-            _ => Body::BindTransceiverResp(resp),
-        };
-        self.push(&Pdu::new(seq, body));
+        self.push(&Pdu::new(seq, bind_resp_body(command, resp)));
         self.edge.metrics.binds_total.with_label_values(&[kind.as_str(), "ok"]).inc();
         self.edge.metrics.sessions.with_label_values(&[kind.as_str()]).inc();
         info!(system_id = %account.system_id, bind = kind.as_str(), "bound");
@@ -127,6 +125,31 @@ impl Session {
         }));
     }
 
+    /// Answers a bind with an error `status`. SMPP 3.4 leaves the body out then, and so
+    /// does the edge, but for bind_transceiver_resp, which carries the SMSC's system_id
+    /// (no TLVs) whatever the status: gosmpp (v0.3.1) reads that field of a
+    /// bind_transceiver_resp unconditionally (without it, its user sees "EOF", not the
+    /// status), while it reads any body of a refused bind_transmitter_resp or
+    /// bind_receiver_resp as TLVs, and fails on it. jSMPP and Cloudhopper take both.
+    pub(super) fn refuse_bind(&mut self, seq: u32, command: CommandId, status: Status) {
+        let pdu = match command {
+            CommandId::BindTransceiver => {
+                Pdu { status, ..Pdu::new(seq, bind_resp_body(command, self.bind_resp())) }
+            }
+            _ => Pdu::error_response(
+                command.response().unwrap_or(CommandId::GenericNack),
+                seq,
+                status,
+            ),
+        };
+        self.push(&pdu);
+    }
+
+    fn bind_resp(&self) -> BindResp {
+        let system_id = smsc_smpp::COctetString::new(self.edge.settings.smsc_system_id.as_bytes());
+        BindResp { system_id: system_id.unwrap_or_default(), tlvs: Tlvs::new() }
+    }
+
     pub(super) fn on_unbind(&mut self, seq: u32) {
         // In-flight requests are answered first; then unbind_resp and close. Out of the
         // registry at once: no new deliveries to a session that is leaving.
@@ -135,6 +158,29 @@ impl Session {
             State::Bound(_) => self.leave_bound(),
             _ => self.state = State::Unbinding,
         }
+    }
+
+    /// The edge is shutting down. A bound session is unbound; one not bound yet may have
+    /// a bind on its way (it connected as the listener closed): that bind is answered
+    /// ESME_RBINDFAIL within [`BIND_REFUSAL_GRACE`] rather than the connection closed
+    /// under it (jSMPP then waits out its whole bind timeout before it tries again).
+    pub(super) fn on_shutdown(&mut self) {
+        match self.state {
+            State::Bound(_) => self.begin_unbind(),
+            State::Open | State::Binding => {
+                self.refusing_binds_until = Some(Instant::now() + BIND_REFUSAL_GRACE);
+            }
+            State::Unbinding => {}
+        }
+    }
+
+    /// Refuses a bind (new, or whose check ends) while shutting down, and closes.
+    pub(super) fn refuse_bind_draining(&mut self, seq: u32, command: CommandId) {
+        if matches!(self.state, State::Binding) {
+            self.state = State::Open;
+        }
+        self.refuse_bind(seq, command, Status::ESME_RBINDFAIL);
+        self.close = true;
     }
 
     pub(super) fn begin_unbind(&mut self) {
@@ -249,4 +295,13 @@ async fn authenticate(
         return Err(Status::ESME_RBINDFAIL);
     }
     Ok(account)
+}
+
+/// The response body answering bind `command`.
+fn bind_resp_body(command: CommandId, resp: BindResp) -> Body {
+    match command {
+        CommandId::BindTransmitter => Body::BindTransmitterResp(resp),
+        CommandId::BindReceiver => Body::BindReceiverResp(resp),
+        _ => Body::BindTransceiverResp(resp),
+    }
 }

@@ -1,6 +1,8 @@
 //! The session's task: its loop (read, write, shutdown), the framing and dispatch of
 //! each PDU read, the completions of asynchronous work, and the teardown.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::stream::StreamExt;
@@ -19,6 +21,19 @@ use super::{READ_CHUNK, Status, status_name};
 use crate::registry::DeliverResult;
 use crate::submit;
 
+/// After answering an ESME's unbind, how long the edge leaves the close to the ESME
+/// before closing itself. The side that unbinds closes: gosmpp closes its socket once it
+/// has read unbind_resp, and an edge closing first races that close (gosmpp then reports
+/// its own close as failed).
+const UNBIND_LINGER: Duration = Duration::from_secs(1);
+
+/// Reads (and drops) until the peer closes, for at most [`UNBIND_LINGER`].
+async fn await_peer_close<S: AsyncRead + Unpin>(stream: &mut S) {
+    let mut sink = [0u8; 256];
+    let closed = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(UNBIND_LINGER, closed).await;
+}
+
 impl Session {
     pub(super) async fn run<S>(mut self, mut stream: S, shutdown: CancellationToken)
     where
@@ -26,6 +41,7 @@ impl Session {
     {
         debug!("connected");
         let mut draining = false;
+        let mut answered_unbind = false;
         loop {
             let deadline = self.next_deadline();
             let outbound_ready = self.outbound_capacity();
@@ -33,7 +49,7 @@ impl Session {
                 biased;
                 _ = shutdown.cancelled(), if !draining => {
                     draining = true;
-                    self.begin_unbind();
+                    self.on_shutdown();
                 }
                 Some(done) = self.inflight.next(), if !self.inflight.is_empty() => {
                     self.finish(done);
@@ -74,6 +90,7 @@ impl Session {
             {
                 self.push(&Pdu::new(seq, Body::UnbindResp));
                 self.close = true;
+                answered_unbind = true;
             }
             if self.unbound && idle {
                 self.close = true;
@@ -95,6 +112,9 @@ impl Session {
                 }
             }
             if self.close {
+                if answered_unbind {
+                    await_peer_close(&mut stream).await;
+                }
                 let _ = stream.shutdown().await;
                 break;
             }
@@ -196,11 +216,14 @@ impl Session {
     fn finish(&mut self, done: Done) {
         match done {
             Done::Bind { seq, command, bind, result } => match result {
+                Ok(_) if self.refusing_binds_until.is_some() => {
+                    self.refuse_bind_draining(seq, command);
+                }
                 Ok(account) if matches!(self.state, State::Binding) => {
                     self.edge.lockout.success(bind.system_id.as_bytes(), self.peer.ip());
                     self.bound(seq, command, bind, account)
                 }
-                Ok(_) => self.respond(seq, command, Status::ESME_RINVBNDSTS),
+                Ok(_) => self.refuse_bind(seq, command, Status::ESME_RINVBNDSTS),
                 Err(status) => {
                     if matches!(status, Status::ESME_RINVSYSID | Status::ESME_RINVPASWD) {
                         self.count_bind_failure(&bind);
@@ -215,7 +238,7 @@ impl Session {
                     if matches!(self.state, State::Binding) {
                         self.state = State::Open;
                     }
-                    self.respond(seq, command, status);
+                    self.refuse_bind(seq, command, status);
                 }
             },
             Done::Responses(pdus) => {

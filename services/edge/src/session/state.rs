@@ -120,6 +120,9 @@ pub(super) struct Session {
     pub(super) unbind_from_peer: Option<u32>,
     /// The peer answered our unbind: close once in-flight work is answered.
     pub(super) unbound: bool,
+    /// The edge is shutting down and this session was not bound: binds are refused
+    /// until then, when it closes ([`Session::on_shutdown`]).
+    pub(super) refusing_binds_until: Option<Instant>,
     pub(super) close: bool,
     /// Changes of the account set, checked at each read ([`Session::refresh_account`]).
     pub(super) accounts: tokio::sync::watch::Receiver<u64>,
@@ -155,6 +158,7 @@ impl Session {
             enquire_pending: false,
             unbind_from_peer: None,
             unbound: false,
+            refusing_binds_until: None,
             close: false,
             accounts,
         }

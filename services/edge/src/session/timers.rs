@@ -3,7 +3,7 @@
 
 use smsc_smpp::{Body, Pdu};
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{debug, info};
 
 use super::state::{Awaiting, Outstanding, Session, State};
 use crate::registry::DeliverResult;
@@ -26,6 +26,9 @@ impl Session {
         if let Some(t) = self.pdu_started {
             d = d.min(t + self.edge.limits.pdu_read_timeout);
         }
+        if let Some(t) = self.refusing_binds_until {
+            d = d.min(t);
+        }
         if !self.enquire_pending {
             d = d.min(self.last_rx + s.enquire_link_interval);
         }
@@ -39,6 +42,11 @@ impl Session {
             && now >= self.started + s.session_init_timeout
         {
             info!("no bind within the session init timer; closing");
+            self.close = true;
+            return;
+        }
+        if self.refusing_binds_until.is_some_and(|t| now >= t) {
+            debug!("shutting down, and no bind came to refuse; closing");
             self.close = true;
             return;
         }

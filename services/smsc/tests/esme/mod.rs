@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt as _, StreamExt as _};
+use smsc_proto::InjectMoRequest;
+use smsc_proto::simulator_client::SimulatorClient;
 use smsc_smpp::codec::SmppCodec;
 use smsc_smpp::pdu::{Bind, DeliverSm, MessageIdResp, ShortMessage, SubmitSm};
 use smsc_smpp::receipt::{Receipt, ReceiptStat};
@@ -53,6 +55,18 @@ pub(crate) async fn metric(admins: &[SocketAddr], series: &str) -> f64 {
         }
     }
     total
+}
+
+/// A handset's message from 447700900555 to `to`, through the simulator's gRPC; the
+/// message ids it got.
+pub(crate) async fn inject_mo(simulator: SocketAddr, to: &str, text: &str) -> Vec<String> {
+    let endpoint = format!("http://{simulator}");
+    let mut handsets = eventually("the simulator's gRPC", || async {
+        SimulatorClient::connect(endpoint.clone()).await.ok()
+    })
+    .await;
+    let req = InjectMoRequest { from: "447700900555".into(), to: to.into(), text: text.into() };
+    handsets.inject_mo(req).await.expect("InjectMo").into_inner().ids
 }
 
 /// An ESME on one SMPP connection.

@@ -24,6 +24,8 @@ pub(crate) struct Node {
     pub(crate) smpp: SocketAddr,
     pub(crate) simulator: SocketAddr,
     pub(crate) admin: SocketAddr,
+    /// The config it runs, with its addresses filled in (what [`Node::restart`] reuses).
+    yaml: String,
     stop: oneshot::Sender<()>,
     running: JoinHandle<anyhow::Result<()>>,
 }
@@ -38,12 +40,25 @@ impl Node {
             .replace("{simulator}", &simulator.to_string())
             .replace("{admin}", &admin.to_string())
             .replace("{hash}", &password_hash());
+        Self::run(smpp, simulator, admin, yaml)
+    }
+
+    fn run(smpp: SocketAddr, simulator: SocketAddr, admin: SocketAddr, yaml: String) -> Self {
         let config = Config::from_yaml_str(&yaml, []).unwrap_or_else(|e| panic!("{e}: {yaml}"));
         let (stop, stopped) = oneshot::channel::<()>();
         let running = tokio::spawn(smsc::run(Role::All, config, async {
             let _ = stopped.await;
         }));
-        Self { smpp, simulator, admin, stop, running }
+        Self { smpp, simulator, admin, yaml, stop, running }
+    }
+
+    /// Stops (the edge unbinds its sessions, as in a rolling update) and starts again on
+    /// the same addresses, with empty embedded state.
+    pub(crate) async fn restart(self) -> Self {
+        let (smpp, simulator, admin, yaml) =
+            (self.smpp, self.simulator, self.admin, self.yaml.clone());
+        self.stop().await;
+        Self::run(smpp, simulator, admin, yaml)
     }
 
     /// Shuts down and waits for `run` to return cleanly.

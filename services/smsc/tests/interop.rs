@@ -43,6 +43,7 @@ async fn esme_against_smsc_all(stack: Stack, mode: Mode) {
     let Some(dir) = peers::peers() else { return };
     let system_id = stack.name();
     let mut smsc = start(system_id).await;
+    smsc.ready().await;
     let args = EsmeArgs { smpp: smsc.smpp, rx: None, system_id, mode, short_code: SHORT_CODE };
     let mut peer = Peer::esme(&dir, stack, &args);
     loop {
@@ -96,6 +97,7 @@ async fn each_stack_sees_a_wrong_password_refused_as_invalid_password() {
     for stack in Stack::ALL {
         // Two failures per account: far from the bind lockout.
         let smsc = start(stack.name()).await;
+        smsc.ready().await;
         for mode in [Mode::Trx, Mode::TxRx] {
             let args = EsmeArgs {
                 smpp: smsc.smpp,

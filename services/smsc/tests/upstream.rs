@@ -110,6 +110,29 @@ fn receipt(d: &DeliverSm) -> Receipt {
     Receipt::parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"))
 }
 
+/// Exactly one receipt, DELIVRD, for each of `ids`, and none for another message.
+async fn one_delivered_receipt_each(esme: &mut Esme, ids: &[String]) {
+    let mut receipts: HashMap<String, Vec<ReceiptStat>> = HashMap::new();
+    let all_in = tokio::time::timeout(Duration::from_secs(90), async {
+        while receipts.len() < ids.len() {
+            let r = receipt(&esme.deliver_sm().await);
+            receipts.entry(r.id).or_default().push(r.stat);
+        }
+    })
+    .await;
+    assert!(all_in.is_ok(), "receipts of {} of {} messages", receipts.len(), ids.len());
+    // Anything that would come twice has had time to.
+    while let Some(d) = esme.deliver_sm_within(Duration::from_secs(3)).await {
+        let r = receipt(&d);
+        receipts.entry(r.id).or_default().push(r.stat);
+    }
+    for id in ids {
+        let got = receipts.get(id).map(Vec::as_slice);
+        assert_eq!(got, Some(&[ReceiptStat::Delivered][..]), "{id}");
+    }
+    assert_eq!(receipts.len(), ids.len(), "no receipt for a message we did not send");
+}
+
 /// Until A's connector holds its bind to the upstream.
 async fn wait_bound(a: &Node) {
     let bound = r#"smsc_upstream_binds{bind_type="transceiver",connector="up"}"#;
@@ -319,28 +342,7 @@ async fn when_the_upstream_drops_every_connection_no_message_is_lost_or_doubled(
         ids.push(esme.submit(&format!("4477009{n:05}"), "under fire").await);
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let mut receipts: HashMap<String, Vec<ReceiptStat>> = HashMap::new();
-    let all_in = tokio::time::timeout(Duration::from_secs(90), async {
-        while receipts.len() < MESSAGES {
-            let r = receipt(&esme.deliver_sm().await);
-            receipts.entry(r.id).or_default().push(r.stat);
-        }
-    })
-    .await;
-    assert!(all_in.is_ok(), "receipts of {} of {MESSAGES} messages", receipts.len());
-    // Anything that would come twice has had time to.
-    while let Some(d) = esme.deliver_sm_within(Duration::from_secs(3)).await {
-        let r = receipt(&d);
-        receipts.entry(r.id).or_default().push(r.stat);
-    }
-    for id in &ids {
-        assert_eq!(
-            receipts.get(id).map(Vec::as_slice),
-            Some(&[ReceiptStat::Delivered][..]),
-            "{id}"
-        );
-    }
-    assert_eq!(receipts.len(), MESSAGES, "no receipt for a message we did not send");
+    one_delivered_receipt_each(&mut esme, &ids).await;
     // The drops did cut submits in flight (sent, never answered: retried, so the
     // upstream may hold two copies, whose extra receipt matches nothing of ours).
     let lost = r#"smsc_upstream_submits_total{connector="up",status="connection_lost"}"#;
@@ -479,25 +481,7 @@ async fn a_cloudhopper_upstream_that_drops_its_connections() {
     for n in 0..MESSAGES {
         ids.push(esme.submit(&format!("4477009{n:05}"), "via cloudhopper").await);
     }
-    let mut receipts: HashMap<String, Vec<ReceiptStat>> = HashMap::new();
-    let all_in = tokio::time::timeout(Duration::from_secs(90), async {
-        while receipts.len() < MESSAGES {
-            let r = receipt(&esme.deliver_sm().await);
-            receipts.entry(r.id).or_default().push(r.stat);
-        }
-    })
-    .await;
-    assert!(all_in.is_ok(), "receipts of {} of {MESSAGES} messages", receipts.len());
-    // Anything that would come twice has had time to.
-    while let Some(d) = esme.deliver_sm_within(Duration::from_secs(2)).await {
-        let r = receipt(&d);
-        receipts.entry(r.id).or_default().push(r.stat);
-    }
-    for id in &ids {
-        let got = receipts.get(id).map(Vec::as_slice);
-        assert_eq!(got, Some(&[ReceiptStat::Delivered][..]), "{id}");
-    }
-    assert_eq!(receipts.len(), MESSAGES, "no receipt for a message we did not send");
+    one_delivered_receipt_each(&mut esme, &ids).await;
 
     // It drops a connection right after answering: every answer it wrote is read (even
     // when A's next write already failed), so it took each message once.

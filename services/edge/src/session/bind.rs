@@ -179,7 +179,11 @@ impl Session {
         if matches!(self.state, State::Binding) {
             self.state = State::Open;
         }
-        self.refuse_bind(seq, command, Status::ESME_RBINDFAIL);
+        let status = Status::ESME_RBINDFAIL;
+        let labels = [bind_kind(command).as_str(), status_name(status)];
+        self.edge.metrics.binds_total.with_label_values(&labels).inc();
+        debug!("bind refused: shutting down");
+        self.refuse_bind(seq, command, status);
         self.close = true;
     }
 

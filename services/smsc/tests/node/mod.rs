@@ -10,7 +10,7 @@ use smsc::config::Config;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::esme::{STEP, metric};
+use crate::esme::{STEP, admin_get, eventually, metric};
 use smsc_accounts::testing::password_hash;
 
 /// A port nothing listens on now (for listeners whose address the test must know).
@@ -66,6 +66,17 @@ impl Node {
         let _ = self.stop.send(());
         let ended = tokio::time::timeout(STEP, self.running).await.expect("stops in time");
         ended.expect("run task").expect("run ends Ok");
+    }
+
+    /// Until `/ready` answers 200: every role is up and the SMPP listener accepts (for a
+    /// client that does not retry its first bind).
+    pub(crate) async fn ready(&self) {
+        let admin = self.admin;
+        eventually("smsc all ready", || async {
+            let response = admin_get(admin, "/ready").await?;
+            response.split_whitespace().nth(1).filter(|status| *status == "200").map(drop)
+        })
+        .await;
     }
 
     /// The value of one sample line of `/metrics`, 0 when absent.

@@ -200,17 +200,22 @@ async fn garbage_command_length_closes_that_connection_only() {
     assert_status(&other.submit(submit_sm("unaffected")).await, CommandStatus::ESME_ROK);
 }
 
-#[tokio::test]
-async fn unbind_is_answered_and_the_esme_closes() {
-    let edge = TestEdge::start(Setup::default()).await;
-    let mut c = edge.bind(BindKind::Transceiver, ESME).await;
-    assert_eq!(edge.edge.registry.count(ESME), 1);
-    let resp = c.request(Body::Unbind).await;
-    assert_eq!(resp.command_id(), CommandId::UnbindResp);
-    assert_status(&resp, CommandStatus::ESME_ROK);
-    drop(c);
-    let registry = &edge.edge.registry;
-    common::eventually("session unregistered", || async { registry.count(ESME) == 0 }).await;
+#[test]
+fn unbind_is_answered_and_the_connection_ends_with_the_esme_close() {
+    common::paused(|| async {
+        let edge = TestEdge::start(Setup::default()).await;
+        let mut c = edge.bind(BindKind::Transceiver, ESME).await;
+        assert_eq!(edge.edge.registry.count(ESME), 1);
+        let resp = c.request(Body::Unbind).await;
+        assert_eq!(resp.command_id(), CommandId::UnbindResp);
+        assert_status(&resp, CommandStatus::ESME_ROK);
+        assert_eq!(edge.edge.registry.count(ESME), 0, "no deliveries to a leaving session");
+        drop(c);
+        // At once, not at the end of the edge's wait for the ESME's close.
+        let open = &edge.metrics.family::<smsc_edge::EdgeMetrics>().connections;
+        let ended = common::eventually("the connection ended", || async { open.get() == 0 });
+        tokio::time::timeout(Duration::from_millis(500), ended).await.expect("within 0.5 s");
+    });
 }
 
 #[test]

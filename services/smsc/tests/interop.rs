@@ -51,7 +51,10 @@ async fn esme_against_smsc_all(stack: Stack, mode: Mode) {
             Ask::Mo(text) => {
                 assert_eq!(inject_mo(smsc.simulator, SHORT_CODE, &text).await.len(), 1)
             }
-            Ask::Unbind => smsc = smsc.restart().await,
+            Ask::Unbind => {
+                smsc = smsc.restart().await;
+                smsc.ready().await;
+            }
             Ask::Pass => break,
         }
     }

@@ -162,8 +162,10 @@ impl Session {
 
     /// The edge is shutting down. A bound session is unbound; one not bound yet may have
     /// a bind on its way (it connected as the listener closed): that bind is answered
-    /// ESME_RBINDFAIL within [`BIND_REFUSAL_GRACE`] rather than the connection closed
-    /// under it (jSMPP then waits out its whole bind timeout before it tries again).
+    /// ESME_RBINDFAIL rather than the connection closed under it (jSMPP then waits out its
+    /// whole bind timeout before it tries again). A session with no bind closes after
+    /// [`BIND_REFUSAL_GRACE`]; one whose bind is being checked waits for the check (bound
+    /// by the session init timer) and refuses it then.
     pub(super) fn on_shutdown(&mut self) {
         match self.state {
             State::Bound(_) => self.begin_unbind(),
@@ -174,17 +176,17 @@ impl Session {
         }
     }
 
-    /// Refuses a bind (new, or whose check ends) while shutting down, and closes.
+    /// Refuses a bind (new, or whose check just ended) while shutting down, and closes
+    /// unless another bind's check is still to be answered.
     pub(super) fn refuse_bind_draining(&mut self, seq: u32, command: CommandId) {
-        if matches!(self.state, State::Binding) {
-            self.state = State::Open;
-        }
         let status = Status::ESME_RBINDFAIL;
         let labels = [bind_kind(command).as_str(), status_name(status)];
         self.edge.metrics.binds_total.with_label_values(&labels).inc();
         debug!("bind refused: shutting down");
         self.refuse_bind(seq, command, status);
-        self.close = true;
+        if !matches!(self.state, State::Binding) {
+            self.close = true;
+        }
     }
 
     pub(super) fn begin_unbind(&mut self) {

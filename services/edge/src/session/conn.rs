@@ -217,6 +217,7 @@ impl Session {
         match done {
             Done::Bind { seq, command, bind, result } => match result {
                 Ok(_) if self.refusing_binds_until.is_some() => {
+                    self.state = State::Open;
                     self.refuse_bind_draining(seq, command);
                 }
                 Ok(account) if matches!(self.state, State::Binding) => {

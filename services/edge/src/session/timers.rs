@@ -26,7 +26,9 @@ impl Session {
         if let Some(t) = self.pdu_started {
             d = d.min(t + self.edge.limits.pdu_read_timeout);
         }
-        if let Some(t) = self.refusing_binds_until {
+        if let Some(t) = self.refusing_binds_until
+            && matches!(self.state, State::Open)
+        {
             d = d.min(t);
         }
         if !self.enquire_pending {
@@ -45,7 +47,8 @@ impl Session {
             self.close = true;
             return;
         }
-        if self.refusing_binds_until.is_some_and(|t| now >= t) {
+        if self.refusing_binds_until.is_some_and(|t| now >= t) && matches!(self.state, State::Open)
+        {
             debug!("shutting down, and no bind came to refuse; closing");
             self.close = true;
             return;

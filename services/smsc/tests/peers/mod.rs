@@ -232,25 +232,30 @@ impl Peer {
                 "WANT-MO" => return Ask::Mo(rest.to_owned()),
                 "WANT-UNBIND" => return Ask::Unbind,
                 "PASS" => {
-                    assert_eq!(
-                        self.receipted,
-                        self.submitted,
-                        "{}: receipts vs submits",
-                        self.stack.name()
-                    );
-                    // GSM, UCS2, a long text in parts, and one after the rebind.
-                    assert!(
-                        self.submitted.len() >= 5,
-                        "{}: only {:?}",
-                        self.stack.name(),
-                        self.submitted
-                    );
+                    self.check_the_whole_script();
                     return Ask::Pass;
                 }
                 "FAIL" => self.fail("it failed"),
                 _ => {}
             }
         }
+    }
+
+    /// What a PASS stands for: every step said, in order, and a DELIVRD receipt for
+    /// every id given (GSM, UCS2, a long text in parts, one after the rebind), no other.
+    fn check_the_whole_script(&self) {
+        let name = self.stack.name();
+        let words: Vec<&str> = self.said.iter().filter_map(|l| l.split(' ').next()).collect();
+        let at = |word: &str| words.iter().position(|w| *w == word);
+        let steps = ["BOUND", "WANT-MO", "MO-OK", "WANT-UNBIND", "REBOUND", "PASS"].map(at);
+        assert!(
+            steps.iter().all(Option::is_some) && steps.is_sorted(),
+            "{name}: steps missing or out of order: {steps:?}"
+        );
+        let after_rebind = words[steps[4].unwrap_or(0)..].iter().filter(|w| **w == "SUBMITTED");
+        assert!(after_rebind.count() >= 1, "{name}: no submit after the rebind");
+        assert!(self.submitted.len() >= 5, "{name}: only {:?}", self.submitted);
+        assert_eq!(self.receipted, self.submitted, "{name}: receipts vs submits");
     }
 
     /// Waits for it to exit, which must be with status 0.

@@ -39,26 +39,22 @@ where
 pub(crate) async fn metric(admins: &[SocketAddr], series: &str) -> f64 {
     let mut total = 0.0;
     for admin in admins {
-        if let Some(body) = admin_get(*admin, "/metrics").await {
+        let Ok(Ok(mut s)) =
+            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(admin)).await
+        else {
+            continue;
+        };
+        let mut body = String::new();
+        let read = async {
+            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: smsc\r\n\r\n").await?;
+            s.read_to_string(&mut body).await
+        };
+        if tokio::time::timeout(Duration::from_secs(2), read).await.is_ok() {
             let value = body.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok());
             total += value.unwrap_or(0.0);
         }
     }
     total
-}
-
-/// The whole response to `GET path` on an admin port; `None` when it does not answer
-/// within 2 s.
-pub(crate) async fn admin_get(admin: SocketAddr, path: &str) -> Option<String> {
-    let connect = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(admin));
-    let mut s = connect.await.ok()?.ok()?;
-    let mut response = String::new();
-    let read = async {
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: smsc\r\n\r\n").as_bytes()).await?;
-        s.read_to_string(&mut response).await
-    };
-    tokio::time::timeout(Duration::from_secs(2), read).await.ok()?.ok()?;
-    Some(response)
 }
 
 /// A handset's message from 447700900555 to `to`, through the simulator's gRPC; the

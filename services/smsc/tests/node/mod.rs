@@ -10,7 +10,7 @@ use smsc::config::Config;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::esme::{STEP, admin_get, eventually, metric};
+use crate::esme::{STEP, eventually, metric};
 use smsc_accounts::testing::password_hash;
 
 /// A port nothing listens on now (for listeners whose address the test must know).
@@ -73,8 +73,7 @@ impl Node {
     pub(crate) async fn ready(&self) {
         let admin = self.admin;
         eventually("smsc all ready", || async {
-            let response = admin_get(admin, "/ready").await?;
-            response.split_whitespace().nth(1).filter(|status| *status == "200").map(drop)
+            (smsc::cluster::http_status(admin, "/ready").await == Some(200)).then_some(())
         })
         .await;
     }

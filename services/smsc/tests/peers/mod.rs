@@ -204,11 +204,6 @@ impl Peer {
         }
     }
 
-    /// The lines said until now that start with `word`, without it.
-    pub(crate) fn said(&self, word: &str) -> Vec<&str> {
-        self.said.iter().filter_map(|l| l.strip_prefix(word)?.strip_prefix(' ')).collect()
-    }
-
     /// The ESME's next request. On `Pass`, also checks what it reported along the way:
     /// a DELIVRD receipt for every message id it was given, and for no other.
     pub(crate) async fn next(&mut self) -> Ask {

@@ -275,6 +275,14 @@ def cmd_invariants(rendered: str, *values_files: str) -> None:
     }
     if v["edge"]["tls"]["enabled"]:
         listeners["edge.tls.listen"] = config["edge"]["tls"]["listen"]
+    http = v["edge"]["http"]["enabled"]
+    if http:
+        listeners["edge.http_listen"] = config["edge"].get("http_listen")
+        if config["edge"].get("http_listen") != f"0.0.0.0:{ports['http']}":
+            fail(f"edge.http.enabled: config edge.http_listen is {config['edge'].get('http_listen')!r},"
+                 f" want 0.0.0.0:{ports['http']}")
+    elif "http_listen" in config["edge"] or "http" in config["edge"]:
+        fail("edge.http.enabled is false but config has edge.http_listen or edge.http")
     if plaintext:
         listeners["edge.smpp_listen"] = config["edge"].get("smpp_listen")
     elif config["edge"].get("smpp_listen") != f"127.0.0.1:{ports['smpp']}":
@@ -561,14 +569,24 @@ def cmd_invariants(rendered: str, *values_files: str) -> None:
 
     svc = one("Service", "-smpp")
     want = (({"smpp": ports["smpp"]} if plaintext else {})
-            | ({"smpp-tls": ports["smppTls"]} if v["edge"]["tls"]["enabled"] else {}))
+            | ({"smpp-tls": ports["smppTls"]} if v["edge"]["tls"]["enabled"] else {})
+            | ({"http": ports["http"]} if http else {}))
     got = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
     if got != want or svc["spec"]["type"] != v["edge"]["service"]["type"]:
         fail(f"Service smpp: {svc['spec']['type']} {got}, want {v['edge']['service']['type']} {want}")
+    if svc["spec"]["type"] in ("LoadBalancer", "NodePort"):
+        node_ports = {p["name"]: p.get("nodePort") for p in svc["spec"]["ports"]}
+        names = {"smpp": "smpp", "smpp-tls": "smppTls", "http": "http"}
+        want_np = {k: v["edge"]["service"]["nodePorts"].get(names[k]) for k in want}
+        if node_ports != want_np:
+            fail(f"Service smpp: nodePorts {node_ports}, want {want_np} (edge.service.nodePorts)")
     edge_c = one("Deployment", "-edge")["spec"]["template"]["spec"]["containers"][0]
     edge_ports = {p["name"]: p["containerPort"] for p in edge_c["ports"]}
-    if {k: edge_ports.get(k) for k in ("smpp", "smpp-tls") if k in edge_ports} != want:
-        fail(f"Deployment *-edge: SMPP container ports {edge_ports}, want {want}")
+    if {k: edge_ports.get(k) for k in ("smpp", "smpp-tls", "http") if k in edge_ports} != want:
+        fail(f"Deployment *-edge: SMPP and HTTP container ports {edge_ports}, want {want}")
+    for d in (o for o in by_kind.get("Deployment", []) if not o["metadata"]["name"].endswith("-edge")):
+        if any(p["name"] == "http" for p in d["spec"]["template"]["spec"]["containers"][0]["ports"]):
+            fail(f"Deployment {d['metadata']['name']}: only the edges serve the HTTP API")
     for s in (svc, *peer_svcs):
         unknown = [p["targetPort"] for p in s["spec"]["ports"] if p["targetPort"] not in edge_ports]
         if unknown:
@@ -728,10 +746,14 @@ def check_network_policy(v: dict[str, Any], np: dict[str, Any], deployments: dic
                                              for p in r["ports"])]
 
     smpp_ports = ([ports["smpp"]] if v["edge"]["plaintext"] else []) + (
-        [ports["smppTls"]] if v["edge"]["tls"]["enabled"] else [])
+        [ports["smppTls"]] if v["edge"]["tls"]["enabled"] else []) + (
+        [ports["http"]] if v["edge"]["http"]["enabled"] else [])
     for port in smpp_ports:
         if not any(r.get("from", []) == n["smppFrom"] for r in rules_for(port)):
-            fail(f"NetworkPolicy {name}: SMPP port {port} is not open to smppFrom {n['smppFrom'] or 'anywhere'}")
+            fail(f"NetworkPolicy {name}: SMPP/HTTP port {port} is not open to smppFrom {n['smppFrom'] or 'anywhere'}")
+    if not v["edge"]["http"]["enabled"] and rules_for(ports["http"]):
+        fail(f"NetworkPolicy {name}: edge.http.enabled is false, yet port {ports['http']} is let in:"
+             f" {rules_for(ports['http'])}")
     if not v["edge"]["plaintext"] and rules_for(ports["smpp"]):
         fail(f"NetworkPolicy {name}: edge.plaintext is false, yet port {ports['smpp']} is let in:"
              f" {rules_for(ports['smpp'])}")
@@ -756,7 +778,7 @@ def check_network_policy(v: dict[str, Any], np: dict[str, Any], deployments: dic
                           and any(p.get("port") == ports["grpc"] for p in r.get("ports", []))
                           for r in spec["egress"]):
         fail(f"NetworkPolicy {name}: egress is restricted but the release's pods cannot reach each other's gRPC")
-    ok(f"NetworkPolicy {name}: selects edge, router and worker pods; SMPP {smpp_ports} from"
+    ok(f"NetworkPolicy {name}: selects edge, router and worker pods; SMPP/HTTP {smpp_ports} from"
        f" {n['smppFrom'] or 'anywhere'}; gRPC {ports['grpc']} from the release's pods only; admin"
        f" {ports['admin']} from them and {n['metricsFrom']}; egress {'restricted' if egress else 'open'}")
 
@@ -880,6 +902,8 @@ def cmd_embedded_config(config: str, out: str, admin: str, smpp: str, grpc: str)
     c["edge"]["grpc_listen"] = f"127.0.0.1:{grpc}"
     if c["edge"].get("tls"):
         c["edge"]["tls"]["listen"] = "127.0.0.1:0"
+    if c["edge"].get("http_listen"):
+        c["edge"]["http_listen"] = "127.0.0.1:0"
     c["worker"]["simulator_listen"] = "127.0.0.1:0"
     if c.get("accounts_crd"):
         c["accounts_crd"]["status_interval"] = "1s"

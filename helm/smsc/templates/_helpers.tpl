@@ -174,6 +174,12 @@ stays unset: the binary takes $POD_NAME.
 {{- if .Values.edge.tls.enabled }}
 {{- $_ := set $edge "tls" (dict "listen" (printf "0.0.0.0:%d" (int .Values.ports.smppTls)) "cert" (printf "%s/tls.crt" (include "smsc.tlsDir" .)) "key" (printf "%s/tls.key" (include "smsc.tlsDir" .))) }}
 {{- end }}
+{{- if .Values.edge.http.enabled }}
+{{- $_ := set $edge "http_listen" (printf "0.0.0.0:%d" (int .Values.ports.http)) }}
+{{- else }}
+{{- /* No HTTP API: its request limits would configure nothing; leave them out. */}}
+{{- $_ := unset $edge "http" }}
+{{- end }}
 {{- if include "smsc.rebalance" . }}
 {{- if include "smsc.peersService" . }}
 {{- $_ := set $edge "peers" (dict "service" (printf "%s-smpp" (include "smsc.fullname" .))) }}
@@ -478,6 +484,11 @@ spec:
         {{- if $tls }}
         - name: smpp-tls
           containerPort: {{ $.Values.ports.smppTls }}
+          protocol: TCP
+        {{- end }}
+        {{- if and $edge $.Values.edge.http.enabled }}
+        - name: http
+          containerPort: {{ $.Values.ports.http }}
           protocol: TCP
         {{- end }}
         - name: grpc

@@ -19,6 +19,11 @@ pub struct EdgeConfig {
     /// `host:port` other pods use to reach this edge's gRPC; absent: `grpc_listen`
     /// (see [`EdgeConfig::advertised_grpc_addr`]). In Kubernetes set it from the pod IP.
     pub grpc_advertise: Option<String>,
+    /// The HTTP API (`POST /v1/messages`, ...: docs/http-api.md); absent: no HTTP API.
+    /// `smsc all` opens it on 127.0.0.1:8080 unless set.
+    pub http_listen: Option<SocketAddr>,
+    /// Limits of the HTTP API's requests.
+    pub http: HttpConfig,
     /// From accept to a successful bind.
     #[serde(deserialize_with = "duration")]
     pub session_init_timeout: Duration,
@@ -75,6 +80,8 @@ impl Default for EdgeConfig {
             tls: None,
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             grpc_advertise: None,
+            http_listen: None,
+            http: HttpConfig::default(),
             session_init_timeout: Duration::from_secs(10),
             enquire_link_interval: Duration::from_secs(30),
             inactivity_timeout: Duration::from_secs(300),
@@ -142,6 +149,23 @@ pub struct CredentialCacheConfig {
 impl Default for CredentialCacheConfig {
     fn default() -> Self {
         Self { ttl: Duration::from_secs(5 * 60), max_entries: 10_000 }
+    }
+}
+
+/// `edge.http`: what one request of the HTTP API may carry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Bytes of a request body; past it, 413 before the body is read on.
+    pub max_body_bytes: usize,
+    /// Messages one request may submit, counting every destination of every part (and
+    /// every message of a batch).
+    pub max_messages: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 1 << 20, max_messages: 1_000 }
     }
 }
 
@@ -306,6 +330,12 @@ impl EdgeConfig {
                 ));
             }
         }
+        if e.http.max_messages == 0 {
+            return Err(invalid("edge.http.max_messages", "must be at least 1"));
+        }
+        if e.http.max_body_bytes < 1024 {
+            return Err(invalid("edge.http.max_body_bytes", "must be at least 1024"));
+        }
         if e.pod_deletion_cost.as_ref().is_some_and(|c| c.interval.is_zero()) {
             return Err(invalid("edge.pod_deletion_cost.interval", "must be longer than 0s"));
         }
@@ -335,6 +365,9 @@ impl EdgeConfig {
             vec![("edge.smpp_listen", self.smpp_listen), ("edge.grpc_listen", self.grpc_listen)];
         if let Some(tls) = &self.tls {
             l.push(("edge.tls.listen", tls.listen));
+        }
+        if let Some(http) = self.http_listen {
+            l.push(("edge.http_listen", http));
         }
         l
     }

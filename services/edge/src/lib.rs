@@ -11,6 +11,7 @@
 //! - [`submit`]: validation of submit_sm / submit_multi / data_sm into bus events.
 //! - [`registry`]: the sessions of this pod by account.
 //! - [`grpc`]: the `Edge` gRPC service (`Edge.Deliver`).
+//! - [`http`]: the HTTP API beside SMPP (`edge.http_listen`).
 //! - [`lockout`]: refusing binds after repeated password failures.
 //! - [`quota`]: account quotas per day and month, leased from the store.
 //! - [`rebalance`]: shedding sessions above this pod's fair share after a scale-out.
@@ -25,6 +26,7 @@
 
 pub mod config;
 pub mod grpc;
+pub mod http;
 pub mod lockout;
 pub mod metrics;
 pub mod proxy;

@@ -18,8 +18,13 @@ pub struct EdgeMetrics {
     /// Bound sessions now, by `bind_type`.
     pub sessions: IntGaugeVec,
     /// Requests from ESMEs: `command` = submit_sm|submit_multi|data_sm|query_sm|
-    /// cancel_sm|replace_sm, `status` = the response's command_status name.
+    /// cancel_sm|replace_sm, `status` = the response's command_status name; and the
+    /// HTTP API's messages (one per destination of each part): `command` = http, `status`
+    /// = the SMPP status the same message would have got.
     pub submit_total: IntCounterVec,
+    /// HTTP API requests: `route` = submit|batch|get|delete|openapi|other, `code` = the
+    /// HTTP status code answered.
+    pub http_requests_total: IntCounterVec,
     /// From a submit's last byte read to its response written.
     pub submit_seconds: Histogram,
     /// Requests answered ESME_RTHROTTLED (window full, rate exceeded, or the account's backlog).
@@ -112,6 +117,12 @@ impl Family for EdgeMetrics {
                 "smsc_edge_submit_total",
                 "ESME requests by command and response command_status.",
                 &["command", "status"],
+            ),
+            http_requests_total: counter_vec(
+                r,
+                "smsc_edge_http_requests_total",
+                "HTTP API requests by route and status code.",
+                &["route", "code"],
             ),
             submit_seconds: histogram(
                 r,

@@ -51,6 +51,26 @@ impl RateLimiter {
         s.0 -= f64::from(granted);
         granted
     }
+
+    /// Takes `want` tokens or none: an HTTP request is accepted or refused whole. A
+    /// request larger than the bucket passes once the bucket is full and leaves it in
+    /// debt, so such requests still average out at the configured rate.
+    pub fn take_all(&self, want: u32) -> bool {
+        if self.unlimited() || want == 0 {
+            return true;
+        }
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(s.1);
+        s.0 = (s.0 + elapsed.as_secs_f64() * self.per_second).min(self.burst);
+        s.1 = now;
+        let want = f64::from(want);
+        if s.0 < want.min(self.burst) {
+            return false;
+        }
+        s.0 -= want;
+        true
+    }
 }
 
 #[cfg(test)]
@@ -67,6 +87,20 @@ mod tests {
         assert_eq!(r.take(25), 5);
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(r.take(25), 10, "never more than the burst");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn take_all_is_whole_and_a_request_past_the_burst_leaves_a_debt() {
+        let r = RateLimiter::new(10);
+        assert!(r.take_all(4));
+        assert!(!r.take_all(7), "6 left: none of the 7 taken");
+        assert!(r.take_all(6));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(r.take_all(25), "a full bucket lets a larger request through");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!r.take_all(1), "15 in debt, 10 refilled");
+        tokio::time::advance(Duration::from_millis(600)).await;
+        assert!(r.take_all(1), "paid off");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The edge's entry point: what `smsc edge` (and `smsc all`) run. It binds the edge's
-//! listeners (SMPP, SMPP over TLS, the `Edge` gRPC service), starts the sessions' server,
+//! listeners (SMPP, SMPP over TLS, the HTTP API, the `Edge` gRPC service), starts the sessions' server,
 //! the directory heartbeat and rebalancing, and hands back the edge for in-process
 //! `Edge.Deliver` calls.
 
@@ -87,6 +87,14 @@ pub async fn start(
         None => None,
     };
     let smpp = bind("edge.smpp_listen", config.smpp_listen).await?;
+    let http = match config.http_listen {
+        Some(addr) => {
+            let listener = bind("edge.http_listen", addr).await?;
+            info!(addr = %local_addr(&listener, "edge.http_listen", addr)?, "HTTP API listening");
+            Some(listener)
+        }
+        None => None,
+    };
     let grpc_listener = bind("edge.grpc_listen", config.grpc_listen).await?;
     let endpoint = match &config.grpc_advertise {
         Some(a) => a.clone(),
@@ -104,6 +112,11 @@ pub async fn start(
             warn!(error = %e, "edge gRPC server stopped");
         }
     });
+    if let Some(listener) = http {
+        let http =
+            crate::http::serve(listener, edge.clone(), config.http.clone(), shutdown.clone());
+        tasks.spawn(http);
+    }
     tasks.spawn(crate::heartbeat(edge.clone(), shutdown.clone()));
     if let Some(peers) = peers {
         let settings = rebalance::Settings::from_config(&config.rebalance);

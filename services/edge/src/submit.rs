@@ -3,9 +3,12 @@
 //! Pure functions of the PDU, the account and the time: every rejection is the status
 //! the spec names for it, and nothing here touches the network.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use smsc_accounts::Account;
+use smsc_bus::{Flow, Record};
 use smsc_smpp::pdu::{DataSm, ShortMessage, SubmitMulti, SubmitSm, TimeString};
 use smsc_smpp::text::Alphabet;
 use smsc_smpp::{
@@ -327,6 +330,41 @@ impl Message<'_> {
         pb::uint(w, 17, self.expire_at as u64);
         pb::bytes(w, 18, self.command.as_bytes());
         w.split().freeze()
+    }
+}
+
+/// One destination of a message the edge accepts: what its bus record is made of
+/// besides the [`Message`].
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted<'a> {
+    /// The 32 hex digits the ESME (or HTTP client) is given.
+    pub id: &'a [u8; 32],
+    pub dest_index: u32,
+    pub dest: &'a Address,
+    pub account: &'a Account,
+    pub now: UnixMillis,
+}
+
+impl Accepted<'_> {
+    /// The `smsc.submit` record of this destination (keyed by the destination, marked
+    /// with the account's flow) and the topic of its class; written into `arena`.
+    pub fn record(
+        &self,
+        edge: &crate::Edge,
+        arena: &mut BytesMut,
+        msg: &Message<'_>,
+    ) -> (Record, Arc<str>) {
+        let system_id = &self.account.system_id;
+        let edge_id = &edge.settings.edge_id;
+        let payload =
+            msg.event(arena, self.id, self.dest_index, self.dest, system_id, edge_id, self.now);
+        arena.extend_from_slice(self.dest.addr.as_bytes());
+        let key = arena.split().freeze();
+        arena.extend_from_slice(system_id.as_bytes());
+        let flow = Flow::new(self.account.class_of(msg.priority_flag), arena.split().freeze());
+        let mut record = Record::new(key, payload);
+        flow.mark(&mut record);
+        (record, edge.topics.submit(flow.class).clone())
     }
 }
 

@@ -100,7 +100,15 @@ pub struct RunArgs {
     /// gRPC listen address (edge.grpc_listen).
     #[arg(long)]
     pub grpc_listen: Option<SocketAddr>,
+    /// The HTTP API's listen address (edge.http_listen; `smsc all`: 127.0.0.1:8080
+    /// unless set).
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
 }
+
+/// Where `smsc all` serves the HTTP API when the config does not say.
+pub const ALL_HTTP_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
 
 pub fn load_config(role: Role, args: &RunArgs) -> Result<Config, ConfigError> {
     if role == Role::Edge && args.config.is_none() {
@@ -115,6 +123,12 @@ pub fn load_config(role: Role, args: &RunArgs) -> Result<Config, ConfigError> {
     }
     if let Some(a) = args.grpc_listen {
         config.edge.grpc_listen = a;
+    }
+    if let Some(a) = args.http_listen {
+        config.edge.http_listen = Some(a);
+    }
+    if role == Role::All && config.edge.http_listen.is_none() {
+        config.edge.http_listen = Some(ALL_HTTP_LISTEN);
     }
     Ok(config)
 }

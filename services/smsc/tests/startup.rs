@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use smsc::cluster::http_status;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::{Instant, sleep};
 
 /// A liveness bound for each wait (the backoff tops out at 10 s), not a speed check.
@@ -32,6 +32,15 @@ fn engines() -> Option<(String, String)> {
 fn free_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
+}
+
+/// An address held bound but not listening: connections to it are refused (nothing
+/// listens yet) while no other socket can take the port, not even the role's own
+/// connection attempts, whose source ports come from the same ephemeral range.
+fn held_port() -> (SocketAddr, TcpSocket) {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    (socket.local_addr().expect("addr"), socket)
 }
 
 /// `smsc router` on a config whose Kafka and CQL addresses are `kafka` and `cql`.
@@ -105,7 +114,8 @@ async fn exit_status(child: &mut Child) -> std::process::ExitStatus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_waits_for_its_engines_ready_503_then_ready() {
     let Some((kafka, cql)) = engines() else { return };
-    let (kafka_at, cql_at, admin) = (free_port(), free_port(), free_port());
+    let ((kafka_at, kafka_socket), (cql_at, cql_socket)) = (held_port(), held_port());
+    let admin = free_port();
     let mut router = start_router(kafka_at, cql_at, admin);
 
     // Up and live, not ready, saying why: nothing listens at either address yet.
@@ -119,10 +129,8 @@ async fn a_role_waits_for_its_engines_ready_503_then_ready() {
     assert!(router.try_wait().expect("wait").is_none(), "it did not exit");
 
     // The engines appear; the role becomes ready without a restart.
-    let relays = [(kafka_at, kafka), (cql_at, cql)].map(|(at, target)| {
-        let listener = std::net::TcpListener::bind(at).expect("the role's engine address is free");
-        listener.set_nonblocking(true).expect("nonblocking");
-        tokio::spawn(relay(TcpListener::from_std(listener).expect("tokio listener"), target))
+    let relays = [(kafka_socket, kafka), (cql_socket, cql)].map(|(socket, target)| {
+        tokio::spawn(relay(socket.listen(64).expect("listen on the held address"), target))
     });
     until("/ready answers 200", async || {
         (http_status(admin, "/ready").await == Some(200)).then_some(())
@@ -143,8 +151,9 @@ async fn a_role_still_waiting_stops_on_sigterm() {
     if engines().is_none() {
         return;
     }
+    let ((kafka_at, _kafka), (cql_at, _cql)) = (held_port(), held_port());
     let admin = free_port();
-    let mut router = start_router(free_port(), free_port(), admin);
+    let mut router = start_router(kafka_at, cql_at, admin);
     until("/live answers 200", async || {
         (http_status(admin, "/live").await == Some(200)).then_some(())
     })

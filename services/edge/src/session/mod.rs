@@ -25,9 +25,10 @@
 mod bind;
 mod conn;
 mod deliver;
-mod query;
+pub(crate) mod query;
 mod state;
 mod submit;
+pub(crate) use submit::publish_status;
 mod timers;
 
 use std::net::SocketAddr;

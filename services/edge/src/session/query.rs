@@ -22,7 +22,7 @@ impl Session {
                 .get_message(&String::from_utf8_lossy(q.message_id.as_bytes()))
                 .await
             {
-                Ok(rows) => match rows.into_iter().find(|m| owned(m, &account, &q.source)) {
+                Ok(rows) => match rows.into_iter().find(|m| owned(m, &account, q.source.addr.as_bytes())) {
                     Some(m) => Pdu::new(
                         seq,
                         Body::QuerySmResp(QuerySmResp {
@@ -52,7 +52,15 @@ impl Session {
         let store = self.edge.store.clone();
         let now = self.edge.clock.now_ms();
         self.inflight.push(Box::pin(async move {
-            let status = cancel(&*store, &account, &c, now).await;
+            let status = match c.message_id.is_empty() {
+                // Cancel-by-address needs an index the store does not keep.
+                true => Status::ESME_RCANCELFAIL,
+                false => {
+                    let id = String::from_utf8_lossy(c.message_id.as_bytes());
+                    let (source, dest) = (c.source.addr.as_bytes(), c.dest.addr.as_bytes());
+                    cancel(&*store, &account, &id, source, dest, now).await
+                }
+            };
             let pdu = if status.is_ok() {
                 Pdu::new(seq, Body::CancelSmResp)
             } else {
@@ -78,15 +86,11 @@ impl Session {
     }
 }
 
-/// A stored message belongs to the asking account and source (query/cancel/replace).
-/// Anything else looks exactly like "no such message", so ids do not leak.
-fn owned(
-    m: &smsc_store::StoredMessage,
-    account: &Account,
-    source: &smsc_smpp::Address<21>,
-) -> bool {
-    m.system_id == account.system_id
-        && (source.addr.is_empty() || m.source.addr.as_bytes() == source.addr.as_bytes())
+/// A stored message belongs to the asking account and, when one is given, source
+/// (query/cancel/replace, the HTTP API). Anything else looks exactly like "no such
+/// message", so ids do not leak.
+pub(crate) fn owned(m: &smsc_store::StoredMessage, account: &Account, source: &[u8]) -> bool {
+    m.system_id == account.system_id && (source.is_empty() || m.source.addr.as_bytes() == source)
 }
 
 fn final_date(ms: i64) -> TimeString {
@@ -98,28 +102,28 @@ fn final_date(ms: i64) -> TimeString {
     }
 }
 
-fn pending(state: DeliveryState) -> bool {
+/// Not yet handed to the network: what cancel and replace may still change.
+pub(crate) fn pending(state: DeliveryState) -> bool {
     matches!(state, DeliveryState::Enroute | DeliveryState::Scheduled | DeliveryState::Accepted)
 }
 
-async fn cancel(
+/// Cancels the destinations of message `id` (those of `dest` when not empty) that are
+/// still pending: OK when one was, ESME_RCANCELFAIL when none (or no such message).
+pub(crate) async fn cancel(
     store: &dyn smsc_store::Store,
     account: &Account,
-    c: &CancelSm,
+    id: &str,
+    source: &[u8],
+    dest: &[u8],
     now: i64,
 ) -> Status {
-    if c.message_id.is_empty() {
-        // Cancel-by-address needs an index the store does not keep.
-        return Status::ESME_RCANCELFAIL;
-    }
-    let id = String::from_utf8_lossy(c.message_id.as_bytes());
-    let rows = match store.get_message(&id).await {
+    let rows = match store.get_message(id).await {
         Ok(r) => r,
         Err(_) => return Status::ESME_RSYSERR,
     };
     let mut cancelled = 0;
-    for m in rows.iter().filter(|m| owned(m, account, &c.source) && pending(m.state)) {
-        if !c.dest.addr.is_empty() && m.dest.addr.as_bytes() != c.dest.addr.as_bytes() {
+    for m in rows.iter().filter(|m| owned(m, account, source) && pending(m.state)) {
+        if !dest.is_empty() && m.dest.addr.as_bytes() != dest {
             continue;
         }
         let update = Update {
@@ -148,7 +152,7 @@ async fn replace(
         Ok(rows) => rows,
         Err(_) => return Status::ESME_RSYSERR,
     };
-    let Some(m) = rows.iter().find(|m| owned(m, account, &r.source)) else {
+    let Some(m) = rows.iter().find(|m| owned(m, account, r.source.addr.as_bytes())) else {
         return Status::ESME_RREPLACEFAIL;
     };
     if !pending(m.state) {
@@ -180,7 +184,8 @@ async fn replace(
         ..Update::default()
     };
     let mut replaced = 0;
-    for m in rows.iter().filter(|m| owned(m, account, &r.source) && pending(m.state)) {
+    for m in rows.iter().filter(|m| owned(m, account, r.source.addr.as_bytes()) && pending(m.state))
+    {
         match store.transition(&m.message_id, m.dest_index, m.state, update.clone()).await {
             Ok(Applied::Yes) => replaced += 1,
             Ok(Applied::No(_)) => {}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use smsc_accounts::Account;
-use smsc_bus::{BusError, Flow, Record};
+use smsc_bus::BusError;
 use smsc_smpp::pdu::{DataSm, DestAddress, SubmitMulti, SubmitSm, UnsuccessSme};
 use smsc_smpp::{CommandId, Pdu};
 
@@ -217,23 +217,10 @@ impl Session {
         if self.arena.capacity() - self.arena.len() < 1024 {
             self.arena.reserve(READ_CHUNK);
         }
-        let payload = msg.event(
-            &mut self.arena,
-            id,
-            dest_index,
-            dest,
-            &account.system_id,
-            &self.edge.settings.edge_id,
-            now,
-        );
-        self.arena.extend_from_slice(dest.addr.as_bytes());
-        let key = self.arena.split().freeze();
-        self.arena.extend_from_slice(account.system_id.as_bytes());
-        let flow = Flow::new(account.class_of(msg.priority_flag), self.arena.split().freeze());
-        let mut record = Record::new(key, payload);
-        flow.mark(&mut record);
+        let at = submit::Accepted { id, dest_index, dest, account, now };
+        let (record, topic) = at.record(&self.edge, &mut self.arena, msg);
         self.records.push(record);
-        self.topics.push(self.edge.topics.submit(flow.class).clone());
+        self.topics.push(topic);
     }
 
     /// Publishes the submits of this read as one batch.
@@ -256,7 +243,7 @@ impl Session {
 
 /// What the ESME gets when the bus refused its message: ESME_RMSGQFUL for backpressure
 /// (try again shortly), ESME_RSYSERR for a broker failure.
-pub(super) fn publish_status(e: &BusError) -> Status {
+pub(crate) fn publish_status(e: &BusError) -> Status {
     match e {
         BusError::Full => Status::ESME_RMSGQFUL,
         _ => Status::ESME_RSYSERR,

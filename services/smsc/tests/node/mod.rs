@@ -24,6 +24,8 @@ pub(crate) struct Node {
     pub(crate) smpp: SocketAddr,
     pub(crate) simulator: SocketAddr,
     pub(crate) admin: SocketAddr,
+    /// The HTTP API's address, for a config that opens it at `{http}`.
+    pub(crate) http: SocketAddr,
     /// The config it runs, with its addresses filled in (what [`Node::restart`] reuses).
     yaml: String,
     stop: oneshot::Sender<()>,
@@ -31,34 +33,34 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    /// `yaml` gets `{smpp}`, `{simulator}`, `{admin}` and `{hash}` (of the tests'
-    /// password) filled in.
+    /// `yaml` gets `{smpp}`, `{simulator}`, `{admin}`, `{http}` and `{hash}` (of the
+    /// tests' password) filled in.
     pub(crate) async fn start(yaml: &str) -> Self {
-        let (smpp, simulator, admin) = (free_port(), free_port(), free_port());
+        let (smpp, simulator, admin, http) = (free_port(), free_port(), free_port(), free_port());
         let yaml = yaml
+            .replace("{http}", &http.to_string())
             .replace("{smpp}", &smpp.to_string())
             .replace("{simulator}", &simulator.to_string())
             .replace("{admin}", &admin.to_string())
             .replace("{hash}", &password_hash());
-        Self::run(smpp, simulator, admin, yaml)
+        Self::run([smpp, simulator, admin, http], yaml)
     }
 
-    fn run(smpp: SocketAddr, simulator: SocketAddr, admin: SocketAddr, yaml: String) -> Self {
+    fn run([smpp, simulator, admin, http]: [SocketAddr; 4], yaml: String) -> Self {
         let config = Config::from_yaml_str(&yaml, []).unwrap_or_else(|e| panic!("{e}: {yaml}"));
         let (stop, stopped) = oneshot::channel::<()>();
         let running = tokio::spawn(smsc::run(Role::All, config, async {
             let _ = stopped.await;
         }));
-        Self { smpp, simulator, admin, yaml, stop, running }
+        Self { smpp, simulator, admin, http, yaml, stop, running }
     }
 
     /// Stops (the edge unbinds its sessions, as in a rolling update) and starts again on
     /// the same addresses, with empty embedded state.
     pub(crate) async fn restart(self) -> Self {
-        let (smpp, simulator, admin, yaml) =
-            (self.smpp, self.simulator, self.admin, self.yaml.clone());
+        let (addrs, yaml) = ([self.smpp, self.simulator, self.admin, self.http], self.yaml.clone());
         self.stop().await;
-        Self::run(smpp, simulator, admin, yaml)
+        Self::run(addrs, yaml)
     }
 
     /// Shuts down and waits for `run` to return cleanly.

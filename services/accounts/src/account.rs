@@ -143,6 +143,68 @@ pub struct Account {
     pub max_class: Class,
     /// Its daily and monthly limits; never a limit of 0.
     pub quota: Quota,
+    /// Where its HTTP receipts (and MO while no SMPP receiver is bound) are POSTed.
+    pub webhook: Option<Webhook>,
+    /// SHA-256 digests of its HTTP API keys.
+    api_keys: Vec<[u8; 32]>,
+}
+
+/// An account's webhook, checked. `Debug` leaves the secret out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// `http://host[:port]/path`.
+    pub url: String,
+    secret: Vec<u8>,
+}
+
+impl Webhook {
+    /// The key of the HMAC-SHA256 signature of every request.
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook").field("url", &self.url).field("secret", &"<redacted>").finish()
+    }
+}
+
+/// The shortest webhook secret: 16 octets make a forged signature a 2^-128 guess.
+const MIN_WEBHOOK_SECRET: usize = 16;
+
+/// SHA-256 of an HTTP API key: what an account stores (`api_key_sha256`).
+pub fn api_key_digest(key: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// A new HTTP API key (`smsc_` and 43 characters of base64url: 32 random octets) and
+/// its SHA-256 in hex, for the account's `api_key_sha256`.
+pub fn new_api_key() -> Result<(String, String), ring::error::Unspecified> {
+    use ring::rand::SecureRandom as _;
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut raw = [0u8; 43];
+    ring::rand::SystemRandom::new().fill(&mut raw)?;
+    // 43 characters of 6 bits: 258 bits, of which the 2 extra are uniform too.
+    let key: String =
+        "smsc_".chars().chain(raw.iter().map(|b| ALPHABET[usize::from(b & 63)] as char)).collect();
+    let hex = api_key_digest(&key).iter().map(|b| format!("{b:02x}")).collect();
+    Ok((key, hex))
+}
+
+fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        let s = std::str::from_utf8(pair).ok()?;
+        *o = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
 }
 
 impl std::fmt::Debug for Account {
@@ -163,6 +225,8 @@ impl std::fmt::Debug for Account {
             .field("class", &self.class)
             .field("max_class", &self.max_class)
             .field("quota", &self.quota)
+            .field("webhook", &self.webhook)
+            .field("api_keys", &self.api_keys.len())
             .finish()
     }
 }
@@ -221,7 +285,43 @@ impl Account {
                 return Err(AccountError::invalid(field, format!("at most {}", i64::MAX)));
             }
         }
+        let webhook = match &c.webhook {
+            None => None,
+            Some(w) => {
+                // Plain HTTP/1.1 (the worker's client); no credentials in the URL.
+                let authority =
+                    w.url.strip_prefix("http://").and_then(|rest| rest.split(['/', '?']).next());
+                let ok = authority.is_some_and(|a| {
+                    !a.is_empty() && !a.contains('@') && !a.contains(char::is_whitespace)
+                });
+                if !ok {
+                    return Err(AccountError::invalid(
+                        "webhook.url",
+                        "not an http://host[:port]/path URL",
+                    ));
+                }
+                if w.secret.len() < MIN_WEBHOOK_SECRET {
+                    return Err(AccountError::invalid(
+                        "webhook.secret",
+                        format!("at least {MIN_WEBHOOK_SECRET} characters"),
+                    ));
+                }
+                Some(Webhook { url: w.url.clone(), secret: w.secret.as_bytes().to_vec() })
+            }
+        };
+        let mut api_keys = Vec::with_capacity(c.api_key_sha256.len());
+        for (i, hex) in c.api_key_sha256.iter().enumerate() {
+            let digest = parse_digest(&hex.to_ascii_lowercase()).ok_or_else(|| {
+                AccountError::invalid(
+                    "api_key_sha256",
+                    format!("entry {i}: not 64 hex digits (make one with `smsc api-key`)"),
+                )
+            })?;
+            api_keys.push(digest);
+        }
         Ok(Account {
+            webhook,
+            api_keys,
             system_id: id.clone(),
             password_hash: c.password_hash.clone(),
             bind_types: c.bind_types.clone(),
@@ -269,7 +369,14 @@ impl Account {
             class: Class::Standard,
             max_class: Class::Interactive,
             quota: Quota::default(),
+            webhook: None,
+            api_keys: Vec::new(),
         }
+    }
+
+    /// SHA-256 digests of its HTTP API keys.
+    pub fn api_keys(&self) -> &[[u8; 32]] {
+        &self.api_keys
     }
 
     pub fn allows_bind(&self, kind: BindKind) -> bool {
@@ -364,6 +471,7 @@ pub fn compile(
     key_prefix: &str,
 ) -> Result<Vec<Account>, ConfigError> {
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(list.len());
+    let mut keys: HashMap<[u8; 32], usize> = HashMap::new();
     let mut accounts = Vec::with_capacity(list.len());
     for (i, c) in list.iter().enumerate() {
         let key = format!("{key_prefix}accounts[{i}]");
@@ -389,6 +497,16 @@ pub fn compile(
                 env_var: None,
                 reason: format!("{:?} is also {key_prefix}accounts[{first}]", c.system_id),
             });
+        }
+        // A key names one account: the same digest twice would let it act as either.
+        for digest in account.api_keys() {
+            if let Some(first) = keys.insert(*digest, i) {
+                return Err(ConfigError::Invalid {
+                    key: format!("{key}.api_key_sha256"),
+                    env_var: None,
+                    reason: format!("a key of {key_prefix}accounts[{first}] too"),
+                });
+            }
         }
         accounts.push(account);
     }

@@ -89,6 +89,33 @@ pub struct AccountConfig {
     /// Messages the account may submit per UTC day and per UTC month, across the cluster.
     #[serde(default)]
     pub quota: Quota,
+    /// Where the receipts of its HTTP API submits go, and its MO while no SMPP receiver
+    /// is bound; absent: HTTP submits cannot ask for a receipt.
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+    /// SHA-256 digests (64 hex digits) of the account's HTTP API keys, from
+    /// `smsc api-key`; the keys themselves are never stored.
+    #[serde(default)]
+    pub api_key_sha256: Vec<String>,
+}
+
+/// `webhook:` of an account: `POST url` with a JSON event, signed with `secret`
+/// (HMAC-SHA256, docs/http-api.md). `Debug` leaves the secret out.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://host[:port]/path`.
+    pub url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// `quota:` of an account: how many messages it may submit per calendar day and per
@@ -128,6 +155,8 @@ impl std::fmt::Debug for AccountConfig {
             .field("class", &self.class)
             .field("max_class", &self.max_class)
             .field("quota", &self.quota)
+            .field("webhook", &self.webhook)
+            .field("api_key_sha256", &self.api_key_sha256.len())
             .finish()
     }
 }

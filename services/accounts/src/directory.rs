@@ -106,7 +106,7 @@ pub(crate) fn verdict(
 
 /// The accounts a bind is checked against. Cheap to read from many sessions at once.
 pub struct AccountDirectory {
-    accounts: ArcSwap<HashMap<String, Arc<Account>>>,
+    accounts: ArcSwap<Index>,
     /// Bumped by every [`AccountDirectory::replace`], for whoever holds what an earlier
     /// set admitted (the edge's bound sessions).
     generation: tokio::sync::watch::Sender<u64>,
@@ -115,7 +115,7 @@ pub struct AccountDirectory {
 impl std::fmt::Debug for AccountDirectory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let snapshot = self.accounts.load();
-        let mut ids: Vec<&str> = snapshot.keys().map(String::as_str).collect();
+        let mut ids: Vec<&str> = snapshot.by_id.keys().map(String::as_str).collect();
         ids.sort_unstable();
         f.debug_struct("AccountDirectory").field("system_ids", &ids).finish()
     }
@@ -138,7 +138,14 @@ impl AccountDirectory {
     }
 
     pub fn get(&self, system_id: &str) -> Option<Arc<Account>> {
-        self.accounts.load().get(system_id).cloned()
+        self.accounts.load().by_id.get(system_id).cloned()
+    }
+
+    /// The account holding HTTP API key `key` (looked up by its SHA-256).
+    pub fn by_api_key(&self, key: &str) -> Option<Arc<Account>> {
+        let snapshot = self.accounts.load();
+        let system_id = snapshot.by_key.get(&crate::api_key_digest(key))?;
+        snapshot.by_id.get(system_id).cloned()
     }
 
     /// Swaps in a new set at once. A system_id given twice keeps the later entry.
@@ -161,11 +168,11 @@ impl AccountDirectory {
 
     /// The system_ids of every account.
     pub fn system_ids(&self) -> Vec<String> {
-        self.accounts.load().keys().cloned().collect()
+        self.accounts.load().by_id.keys().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
-        self.accounts.load().len()
+        self.accounts.load().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -301,8 +308,22 @@ async fn quiet_for(changed: &mut mpsc::Receiver<()>, shutdown: &CancellationToke
     }
 }
 
-fn index(accounts: Vec<Account>) -> HashMap<String, Arc<Account>> {
-    accounts.into_iter().map(|a| (a.system_id.clone(), Arc::new(a))).collect()
+/// The accounts by system_id, and by the digests of their API keys.
+#[derive(Default)]
+struct Index {
+    by_id: HashMap<String, Arc<Account>>,
+    by_key: HashMap<[u8; 32], String>,
+}
+
+fn index(accounts: Vec<Account>) -> Index {
+    let mut i = Index::default();
+    for a in accounts {
+        for digest in a.api_keys() {
+            i.by_key.insert(*digest, a.system_id.clone());
+        }
+        i.by_id.insert(a.system_id.clone(), Arc::new(a));
+    }
+    i
 }
 
 /// The accounts in `text`, the content of `source`.

@@ -20,7 +20,12 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use account::{Account, AccountError, MAX_PASSWORD, compile, glob_match, hash_password};
-pub use config::{AccountConfig, AccountsCrdConfig, AccountsSource, Quota, ReadConfigFile};
+pub use account::{
+    Account, AccountError, MAX_PASSWORD, Webhook, api_key_digest, compile, glob_match,
+    hash_password, new_api_key,
+};
+pub use config::{
+    AccountConfig, AccountsCrdConfig, AccountsSource, Quota, ReadConfigFile, WebhookConfig,
+};
 pub use credentials::{Checked, CredentialCache, Via};
 pub use directory::{AccountDirectory, AuthError, WatchError};

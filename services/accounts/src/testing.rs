@@ -47,5 +47,7 @@ pub fn account(system_id: &str) -> AccountConfig {
         class: Default::default(),
         max_class: None,
         quota: Default::default(),
+        webhook: None,
+        api_key_sha256: Vec::new(),
     }
 }

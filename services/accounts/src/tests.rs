@@ -30,7 +30,55 @@ fn config(system_id: &str) -> AccountConfig {
         class: Default::default(),
         max_class: None,
         quota: Default::default(),
+        webhook: None,
+        api_key_sha256: Vec::new(),
     }
+}
+
+#[test]
+fn api_keys_name_one_account_by_their_sha256() {
+    let (key, hex) = new_api_key().expect("random");
+    assert!(key.starts_with("smsc_") && key.len() == 48, "{key}");
+    assert_eq!(hex.len(), 64);
+    let (other, _) = new_api_key().expect("random");
+    assert_ne!(key, other);
+    // Upper-case hex is read too.
+    let bank = AccountConfig { api_key_sha256: vec![hex.to_uppercase()], ..config("bank") };
+    let dir = AccountDirectory::from_config(&[bank.clone(), config("shop")], Duration::MAX)
+        .expect("valid");
+    assert_eq!(dir.by_api_key(&key).map(|a| a.system_id.clone()).as_deref(), Some("bank"));
+    assert!(dir.by_api_key(&other).is_none());
+    assert!(dir.by_api_key("").is_none());
+    // sha256("smsc_test"), as `printf smsc_test | sha256sum` prints it.
+    let known = "f0e94416fcd71a182d157f315f53d54be503edabf1c31ac92188eb269b2306f4";
+    let digest: String = api_key_digest("smsc_test").iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(digest, known);
+
+    let shared = AccountConfig { system_id: "shop".into(), ..bank.clone() };
+    let e = AccountDirectory::from_config(&[bank, shared], Duration::MAX).expect_err("shared key");
+    assert!(e.to_string().contains("api_key_sha256"), "{e}");
+    let bad = AccountConfig { api_key_sha256: vec!["abc".into()], ..config("bad") };
+    let e = Account::from_config(&bad).expect_err("not a digest");
+    assert!(e.to_string().contains("api_key_sha256"), "{e}");
+}
+
+#[test]
+fn a_webhook_is_plain_http_with_a_long_enough_secret() {
+    let with = |url: &str, secret: &str| AccountConfig {
+        webhook: Some(WebhookConfig { url: url.into(), secret: secret.into() }),
+        ..config("bank")
+    };
+    let secret = "0123456789abcdef";
+    let a = Account::from_config(&with("http://hooks.example:8080/sms", secret)).expect("valid");
+    let w = a.webhook.as_ref().expect("webhook");
+    assert_eq!(w.secret(), secret.as_bytes());
+    assert!(!format!("{a:?}").contains(secret), "Debug keeps the secret out");
+    for url in ["https://hooks.example/", "ftp://x/", "http:///path", "http://u:p@host/", "hooks"] {
+        let e = Account::from_config(&with(url, secret)).expect_err(url);
+        assert!(e.to_string().contains("webhook.url"), "{url}: {e}");
+    }
+    let e = Account::from_config(&with("http://h/", "short")).expect_err("short secret");
+    assert!(e.to_string().contains("webhook.secret"), "{e}");
 }
 
 #[test]

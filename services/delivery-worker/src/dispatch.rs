@@ -22,7 +22,9 @@ use crate::edge_link::DynEdgeLink;
 use smsc_runtime::telemetry::Metrics;
 use smsc_store::{Clock, NotificationKind as StoredKind, PendingNotification, SlotClaim, Store};
 
+use crate::hooks::Hooks;
 use crate::metrics::WorkerMetrics;
+use smsc_accounts::Webhook;
 use smsc_proto::{DeliverOutcome, DeliverRequest, Notification, NotificationKind};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -136,6 +138,8 @@ pub struct Dispatcher {
     pub shutdown: CancellationToken,
     edges: Mutex<HashMap<String, (Instant, Edges)>>,
     recent: Recent,
+    /// The accounts' webhooks.
+    hooks: Hooks,
     ids: smsc_runtime::ids::IdGenerator,
     /// This worker's name in sweep leases.
     node_id: String,
@@ -156,6 +160,7 @@ impl Dispatcher {
             link,
             accounts,
             clock,
+            hooks: Hooks::new(metrics.family::<WorkerMetrics>().webhook_requests_total.clone()),
             metrics: metrics.family(),
             process_metrics: metrics,
             shutdown,
@@ -193,21 +198,39 @@ impl Dispatcher {
         v
     }
 
-    /// Tries each edge of the account once, unless the ESME acknowledged this very
-    /// notification lately.
+    /// Tries each edge of the account once (or its webhook: an HTTP submit's receipt,
+    /// or an MO while no receiver is bound), unless this very notification was
+    /// acknowledged lately.
     pub async fn send(
         &self,
         system_id: &str,
         kind: NotificationKind,
         message_id: &str,
         pdu: &Bytes,
+        created_at: i64,
     ) -> Sent {
         let key = self.recent.key(system_id, message_id, pdu);
         if self.recent.contains(key) {
             debug!(system_id, message_id, "copy of an acknowledged notification dropped");
             return Sent::Repeat;
         }
-        let sent = self.send_to_edges(system_id, kind, message_id, pdu).await;
+        let hook = || self.accounts.get(system_id).and_then(|a| a.webhook.clone());
+        let post = async |hook: Webhook| {
+            let now = self.clock.now_ms();
+            self.hooks.post(system_id, &hook, kind, message_id, pdu, created_at, now).await
+        };
+        let sent = match kind {
+            NotificationKind::WebhookReceipt => match hook() {
+                Some(h) => post(h).await,
+                // The webhook was removed: kept until there is one again.
+                None => Sent::NotNow,
+            },
+            NotificationKind::Mo if self.edges(system_id, false).await.is_empty() => match hook() {
+                Some(h) => post(h).await,
+                None => self.send_to_edges(system_id, kind, message_id, pdu).await,
+            },
+            _ => self.send_to_edges(system_id, kind, message_id, pdu).await,
+        };
         if sent == Sent::Delivered {
             self.recent.insert(key);
         }
@@ -267,7 +290,7 @@ impl Dispatcher {
         };
         let kind = NotificationKind::try_from(n.kind).unwrap_or(NotificationKind::Receipt);
         let pdu = Bytes::from(n.deliver_sm);
-        let sent = self.send(&n.system_id, kind, &n.message_id, &pdu).await;
+        let sent = self.send(&n.system_id, kind, &n.message_id, &pdu, n.created_at_ms).await;
         let label = kind_label(kind);
         if let Some(outcome) = sent.outcome() {
             self.metrics.notifications_total.with_label_values(&[label, outcome]).inc();
@@ -275,7 +298,11 @@ impl Dispatcher {
         }
         let pending = PendingNotification {
             id: self.ids.next_at(self.clock.now_ms()).to_string(),
-            kind: if kind == NotificationKind::Mo { StoredKind::Mo } else { StoredKind::Receipt },
+            kind: match kind {
+                NotificationKind::Mo => StoredKind::Mo,
+                NotificationKind::WebhookReceipt => StoredKind::WebhookReceipt,
+                _ => StoredKind::Receipt,
+            },
             message_id: n.message_id,
             pdu,
             created_at: n.created_at_ms,
@@ -320,7 +347,8 @@ impl Dispatcher {
                 return;
             }
         }
-        if self.edges(&system_id, false).await.is_empty() {
+        let webhook = self.accounts.get(&system_id).is_some_and(|a| a.webhook.is_some());
+        if self.edges(&system_id, false).await.is_empty() && !webhook {
             return;
         }
         let pool = format!("sweep:{system_id}");
@@ -399,9 +427,10 @@ impl Dispatcher {
     ) -> (&'a PendingNotification, NotificationKind, Sent) {
         let kind = match p.kind {
             StoredKind::Mo => NotificationKind::Mo,
-            _ => NotificationKind::Receipt,
+            StoredKind::WebhookReceipt => NotificationKind::WebhookReceipt,
+            StoredKind::Receipt => NotificationKind::Receipt,
         };
-        (p, kind, self.send(system_id, kind, &p.message_id, &p.pdu).await)
+        (p, kind, self.send(system_id, kind, &p.message_id, &p.pdu, p.created_at).await)
     }
 }
 

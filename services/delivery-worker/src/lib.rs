@@ -25,6 +25,7 @@ pub mod config;
 pub mod connector;
 pub mod dispatch;
 pub mod edge_link;
+pub mod hooks;
 pub mod metrics;
 pub mod pace;
 pub mod receipt;
@@ -47,7 +48,7 @@ use smsc_store::{
     Applied, Clock, DeliveryState, Store, StoredMessage, Update, UpstreamEntry, UpstreamLink,
 };
 
-use smsc_proto::{DeliveryTask, MoEvent, Notification, NotificationKind};
+use smsc_proto::{DeliveryTask, MoEvent, Notification, NotificationKind, SubmitEvent};
 use smsc_smpp::receipt::ReceiptStat;
 use smsc_smpp::{CommandStatus, RegisteredDelivery};
 use tokio_util::sync::CancellationToken;
@@ -751,9 +752,12 @@ impl Worker {
             warn!(message_id = %m.message_id, "receipt does not fit a deliver_sm");
             return true;
         };
+        // An HTTP API submit's receipt goes to the account's webhook.
+        let http = SubmitEvent::decode(m.event.clone()).is_ok_and(|e| e.command == "http");
+        let kind = if http { NotificationKind::WebhookReceipt } else { NotificationKind::Receipt };
         let n = Notification {
             system_id: m.system_id.clone(),
-            kind: NotificationKind::Receipt as i32,
+            kind: kind as i32,
             message_id: m.message_id.clone(),
             deliver_sm: pdu.to_vec(),
             created_at_ms: at,

@@ -20,6 +20,9 @@ pub struct WorkerMetrics {
     /// Receipts and MO handed to an edge, by `kind` = receipt|mo and `outcome` =
     /// delivered|pending|refused.
     pub notifications_total: IntCounterVec,
+    /// Requests to accounts' webhooks by `result` = delivered (2xx)|refused (4xx but
+    /// 408 and 429: dropped)|failed (anything else: kept pending, the endpoint rests).
+    pub webhook_requests_total: IntCounterVec,
     /// From submit accepted to final state.
     pub end_to_end_seconds: Histogram,
 }
@@ -56,6 +59,12 @@ impl Family for WorkerMetrics {
                 "smsc_worker_notifications_total",
                 "Receipts and MO handed to edges, by kind and outcome.",
                 &["kind", "outcome"],
+            ),
+            webhook_requests_total: counter_vec(
+                r,
+                "smsc_worker_webhook_requests_total",
+                "Requests to accounts' webhooks (HTTP receipts, MO with no SMPP receiver), by result.",
+                &["result"],
             ),
             end_to_end_seconds: histogram(
                 r,

@@ -1,6 +1,6 @@
 //! The `SmppAccount` custom resource (`smppaccounts.smsc.io/v1alpha1`): one ESME account,
-//! the same fields as an `accounts:` entry of the config, with the password hash in a
-//! Secret the resource names.
+//! the same fields as an `accounts:` entry of the config, with the password hash and the
+//! webhook's signing secret in Secrets the resource names.
 //!
 //! [`crd`] is what `crdgen` prints and `helm/smsc/crds/smppaccount.yaml` holds.
 
@@ -90,6 +90,28 @@ pub struct SmppAccountSpec {
     /// destination one); past one, submits are answered 0x00000400.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<AccountQuota>,
+    /// Where the receipts of the account's HTTP API submits go, and its MO while no SMPP
+    /// receiver is bound; absent: HTTP submits cannot ask for a receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<AccountWebhook>,
+    /// SHA-256 digests (64 hex digits) of the account's HTTP API keys, from
+    /// `smsc api-key`; the keys themselves are never stored. Each key names one account:
+    /// of two resources with the same digest, the older is used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(pattern(r"^[0-9a-fA-F]{64}$")))]
+    pub api_key_sha256: Vec<String>,
+}
+
+/// `webhook` of an SmppAccount: `POST url` with a JSON event, signed (HMAC-SHA256) with
+/// the secret in the referenced Secret key, never in the resource.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountWebhook {
+    /// `http://host[:port]/path`.
+    #[schemars(pattern(r"^http://[^/?@\s]+([/?].*)?$"))]
+    pub url: String,
+    /// The Secret key holding the signing secret (at least 16 characters).
+    pub secret_ref: SecretKeyRef,
 }
 
 /// `quota` of an SmppAccount; a limit left out is no limit.
@@ -176,7 +198,8 @@ pub struct Condition {
     /// `True`, `False` or `Unknown`.
     pub status: String,
     /// CamelCase: `Accepted`, `InvalidSpec`, `SecretNotFound`, `SecretKeyNotFound`,
-    /// `InvalidPasswordHash`, `DuplicateSystemId`.
+    /// `InvalidPasswordHash`, `InvalidWebhookSecret`, `DuplicateSystemId`,
+    /// `DuplicateApiKey`.
     pub reason: String,
     pub message: String,
     /// RFC 3339.

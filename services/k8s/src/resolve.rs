@@ -1,10 +1,11 @@
-//! From `SmppAccount` resources and their Secrets to the accounts the edge checks binds
-//! against. Pure: no API calls, so every rule is unit-tested here.
+//! From `SmppAccount` resources and their Secrets (password hash, webhook secret) to the
+//! accounts the edge checks binds and HTTP API keys against. Pure: no API calls, so every
+//! rule is unit-tested here.
 //!
 //! Each resource is checked on its own: one that cannot be used is left out with a
 //! [`Problem`] (reported in its status), and never keeps the others from loading.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +13,13 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt as _;
 use smsc_accounts::{Account, AccountError};
-use smsc_accounts::{AccountConfig, Quota};
+use smsc_accounts::{AccountConfig, Quota, WebhookConfig};
 use smsc_store::BindKind;
 
-use crate::crd::{BindType, SmppAccount};
+use crate::crd::{BindType, SecretKeyRef, SmppAccount, SmppAccountSpec};
 
 /// Why a resource is not used. The `Display` text is the status message: it names
-/// fields and Secrets, never a hash.
+/// fields and Secrets, never a hash or a webhook secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Problem {
@@ -30,8 +31,14 @@ pub enum Problem {
     SecretKeyNotFound { name: String, key: String },
     #[error("Secret {name:?} key {key:?}: {reason}")]
     InvalidPasswordHash { name: String, key: String, reason: String },
+    /// The webhook's signing secret (`webhook.secretRef`) cannot be used.
+    #[error("Secret {name:?} key {key:?} (webhook secret): {reason}")]
+    InvalidWebhookSecret { name: String, key: String, reason: String },
     #[error("systemId {system_id:?} is already used by SmppAccount {used_by:?}")]
     DuplicateSystemId { system_id: String, used_by: String },
+    /// An API key names one account: the older resource keeps it.
+    #[error("apiKeySha256[{index}] is already a key of SmppAccount {used_by:?}")]
+    DuplicateApiKey { index: usize, used_by: String },
 }
 
 impl Problem {
@@ -42,7 +49,9 @@ impl Problem {
             Self::SecretNotFound { .. } => "SecretNotFound",
             Self::SecretKeyNotFound { .. } => "SecretKeyNotFound",
             Self::InvalidPasswordHash { .. } => "InvalidPasswordHash",
+            Self::InvalidWebhookSecret { .. } => "InvalidWebhookSecret",
             Self::DuplicateSystemId { .. } => "DuplicateSystemId",
+            Self::DuplicateApiKey { .. } => "DuplicateApiKey",
         }
     }
 
@@ -60,7 +69,8 @@ pub struct Resolved {
 
 /// Resolves every resource against `secret` (a Secret of the same namespace by name).
 /// `max_validity_cap` is the store's `store.message_ttl`. Of two resources with the
-/// same systemId the older (then the first by name) wins, on every pod alike.
+/// same systemId, or an API key digest in common, the older (then the first by name)
+/// wins, on every pod alike.
 pub fn resolve(
     resources: &[Arc<SmppAccount>],
     secret: impl Fn(&str) -> Option<Arc<Secret>>,
@@ -73,20 +83,30 @@ pub fn resolve(
     });
     let mut out = Resolved::default();
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    let mut key_owners: HashMap<[u8; 32], String> = HashMap::new();
     for r in ordered {
         let name = r.name_any();
         let result = account(r, &secret, max_validity_cap).and_then(|account| {
-            match owners.get(&account.system_id) {
-                Some(first) => Err(Problem::DuplicateSystemId {
+            if let Some(first) = owners.get(&account.system_id) {
+                return Err(Problem::DuplicateSystemId {
                     system_id: account.system_id.clone(),
                     used_by: first.clone(),
-                }),
-                None => Ok(account),
+                });
             }
+            // The same digest on two accounts would let its key act as either.
+            for (index, digest) in account.api_keys().iter().enumerate() {
+                if let Some(first) = key_owners.get(digest) {
+                    return Err(Problem::DuplicateApiKey { index, used_by: first.clone() });
+                }
+            }
+            Ok(account)
         });
         let outcome = match result {
             Ok(account) => {
                 owners.insert(account.system_id.clone(), name.clone());
+                for digest in account.api_keys() {
+                    key_owners.insert(*digest, name.clone());
+                }
                 out.accounts.push(account);
                 Ok(())
             }
@@ -133,7 +153,18 @@ pub fn account(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let password_hash = password_hash(r, secret)?;
+    let password_hash = secret_value(&s.password_secret_ref, secret, |name, key, reason| {
+        Problem::InvalidPasswordHash { name, key, reason }
+    })?;
+    let webhook = match &s.webhook {
+        None => None,
+        Some(w) => Some(WebhookConfig {
+            url: w.url.clone(),
+            secret: secret_value(&w.secret_ref, secret, |name, key, reason| {
+                Problem::InvalidWebhookSecret { name, key, reason }
+            })?,
+        }),
+    };
     let config = AccountConfig {
         system_id: s.system_id.clone(),
         password_hash,
@@ -159,10 +190,20 @@ pub fn account(
         quota: s
             .quota
             .map_or_else(Quota::default, |q| Quota { daily: q.daily, monthly: q.monthly }),
+        webhook,
+        api_key_sha256: s.api_key_sha256.clone(),
     };
     Account::from_config(&config).map_err(|e| {
         let secret_ref = &s.password_secret_ref;
         match e {
+            AccountError::Invalid { field: "webhook.secret", reason } => {
+                let secret_ref = s.webhook.as_ref().map_or(secret_ref, |w| &w.secret_ref);
+                Problem::InvalidWebhookSecret {
+                    name: secret_ref.name.clone(),
+                    key: secret_ref.key.clone(),
+                    reason,
+                }
+            }
             AccountError::Invalid { field: "password_hash", reason } => {
                 Problem::InvalidPasswordHash {
                     name: secret_ref.name.clone(),
@@ -181,13 +222,14 @@ pub fn account(
     })
 }
 
-/// The hash in the referenced Secret key, trimmed (a file made with `echo` ends in a
-/// newline).
-fn password_hash(
-    r: &SmppAccount,
+/// The value of the referenced Secret key (the password hash, the webhook secret),
+/// trimmed (a file made with `echo` ends in a newline); `invalid` makes the problem of a
+/// value that is empty or not UTF-8 from the Secret's name, key and why.
+fn secret_value(
+    reference: &SecretKeyRef,
     secret: &impl Fn(&str) -> Option<Arc<Secret>>,
+    invalid: impl FnOnce(String, String, String) -> Problem,
 ) -> Result<String, Problem> {
-    let reference = &r.spec.password_secret_ref;
     let (name, key) = (reference.name.clone(), reference.key.clone());
     let Some(found) = secret(&name) else { return Err(Problem::SecretNotFound { name }) };
     let Some(value) = found.data.as_ref().and_then(|d| d.get(&key)) else {
@@ -195,13 +237,17 @@ fn password_hash(
     };
     match std::str::from_utf8(&value.0) {
         Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
-        Ok(_) => Err(Problem::InvalidPasswordHash {
-            name,
-            key,
-            reason: format!("empty, or longer than {MAX_SECRET_VALUE} bytes"),
-        }),
-        Err(_) => Err(Problem::InvalidPasswordHash { name, key, reason: "not UTF-8".into() }),
+        Ok(_) => Err(invalid(name, key, format!("empty, or longer than {MAX_SECRET_VALUE} bytes"))),
+        Err(_) => Err(invalid(name, key, "not UTF-8".into())),
     }
+}
+
+/// The Secrets a resource reads, by name: its password's, then its webhook's (the same
+/// name twice when both are keys of one Secret). The watcher re-resolves when one of
+/// them changes.
+pub fn secret_names(spec: &SmppAccountSpec) -> impl Iterator<Item = &str> {
+    std::iter::once(spec.password_secret_ref.name.as_str())
+        .chain(spec.webhook.as_ref().map(|w| w.secret_ref.name.as_str()))
 }
 
 /// Secret values longer than this are dropped before they are cached (a PHC string is
@@ -308,6 +354,8 @@ pub(crate) mod fixtures {
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::ByteString;
+
     use super::fixtures::{HASH, resource, secret};
     use super::*;
 
@@ -439,6 +487,146 @@ mod tests {
         );
         let dup = r.outcomes["a-newer"].as_ref().expect_err("dup").to_string();
         assert!(dup.contains("\"first\""), "{dup}");
+    }
+
+    /// The hex of `api_key_digest(key)`, as `smsc api-key` prints it.
+    fn digest_hex(key: &str) -> String {
+        smsc_accounts::api_key_digest(key).iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// `resource` with a webhook whose secret is key `signing` of Secret `hook`.
+    fn with_webhook(name: &str, system_id: &str, url: &str) -> SmppAccount {
+        let mut r = resource(name, system_id, "pw");
+        r.spec.webhook = Some(crate::crd::AccountWebhook {
+            url: url.into(),
+            secret_ref: crate::crd::SecretKeyRef { name: "hook".into(), key: "signing".into() },
+        });
+        r
+    }
+
+    const SIGNING: &str = "0123456789abcdef-signing";
+
+    #[test]
+    fn the_webhook_and_its_secret_make_the_accounts_webhook() {
+        let r = with_webhook("bank", "BANK", "http://receipts.bank.svc:8080/smsc?x=1");
+        let list =
+            vec![secret("pw", "hash", HASH), secret("hook", "signing", &format!("{SIGNING}\n"))];
+        let a = account(&r, &secrets(list.clone()), CAP).expect("valid");
+        let webhook = a.webhook.as_ref().expect("a webhook");
+        assert_eq!(webhook.url, "http://receipts.bank.svc:8080/smsc?x=1");
+        assert_eq!(webhook.secret(), SIGNING.as_bytes(), "trimmed, as the password hash");
+        assert!(!format!("{a:?}").contains(SIGNING), "Debug leaves the secret out");
+        // Both values may be keys of one Secret.
+        let mut both = secret("pw", "hash", HASH);
+        both.data.as_mut().expect("data").insert("signing".into(), ByteString(SIGNING.into()));
+        let mut r2 = r.clone();
+        r2.spec.webhook.as_mut().expect("webhook").secret_ref.name = "pw".into();
+        let a2 = account(&r2, &secrets(vec![both]), CAP).expect("valid");
+        assert_eq!(a2.webhook.expect("a webhook").secret(), SIGNING.as_bytes());
+        // No webhook in the resource: none in the account.
+        let plain = account(&resource("p", "P", "pw"), &secrets(list), CAP).expect("valid");
+        assert!(plain.webhook.is_none());
+        assert!(plain.api_keys().is_empty());
+    }
+
+    #[test]
+    fn a_webhook_secret_that_cannot_be_used_leaves_the_account_out() {
+        let r = with_webhook("bank", "BANK", "http://hooks.example/smsc");
+        let pw = || secret("pw", "hash", HASH);
+        let cases: Vec<(Vec<Secret>, &str, &str)> = vec![
+            (vec![pw()], "SecretNotFound", "\"hook\""),
+            (vec![pw(), secret("hook", "other", SIGNING)], "SecretKeyNotFound", "\"signing\""),
+            (vec![pw(), secret("hook", "signing", " \n")], "InvalidWebhookSecret", "empty"),
+            (
+                vec![pw(), secret("hook", "signing", "too-short")],
+                "InvalidWebhookSecret",
+                "at least 16",
+            ),
+        ];
+        for (list, reason, mentions) in cases {
+            let p = account(&r, &secrets(list.clone()), CAP).expect_err(reason);
+            assert_eq!(p.reason(), reason, "{p}");
+            let text = p.to_string();
+            assert!(text.contains(mentions), "{reason}: {text}");
+            assert!(!text.contains("too-short") && !text.contains(SIGNING), "{text}");
+            // As for a password Secret: the resource is not loaded, the others are.
+            let all = vec![Arc::new(r.clone()), Arc::new(resource("other", "OTHER", "pw"))];
+            let resolved = resolve(&all, secrets(list), CAP);
+            let ids: Vec<&str> = resolved.accounts.iter().map(|a| a.system_id.as_str()).collect();
+            assert_eq!(ids, ["OTHER"], "{reason}");
+            let outcome = resolved.outcomes["bank"].as_ref().expect_err("not loaded");
+            assert_eq!(outcome.reason(), reason);
+            assert_eq!(resolved.outcomes["other"], Ok(()));
+        }
+        // A URL the worker cannot post to is a spec problem.
+        let bad = with_webhook("bank", "BANK", "https://hooks.example/smsc");
+        let list = vec![pw(), secret("hook", "signing", SIGNING)];
+        let p = account(&bad, &secrets(list), CAP).expect_err("https");
+        assert_eq!(p.reason(), "InvalidSpec");
+        assert!(p.to_string().starts_with("webhook.url: "), "{p}");
+    }
+
+    #[test]
+    fn api_key_digests_land_in_the_account() {
+        let mut r = resource("shop", "SHOP", "pw");
+        let (one, two) = (digest_hex("smsc_first-key"), digest_hex("smsc_second-key"));
+        r.spec.api_key_sha256 = vec![one, two.to_ascii_uppercase()];
+        let a = account(&r, &secrets(vec![secret("pw", "hash", HASH)]), CAP).expect("valid");
+        assert_eq!(
+            a.api_keys(),
+            [
+                smsc_accounts::api_key_digest("smsc_first-key"),
+                smsc_accounts::api_key_digest("smsc_second-key")
+            ]
+        );
+    }
+
+    #[test]
+    fn an_invalid_api_key_digest_is_a_spec_problem() {
+        let list = || vec![secret("pw", "hash", HASH)];
+        for bad in ["abc", &"g".repeat(64), &"a".repeat(65), ""] {
+            let mut r = resource("shop", "SHOP", "pw");
+            r.spec.api_key_sha256 = vec![digest_hex("smsc_good"), bad.to_owned()];
+            let p = account(&r, &secrets(list()), CAP).expect_err(bad);
+            assert_eq!(p.reason(), "InvalidSpec", "{p}");
+            let text = p.to_string();
+            assert!(text.starts_with("apiKeySha256: entry 1:"), "{text}");
+            let resolved = resolve(&[Arc::new(r)], secrets(list()), CAP);
+            assert!(resolved.accounts.is_empty(), "{bad:?} is not loaded");
+            assert_eq!(
+                resolved.outcomes["shop"].as_ref().map_err(Problem::reason),
+                Err("InvalidSpec")
+            );
+        }
+    }
+
+    #[test]
+    fn an_api_key_names_one_account_the_older_one() {
+        let time = |t: &str| {
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.parse().expect("time")))
+        };
+        let shared = digest_hex("smsc_shared");
+        let mut older = resource("z-older", "OLD", "pw");
+        older.metadata.creation_timestamp = time("2026-01-01T00:00:00Z");
+        older.spec.api_key_sha256 = vec![shared.clone()];
+        let mut newer = resource("a-newer", "NEW", "pw");
+        newer.metadata.creation_timestamp = time("2026-02-01T00:00:00Z");
+        newer.spec.api_key_sha256 = vec![digest_hex("smsc_own"), shared];
+        let all = vec![Arc::new(newer), Arc::new(older)];
+        let r = resolve(&all, secrets(vec![secret("pw", "hash", HASH)]), CAP);
+        let ids: Vec<&str> = r.accounts.iter().map(|a| a.system_id.as_str()).collect();
+        assert_eq!(ids, ["OLD"]);
+        let p = r.outcomes["a-newer"].as_ref().expect_err("duplicate key");
+        assert_eq!(p.reason(), "DuplicateApiKey");
+        assert_eq!(p.to_string(), "apiKeySha256[1] is already a key of SmppAccount \"z-older\"");
+    }
+
+    #[test]
+    fn the_secrets_a_resource_reads() {
+        let plain = resource("p", "P", "pw");
+        assert_eq!(secret_names(&plain.spec).collect::<Vec<_>>(), ["pw"]);
+        let hooked = with_webhook("h", "H", "http://x/y");
+        assert_eq!(secret_names(&hooked.spec).collect::<Vec<_>>(), ["pw", "hook"]);
     }
 
     #[test]

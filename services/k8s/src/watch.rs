@@ -202,8 +202,9 @@ impl Settle {
     }
 }
 
-/// A resource as a resolve saw it: its name, its version, its Secret's version.
-type Seen = (String, Option<String>, Option<String>);
+/// A resource as a resolve saw it: its name, its version, and the versions of the
+/// Secrets it reads (password, then webhook: [`resolve::secret_names`]).
+type Seen = (String, Option<String>, Vec<Option<String>>);
 
 struct State {
     namespace: String,
@@ -252,8 +253,10 @@ impl State {
         let mut fingerprint: Vec<_> = resources
             .iter()
             .map(|r| {
-                let secret = self.secret(&r.spec.password_secret_ref.name);
-                (r.name_any(), r.resource_version(), secret.and_then(|s| s.resource_version()))
+                let secrets = resolve::secret_names(&r.spec)
+                    .map(|name| self.secret(name).and_then(|s| s.resource_version()))
+                    .collect();
+                (r.name_any(), r.resource_version(), secrets)
             })
             .collect();
         fingerprint.sort();

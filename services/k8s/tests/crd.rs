@@ -36,6 +36,7 @@ fn crd_has_the_account_fields_and_a_status_subresource() {
         fields,
         [
             "allowedCidrs",
+            "apiKeySha256",
             "bindTypes",
             "class",
             "defaultValidity",
@@ -48,6 +49,7 @@ fn crd_has_the_account_fields_and_a_status_subresource() {
             "quota",
             "sourceAddresses",
             "systemId",
+            "webhook",
             "window",
         ]
     );
@@ -57,6 +59,22 @@ fn crd_has_the_account_fields_and_a_status_subresource() {
     let mut secret_ref = props(&spec_props["passwordSecretRef"]);
     secret_ref.sort_unstable();
     assert_eq!(secret_ref, ["key", "name"]);
+    // So is the webhook's signing secret.
+    let webhook = &spec_props["webhook"];
+    let mut webhook_fields = props(webhook);
+    webhook_fields.sort_unstable();
+    assert_eq!(webhook_fields, ["secretRef", "url"]);
+    assert_eq!(webhook.required, Some(vec!["secretRef".to_owned(), "url".to_owned()]));
+    let mut webhook_ref =
+        props(&webhook.properties.as_ref().expect("webhook properties")["secretRef"]);
+    webhook_ref.sort_unstable();
+    assert_eq!(webhook_ref, ["key", "name"]);
+    // API key digests are not secret: in the spec, checked as 64 hex digits.
+    let digests = match spec_props["apiKeySha256"].items.as_ref() {
+        Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray::Schema(s)) => s,
+        other => panic!("apiKeySha256 items: {other:?}"),
+    };
+    assert_eq!(digests.pattern.as_deref(), Some("^[0-9a-fA-F]{64}$"));
     let system_id = &spec_props["systemId"];
     assert_eq!((system_id.min_length, system_id.max_length), (Some(1), Some(15)));
     let bind_items = match spec_props["bindTypes"].items.as_ref() {

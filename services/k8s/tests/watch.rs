@@ -251,6 +251,51 @@ async fn a_missing_secret_that_turns_up_later_is_used() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_webhook_secret_is_watched_as_the_password_secret() {
+    let (server, client) = ApiServer::start();
+    let hook = json!({
+        "webhook": {
+            "url": "http://receipts.bank.svc/smsc",
+            "secretRef": { "name": "bank-hook", "key": "signing" },
+        },
+    });
+    server.put(&accounts_path(), account("bank", "BANK", "bank-pw", hook));
+    server.put(&secrets_path(), secret("bank-pw", "hash", HASH));
+    let w = Running::start(server.clone(), client);
+
+    w.until("SecretNotFound", |w| w.ready_reason("bank").as_deref() == Some("SecretNotFound"))
+        .await;
+    assert!(w.loaded());
+    assert!(w.directory.get("BANK").is_none(), "no account without its webhook secret");
+
+    server.put(&secrets_path(), secret("bank-hook", "signing", "short"));
+    w.until("InvalidWebhookSecret", |w| {
+        w.ready_reason("bank").as_deref() == Some("InvalidWebhookSecret")
+    })
+    .await;
+    let message = w.status("bank")["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("bank-hook") && !message.contains("short\""), "{message}");
+
+    let first = "first-signing-secret";
+    server.put(&secrets_path(), secret("bank-hook", "signing", first));
+    w.until("bank loaded", |w| w.directory.get("BANK").is_some()).await;
+    let secret_of = |w: &Running| {
+        w.directory.get("BANK").and_then(|a| a.webhook.as_ref().map(|h| h.secret().to_vec()))
+    };
+    assert_eq!(secret_of(&w).as_deref(), Some(first.as_bytes()));
+
+    // A rotated signing secret is used without touching the resource.
+    let second = "second-signing-secret";
+    server.put(&secrets_path(), secret("bank-hook", "signing", second));
+    w.until("rotated", |w| secret_of(w).as_deref() == Some(second.as_bytes())).await;
+
+    // The webhook Secret goes: so does the account.
+    server.delete(&secrets_path(), "bank-hook");
+    w.until("bank gone", |w| w.directory.get("BANK").is_none()).await;
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn sessions_are_reported_per_pod_at_most_once_an_interval_and_only_on_change() {
     let (server, client) = ApiServer::start();
     server.put(&secrets_path(), secret("pw", "hash", HASH));

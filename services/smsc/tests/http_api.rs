@@ -24,8 +24,12 @@ const OTHER: &str = "httpother";
 const SLOW: &str = "httpslow";
 
 async fn start() -> Node {
-    let node = Node::start(
-        r#"
+    start_with("", "").await
+}
+
+/// `smsc all` with the test accounts, and `extra` accounts and MO routes.
+async fn start_with(extra_accounts: &str, mo_routes: &str) -> Node {
+    let yaml = r#"
 node_id: http-api-test
 admin_listen: "{admin}"
 edge:
@@ -43,11 +47,15 @@ accounts:
   - system_id: httpslow
     password_hash: "{hash}"
     max_submit_rate: 2
+EXTRA
+routing:
+  mo: [ MO ]
 worker:
+  pending_interval: 100ms
   simulator_listen: "{simulator}"
-"#,
-    )
-    .await;
+"#;
+    let yaml = yaml.replace("EXTRA", extra_accounts).replace("MO", mo_routes);
+    let node = Node::start(&yaml).await;
     node.ready().await;
     node
 }
@@ -60,12 +68,17 @@ struct Answer {
     body: Value,
 }
 
+/// Header `name` of an HTTP head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
 impl Answer {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-        })
+        header(&self.headers, name)
     }
 
     /// A problem+json refusal of `status` naming `smpp` (when given).
@@ -79,20 +92,25 @@ impl Answer {
     }
 }
 
-/// `method path` with `body` (JSON unless `content_type` says otherwise) as `account`.
+/// HTTP Basic credentials.
+fn basic(user: &str, password: &str) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+/// `method path` with `body` (of `content_type`) and `authorization`.
 async fn request(
     at: SocketAddr,
     method: &str,
     path: &str,
-    account: Option<(&str, &str)>,
+    authorization: Option<&str>,
     content_type: &str,
     body: &str,
 ) -> Answer {
     let mut s = TcpStream::connect(at).await.expect("connect to the HTTP API");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\n");
-    if let Some((user, password)) = account {
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        head += &format!("Authorization: Basic {basic}\r\n");
+    if let Some(auth) = authorization {
+        head += &format!("Authorization: {auth}\r\n");
     }
     if !body.is_empty() {
         head += &format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", body.len());
@@ -109,12 +127,19 @@ async fn request(
 }
 
 async fn post(at: SocketAddr, path: &str, account: &str, body: Value) -> Answer {
-    request(at, "POST", path, Some((account, PASSWORD)), "application/json", &body.to_string())
-        .await
+    request(
+        at,
+        "POST",
+        path,
+        Some(&basic(account, PASSWORD)),
+        "application/json",
+        &body.to_string(),
+    )
+    .await
 }
 
 async fn get(at: SocketAddr, id: &str, account: &str) -> Answer {
-    request(at, "GET", &format!("/v1/messages/{id}"), Some((account, PASSWORD)), "", "").await
+    request(at, "GET", &format!("/v1/messages/{id}"), Some(&basic(account, PASSWORD)), "", "").await
 }
 
 /// Until every destination of message `id` is final; the message then.
@@ -213,9 +238,9 @@ async fn a_scheduled_message_is_cancelled_and_a_delivered_one_is_not() {
     assert_eq!(scheduled["destinations"][0]["state"], json!("SCHEDULED"), "{scheduled}");
     assert!(scheduled["schedule_at"].is_string(), "{scheduled}");
     let path = format!("/v1/messages/{id}");
-    let a = request(node.http, "DELETE", &path, Some((OTHER, PASSWORD)), "", "").await;
+    let a = request(node.http, "DELETE", &path, Some(&basic(OTHER, PASSWORD)), "", "").await;
     a.refused(404, Some("ESME_RQUERYFAIL"));
-    let a = request(node.http, "DELETE", &path, Some((BANK, PASSWORD)), "", "").await;
+    let a = request(node.http, "DELETE", &path, Some(&basic(BANK, PASSWORD)), "", "").await;
     assert_eq!(a.status, 204, "{a:?}");
     let m = get(node.http, &id, BANK).await;
     assert_eq!(m.body["destinations"][0]["state"], json!("DELETED"), "{m:?}");
@@ -230,7 +255,7 @@ async fn a_scheduled_message_is_cancelled_and_a_delivered_one_is_not() {
     let id = a.body["message_ids"][0].as_str().expect("id").to_owned();
     final_message(node.http, &id).await;
     let path = format!("/v1/messages/{id}");
-    let a = request(node.http, "DELETE", &path, Some((BANK, PASSWORD)), "", "").await;
+    let a = request(node.http, "DELETE", &path, Some(&basic(BANK, PASSWORD)), "", "").await;
     a.refused(409, Some("ESME_RCANCELFAIL"));
     node.stop().await;
 }
@@ -245,12 +270,15 @@ async fn refusals_are_problem_json_with_the_smpp_status() {
     a.refused(401, None);
     assert!(a.header("www-authenticate").is_some_and(|v| v.starts_with("Basic")), "{a:?}");
     let a =
-        request(at, "POST", "/v1/messages", Some((BANK, "wrong")), "application/json", &msg).await;
+        request(at, "POST", "/v1/messages", Some(&basic(BANK, "wrong")), "application/json", &msg)
+            .await;
     a.refused(401, Some("ESME_RINVPASWD"));
-    let a = request(at, "POST", "/v1/messages", Some((BANK, PASSWORD)), "text/plain", &msg).await;
+    let a =
+        request(at, "POST", "/v1/messages", Some(&basic(BANK, PASSWORD)), "text/plain", &msg).await;
     a.refused(415, None);
     let a =
-        request(at, "POST", "/v1/messages", Some((BANK, PASSWORD)), "application/json", "{").await;
+        request(at, "POST", "/v1/messages", Some(&basic(BANK, PASSWORD)), "application/json", "{")
+            .await;
     a.refused(400, None);
     for (body, status, smpp) in [
         (json!({ "from": "Bank", "to": "44770090003x", "text": "hi" }), 400, None),
@@ -273,6 +301,12 @@ async fn refusals_are_problem_json_with_the_smpp_status() {
             None,
         ),
         (json!({ "from": "Bank", "to": "447700900030", "text": "hi", "priority": 4 }), 400, None),
+        // A receipt goes to a webhook, and this account has none.
+        (
+            json!({ "from": "Bank", "to": "447700900030", "text": "hi", "receipt": true }),
+            422,
+            Some("ESME_RINVREGDLVFLG"),
+        ),
         (
             json!({ "from": "Someone", "to": "447700900030", "text": "hi" }),
             422,
@@ -289,7 +323,7 @@ async fn refusals_are_problem_json_with_the_smpp_status() {
     ] {
         post(at, "/v1/messages", BANK, body).await.refused(status, smpp);
     }
-    let a = request(at, "GET", "/v1/nothing", Some((BANK, PASSWORD)), "", "").await;
+    let a = request(at, "GET", "/v1/nothing", Some(&basic(BANK, PASSWORD)), "", "").await;
     a.refused(404, None);
     let a = get(at, "0123456789abcdef0123456789abcdef", BANK).await;
     a.refused(404, Some("ESME_RQUERYFAIL"));
@@ -353,5 +387,163 @@ async fn schemathesis_passes_on_the_openapi_document() {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "schemathesis failed:\n{log}");
     assert!(log.contains("passed"), "{log}");
+    node.stop().await;
+}
+
+/// One request a webhook receiver got, and the status it answered.
+#[derive(Debug, Clone)]
+struct Hit {
+    headers: String,
+    body: String,
+    answered: u16,
+}
+
+impl Hit {
+    fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    fn event(&self) -> Value {
+        serde_json::from_str(&self.body).expect("a JSON event")
+    }
+}
+
+/// A webhook receiver on loopback: answers the first `failures` requests 503, the rest
+/// 200, and keeps every request.
+async fn receiver(failures: usize) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Hit>>>) {
+    use std::sync::{Arc, Mutex};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let at = listener.local_addr().expect("addr");
+    let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+    let kept = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let hits = kept.clone();
+            tokio::spawn(async move {
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                let (head, len) = loop {
+                    let Ok(n) = s.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                    if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                let (n, v) = l.split_once(':')?;
+                                n.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse().ok())?
+                            })
+                            .unwrap_or(0usize);
+                        raw.drain(..end + 4);
+                        break (head, len);
+                    }
+                };
+                while raw.len() < len {
+                    let Ok(n) = s.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                }
+                let answered = {
+                    let mut hits = hits.lock().expect("hits");
+                    let answered = if hits.len() < failures { 503 } else { 200 };
+                    let body = String::from_utf8_lossy(&raw[..len]).into_owned();
+                    hits.push(Hit { headers: head, body, answered });
+                    answered
+                };
+                let reply = format!(
+                    "HTTP/1.1 {answered} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (at, hits)
+}
+
+/// The events a receiver took (answered 200) of `kind`.
+fn taken(hits: &std::sync::Mutex<Vec<Hit>>, kind: &str) -> Vec<Hit> {
+    let hits = hits.lock().expect("hits");
+    hits.iter().filter(|h| h.answered == 200 && h.event()["type"] == json!(kind)).cloned().collect()
+}
+
+const HOOK_SECRET: &str = "0123456789abcdef-hook";
+
+/// A receipt asked for over HTTP reaches the account's webhook, signed, after the
+/// endpoint failed once (kept pending, retried after its backoff); an MO to the account
+/// with no SMPP receiver bound goes there too; an API key stands for the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_and_mo_reach_the_webhook_signed_and_retried() {
+    let (hook, hits) = receiver(1).await;
+    let (key, digest) = smsc_accounts::new_api_key().expect("a key");
+    let accounts = format!(
+        "  - system_id: httphook\n    password_hash: \"{{hash}}\"\n    api_key_sha256: [\"{digest}\"]\n    webhook: {{ url: \"http://{hook}/events\", secret: \"{HOOK_SECRET}\" }}\n"
+    );
+    let node = start_with(&accounts, r#"{ prefix: "7878", account: httphook }"#).await;
+    let at = node.http;
+
+    let body =
+        json!({ "from": "Shop", "to": "447700900050", "text": "order shipped", "receipt": true });
+    let text = body.to_string();
+    let a = request(
+        at,
+        "POST",
+        "/v1/messages",
+        Some(&format!("Bearer {key}")),
+        "application/json",
+        &text,
+    )
+    .await;
+    assert_eq!(a.status, 202, "an API key authenticates: {a:?}");
+    let id = a.body["message_ids"][0].as_str().expect("id").to_owned();
+    let other = smsc_accounts::new_api_key().expect("a key").0;
+    let a = request(
+        at,
+        "POST",
+        "/v1/messages",
+        Some(&format!("Bearer {other}")),
+        "application/json",
+        &text,
+    )
+    .await;
+    a.refused(401, Some("ESME_RINVPASWD"));
+
+    let receipt = eventually("the receipt taken by the webhook", || async {
+        taken(&hits, "receipt").into_iter().find(|h| h.event()["message_id"] == json!(id))
+    })
+    .await;
+    let e = receipt.event();
+    assert_eq!(e["state"], json!("DELIVERED"), "{e}");
+    assert_eq!(e["to"], json!("447700900050"), "{e}");
+    assert_eq!(e["from"], json!("Shop"), "{e}");
+    assert_eq!(e["account"], json!("httphook"), "{e}");
+    assert_eq!(receipt.header("smsc-event-id"), Some(format!("receipt:{id}").as_str()));
+    let ts = receipt.header("smsc-timestamp").expect("a timestamp");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, HOOK_SECRET.as_bytes());
+    let mut signed = ts.as_bytes().to_vec();
+    signed.push(b'.');
+    signed.extend_from_slice(receipt.body.as_bytes());
+    let tag = ring::hmac::sign(&key, &signed);
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(receipt.header("smsc-signature"), Some(format!("v1={hex}").as_str()));
+    let failed = hits.lock().expect("hits").iter().filter(|h| h.answered == 503).count();
+    assert_eq!(failed, 1, "the first request failed and the event was sent again");
+
+    // No SMPP receiver is bound: the MO goes to the webhook.
+    let ids = esme::inject_mo(node.simulator, "7878", "STOP").await;
+    let mo = eventually("the MO taken by the webhook", || async {
+        taken(&hits, "mo").into_iter().find(|h| h.event()["id"] == json!(ids[0]))
+    })
+    .await;
+    let e = mo.event();
+    assert_eq!((e["text"].as_str(), e["to"].as_str()), (Some("STOP"), Some("7878")), "{e}");
+    assert_eq!(e["from"], json!("447700900555"), "{e}");
+    assert!(node.metric(r#"smsc_worker_webhook_requests_total{result="delivered"}"#).await >= 2.0);
     node.stop().await;
 }

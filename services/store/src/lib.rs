@@ -151,6 +151,8 @@ pub struct SessionLease {
 pub enum NotificationKind {
     Receipt,
     Mo,
+    /// A receipt of an HTTP API submit: for the account's webhook.
+    WebhookReceipt,
 }
 
 /// A receipt or MO waiting for a receiver bind.

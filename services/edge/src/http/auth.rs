@@ -1,7 +1,8 @@
-//! HTTP Basic with the account's system_id and password: the bind's check, its
-//! credential cache (so a client sending many requests pays argon2 about once per
-//! `edge.credential_cache.ttl`) and its lockout of a system_id from an address after
-//! repeated failures.
+//! Who sends a request: an HTTP API key of the account (`Authorization: Bearer`), or HTTP
+//! Basic with its system_id and password, checked as a bind is (the credential cache, so
+//! a client sending many requests pays argon2 about once per
+//! `edge.credential_cache.ttl`). Both go through the bind lockout: repeated failures
+//! from an address are refused for a while without a check.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,21 +19,70 @@ use super::Problem;
 use crate::Edge;
 use crate::lockout::Failure;
 
+/// What the lockout counts failed API keys under (a system_id is at most 15 octets).
+const API_KEY_LOCKOUT_ID: &[u8] = b"<http-api-key>";
+
 /// The account whose credentials the request carries, if it may submit from `ip`.
 pub(super) async fn account(
     edge: &Edge,
     headers: &HeaderMap,
     ip: IpAddr,
 ) -> Result<Arc<Account>, Problem> {
+    let account = match bearer(headers) {
+        Some(key) => by_api_key(edge, key, ip)?,
+        None => by_password(edge, headers, ip).await?,
+    };
+    let transmits =
+        account.allows_bind(BindKind::Transmitter) || account.allows_bind(BindKind::Transceiver);
+    if !transmits || !account.client_allowed(ip) {
+        debug!(system_id = %account.system_id, %ip, "HTTP request refused: bind types or client address");
+        return Err(Problem::smpp(
+            Status::ESME_RBINDFAIL,
+            "the account may not submit from this address",
+        ));
+    }
+    Ok(account)
+}
+
+fn locked_out() -> Problem {
+    Problem::smpp(Status::ESME_RBINDFAIL, "too many failed attempts from this address; try later")
+}
+
+/// `Authorization: Bearer <key>`: one of the account's API keys (a SHA-256 lookup: a
+/// key is 256 random bits, so no argon2 is needed to make guessing it hopeless).
+fn by_api_key(edge: &Edge, key: &str, ip: IpAddr) -> Result<Arc<Account>, Problem> {
+    if edge.lockout.is_locked(API_KEY_LOCKOUT_ID, ip, Instant::now()) {
+        edge.metrics.connections_refused_total.with_label_values(&["lockout"]).inc();
+        return Err(locked_out());
+    }
+    match edge.accounts.by_api_key(key) {
+        Some(a) if a.enabled => {
+            edge.lockout.success(API_KEY_LOCKOUT_ID, ip);
+            Ok(a)
+        }
+        Some(_) => Err(Problem::smpp(Status::ESME_RBINDFAIL, "the account is disabled")),
+        None => {
+            count_failure(edge, "<api key>", API_KEY_LOCKOUT_ID, ip);
+            Err(Problem::smpp(Status::ESME_RINVPASWD, "invalid credentials"))
+        }
+    }
+}
+
+/// HTTP Basic with the account's system_id and password, checked as a bind is.
+async fn by_password(
+    edge: &Edge,
+    headers: &HeaderMap,
+    ip: IpAddr,
+) -> Result<Arc<Account>, Problem> {
     let (system_id, password) = basic(headers).ok_or_else(|| {
-        Problem::smpp(Status::ESME_RINVSYSID, "HTTP Basic credentials (system_id:password) needed")
+        Problem::smpp(
+            Status::ESME_RINVSYSID,
+            "credentials needed: HTTP Basic (system_id:password) or Bearer (an API key)",
+        )
     })?;
     if edge.lockout.is_locked(system_id.as_bytes(), ip, Instant::now()) {
         edge.metrics.connections_refused_total.with_label_values(&["lockout"]).inc();
-        return Err(Problem::smpp(
-            Status::ESME_RBINDFAIL,
-            "too many failed attempts for this system_id from this address; try later",
-        ));
+        return Err(locked_out());
     }
     let checked = edge.credentials.authenticate(&edge.accounts, &system_id, &password).await;
     edge.metrics.bind_password_checks_total.with_label_values(&[checked.via.as_str()]).inc();
@@ -46,7 +96,7 @@ pub(super) async fn account(
                 _ => Status::ESME_RBINDFAIL,
             };
             if matches!(status, Status::ESME_RINVSYSID | Status::ESME_RINVPASWD) {
-                count_failure(edge, &system_id, ip);
+                count_failure(edge, &system_id, system_id.as_bytes(), ip);
             }
             // Unknown id and wrong password read alike (as their timing does).
             return Err(match status {
@@ -58,16 +108,14 @@ pub(super) async fn account(
         }
     };
     edge.lockout.success(system_id.as_bytes(), ip);
-    let transmits =
-        account.allows_bind(BindKind::Transmitter) || account.allows_bind(BindKind::Transceiver);
-    if !transmits || !account.client_allowed(ip) {
-        debug!(system_id = %account.system_id, %ip, "HTTP request refused: bind types or client address");
-        return Err(Problem::smpp(
-            Status::ESME_RBINDFAIL,
-            "the account may not submit from this address",
-        ));
-    }
     Ok(account)
+}
+
+/// `Authorization: Bearer <key>`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case("bearer ").then(|| key.trim())
 }
 
 /// `Authorization: Basic base64(system_id:password)`.
@@ -87,10 +135,10 @@ fn basic(headers: &HeaderMap) -> Option<(String, Vec<u8>)> {
     Some((system_id.to_owned(), decoded[colon + 1..].to_vec()))
 }
 
-fn count_failure(edge: &Edge, system_id: &str, ip: IpAddr) {
-    if let Failure::LockedOut { failures } =
-        edge.lockout.failure(system_id.as_bytes(), ip, Instant::now())
-    {
+/// A failed attempt counts towards the lockout of `key` (the system_id, or for API keys
+/// one key for all) from `ip`.
+fn count_failure(edge: &Edge, system_id: &str, key: &[u8], ip: IpAddr) {
+    if let Failure::LockedOut { failures } = edge.lockout.failure(key, ip, Instant::now()) {
         edge.metrics.lockouts_total.with_label_values(&["bind_failures"]).inc();
         warn!(%system_id, %ip, failures, "HTTP lockout: too many failed attempts for this system_id from this address");
     }

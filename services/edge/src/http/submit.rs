@@ -50,6 +50,9 @@ pub(super) struct NewMessage {
     /// 0-3, SMPP's priority_flag (which raises the class up to the account's maximum).
     #[serde(default, deserialize_with = "whole")]
     priority: Option<u8>,
+    /// A receipt of the final state to the account's webhook (SMPP's registered_delivery 1).
+    #[serde(default, deserialize_with = "present")]
+    receipt: Option<bool>,
 }
 
 /// An optional member may be left out, not given as `null` (as the schema says).
@@ -237,6 +240,13 @@ fn plan(api: &Api, account: &Account, m: &NewMessage) -> Result<Planned, Problem
         return Err(Problem::new(StatusCode::BAD_REQUEST, "`priority`: 0 to 3"));
     }
     let (data_coding, bodies) = body(m)?;
+    let receipt = m.receipt.unwrap_or(false);
+    if receipt && account.webhook.is_none() {
+        return Err(Problem::smpp(
+            Status::ESME_RINVREGDLVFLG,
+            "a receipt goes to the account's webhook, and the account has none",
+        ));
+    }
     let schedule_at = match &m.schedule {
         None => None,
         Some(s) => {
@@ -274,7 +284,7 @@ fn plan(api: &Api, account: &Account, m: &NewMessage) -> Result<Planned, Problem
             esm_class,
             protocol_id: 0,
             priority_flag,
-            registered_delivery: smsc_smpp::RegisteredDelivery(0),
+            registered_delivery: smsc_smpp::RegisteredDelivery(u8::from(receipt)),
             replace_if_present_flag: 0,
             data_coding,
             short_message: Some(&short_message),

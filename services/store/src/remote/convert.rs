@@ -200,6 +200,7 @@ pub fn notification_to_proto(n: PendingNotification) -> pb::PendingNotification 
     let kind = match n.kind {
         NotificationKind::Receipt => pb::NotificationKind::Receipt,
         NotificationKind::Mo => pb::NotificationKind::Mo,
+        NotificationKind::WebhookReceipt => pb::NotificationKind::WebhookReceipt,
     };
     pb::PendingNotification {
         id: n.id,
@@ -216,6 +217,7 @@ pub fn notification_from_proto(
     let kind = match pb::NotificationKind::try_from(n.kind) {
         Ok(pb::NotificationKind::Receipt) => NotificationKind::Receipt,
         Ok(pb::NotificationKind::Mo) => NotificationKind::Mo,
+        Ok(pb::NotificationKind::WebhookReceipt) => NotificationKind::WebhookReceipt,
         Ok(pb::NotificationKind::Unspecified) | Err(_) => {
             return Err(ConvertError::UnknownEnum { field: "kind", value: n.kind });
         }

@@ -102,7 +102,8 @@ fn leases_round_trip_with_every_bind_kind() {
 
 #[test]
 fn notifications_and_pages_round_trip() {
-    for kind in [NotificationKind::Receipt, NotificationKind::Mo] {
+    for kind in [NotificationKind::Receipt, NotificationKind::Mo, NotificationKind::WebhookReceipt]
+    {
         let n = notification(kind);
         assert_eq!(notification_from_proto(notification_to_proto(n.clone())), Ok(n));
     }

@@ -313,6 +313,7 @@ fn kind_to_cql(kind: NotificationKind) -> &'static str {
     match kind {
         NotificationKind::Receipt => "receipt",
         NotificationKind::Mo => "mo",
+        NotificationKind::WebhookReceipt => "webhook_receipt",
     }
 }
 
@@ -320,6 +321,7 @@ fn kind_from_cql(s: &str) -> Option<NotificationKind> {
     match s {
         "receipt" => Some(NotificationKind::Receipt),
         "mo" => Some(NotificationKind::Mo),
+        "webhook_receipt" => Some(NotificationKind::WebhookReceipt),
         _ => None,
     }
 }

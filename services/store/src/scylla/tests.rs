@@ -526,7 +526,8 @@ fn a_lease_round_trips_and_an_unknown_bind_is_corrupt() {
 fn a_notification_round_trips_and_an_unknown_kind_is_corrupt() {
     let cql = Cql::new(KS);
     let specs = insert_specs("pending_notifications", &cql.upsert_pending);
-    for kind in [NotificationKind::Receipt, NotificationKind::Mo] {
+    for kind in [NotificationKind::Receipt, NotificationKind::Mo, NotificationKind::WebhookReceipt]
+    {
         let n = PendingNotification {
             id: "0001-edge-0".to_owned(),
             kind,

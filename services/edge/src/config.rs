@@ -22,6 +22,8 @@ pub struct EdgeConfig {
     /// The HTTP API (`POST /v1/messages`, ...: docs/http-api.md); absent: no HTTP API.
     /// `smsc all` opens it on 127.0.0.1:8080 unless set.
     pub http_listen: Option<SocketAddr>,
+    /// HTTPS on `http_listen` with this certificate; absent: plain HTTP.
+    pub http_tls: Option<HttpTlsConfig>,
     /// Limits of the HTTP API's requests.
     pub http: HttpConfig,
     /// From accept to a successful bind.
@@ -81,6 +83,7 @@ impl Default for EdgeConfig {
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             grpc_advertise: None,
             http_listen: None,
+            http_tls: None,
             http: HttpConfig::default(),
             session_init_timeout: Duration::from_secs(10),
             enquire_link_interval: Duration::from_secs(30),
@@ -150,6 +153,16 @@ impl Default for CredentialCacheConfig {
     fn default() -> Self {
         Self { ttl: Duration::from_secs(5 * 60), max_entries: 10_000 }
     }
+}
+
+/// `edge.http_tls`: the HTTP API's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// `edge.http`: what one request of the HTTP API may carry.
@@ -329,6 +342,9 @@ impl EdgeConfig {
                     format!("`{advertise}` is not host:port"),
                 ));
             }
+        }
+        if e.http_tls.is_some() && e.http_listen.is_none() {
+            return Err(invalid("edge.http_tls", "needs edge.http_listen"));
         }
         if e.http.max_messages == 0 {
             return Err(invalid("edge.http.max_messages", "must be at least 1"));

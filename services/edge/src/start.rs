@@ -89,9 +89,17 @@ pub async fn start(
     let smpp = bind("edge.smpp_listen", config.smpp_listen).await?;
     let http = match config.http_listen {
         Some(addr) => {
+            let tls = match &config.http_tls {
+                Some(t) => Some(
+                    tls::acceptor(&t.cert, &t.key)
+                        .map_err(|e| unusable("edge.http_tls", e.into()))?,
+                ),
+                None => None,
+            };
             let listener = bind("edge.http_listen", addr).await?;
-            info!(addr = %local_addr(&listener, "edge.http_listen", addr)?, "HTTP API listening");
-            Some(listener)
+            let at = local_addr(&listener, "edge.http_listen", addr)?;
+            info!(addr = %at, tls = tls.is_some(), "HTTP API listening");
+            Some((listener, tls))
         }
         None => None,
     };
@@ -112,10 +120,9 @@ pub async fn start(
             warn!(error = %e, "edge gRPC server stopped");
         }
     });
-    if let Some(listener) = http {
-        let http =
-            crate::http::serve(listener, edge.clone(), config.http.clone(), shutdown.clone());
-        tasks.spawn(http);
+    if let Some((listener, tls)) = http {
+        let (config, stop) = (config.http.clone(), shutdown.clone());
+        tasks.spawn(crate::http::serve(listener, tls, edge.clone(), config, stop));
     }
     tasks.spawn(crate::heartbeat(edge.clone(), shutdown.clone()));
     if let Some(peers) = peers {

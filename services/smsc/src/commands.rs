@@ -18,6 +18,22 @@ use tracing::{info, warn};
 use crate::config::{Config, ConfigError};
 
 /// `smsc hash-password`.
+/// `smsc api-key`: a new HTTP API key on the first line (give it to the customer, once)
+/// and its SHA-256 on the second (the account's `api_key_sha256`).
+pub fn api_key() -> ExitCode {
+    match smsc_accounts::new_api_key() {
+        Ok((key, digest)) => {
+            println!("{key}");
+            println!("{digest}");
+            ExitCode::SUCCESS
+        }
+        Err(_) => {
+            eprintln!("smsc: the system's random source failed");
+            ExitCode::from(70)
+        }
+    }
+}
+
 pub fn hash_password(password: Option<String>) -> ExitCode {
     let password = match password {
         Some(p) => p,

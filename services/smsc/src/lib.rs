@@ -37,7 +37,7 @@ mod engines;
 #[cfg(feature = "k8s")]
 mod k8s;
 
-pub use commands::{StoreServerArgs, hash_password, inject_mo, migrate, run_store_server};
+pub use commands::{StoreServerArgs, api_key, hash_password, inject_mo, migrate, run_store_server};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

@@ -4,6 +4,7 @@
 //! smsc all [--config FILE]            every role in one process, embedded defaults
 //! smsc edge --config FILE             the SMPP edge
 //! smsc hash-password [PASSWORD]       an argon2 hash for an account's password_hash
+//! smsc api-key                        a new HTTP API key and its api_key_sha256
 //! smsc store-server [--listen ADDR]   the in-memory store shared by a local cluster
 //! smsc cluster [--brokers B --cql C]  a local multi-process cluster on Kafka and Cassandra
 //! ```
@@ -52,6 +53,9 @@ enum Command {
     },
     /// Prints an argon2id hash of PASSWORD (read from stdin when absent).
     HashPassword { password: Option<String> },
+    /// Prints a new HTTP API key, then its SHA-256 for the account's `api_key_sha256`
+    /// (the SMSC keeps only the digest: hand the key over once).
+    ApiKey,
     /// Applies the ScyllaDB schema (`store.*` of the config) and exits; the store also
     /// does it at start-up. Needs a build with the `scylla` feature.
     Migrate(smsc::RunArgs),
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
     no_transparent_huge_pages();
     let (role, args) = match cli.command {
         Command::HashPassword { password } => return smsc::hash_password(password),
+        Command::ApiKey => return smsc::api_key(),
         Command::Mo { from, to, text, simulator } => {
             return smsc::inject_mo(&simulator, from, to, text);
         }

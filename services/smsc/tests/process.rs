@@ -130,3 +130,19 @@ fn hash_password_refuses_what_no_bind_can_carry_and_hashes_the_rest() {
     assert!(ok.status.success(), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stdout).starts_with("$argon2id$"), "{ok:?}");
 }
+
+#[test]
+fn api_key_prints_a_new_key_and_the_digest_an_account_lists() {
+    let run = || Command::new(env!("CARGO_BIN_EXE_smsc")).arg("api-key").output().expect("runs");
+    let (a, b) = (run(), run());
+    assert!(a.status.success(), "{a:?}");
+    let out = String::from_utf8_lossy(&a.stdout).into_owned();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let (key, digest) = (lines[0], lines[1]);
+    assert!(key.starts_with("smsc_") && key.len() == 48, "{key}");
+    let expected: String =
+        smsc_accounts::api_key_digest(key).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(digest, expected, "the second line is the key's SHA-256");
+    assert_ne!(a.stdout, b.stdout, "a new key each time");
+}

@@ -2,7 +2,6 @@
 //! `DELETE /v1/messages/{id}` (cancel_sm), from the store. A message of another account
 //! is "not found", as query_sm has it, so ids do not leak.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, State};
@@ -15,7 +14,7 @@ use smsc_smpp::CommandStatus as Status;
 use smsc_store::{StoredMessage, UnixMillis};
 use tracing::warn;
 
-use super::{Api, Problem, auth};
+use super::{Api, Client, Problem, auth};
 use crate::session::query::{cancel, owned};
 
 /// The account's rows of message `id`, or why there are none.
@@ -35,7 +34,7 @@ async fn rows(api: &Api, account: &Account, id: &str) -> Result<Vec<StoredMessag
 
 pub(super) async fn get(
     State(api): State<Arc<Api>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Client(peer)): ConnectInfo<Client>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
@@ -50,7 +49,7 @@ pub(super) async fn get(
 
 pub(super) async fn delete(
     State(api): State<Arc<Api>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Client(peer)): ConnectInfo<Client>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {

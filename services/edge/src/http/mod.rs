@@ -18,6 +18,7 @@ mod auth;
 mod messages;
 mod problem;
 mod submit;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +26,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::extract::State;
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -53,6 +56,22 @@ impl Api {
 
 /// The OpenAPI 3.1 document of this API, served as is.
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The address a request came from (`ConnectInfo`), over either listener.
+#[derive(Debug, Clone, Copy)]
+struct Client(SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for Client {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, tls::TlsListener>> for Client {
+    fn connect_info(stream: IncomingStream<'_, tls::TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -101,17 +120,25 @@ async fn not_found(State(api): State<Arc<Api>>) -> Response {
     api.answer("other", Err::<(), _>(Problem::new(StatusCode::NOT_FOUND, "no such resource")))
 }
 
-/// Serves the API on `listener` until `shutdown`, then lets the requests in progress
-/// finish (their records are on their way to the bus).
+/// Serves the API on `listener` (over TLS with `tls`) until `shutdown`, then lets the
+/// requests in progress finish (their records are on their way to the bus).
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<crate::tls::Acceptor>,
     edge: Arc<Edge>,
     config: HttpConfig,
     shutdown: CancellationToken,
 ) {
-    let app = router(edge, config).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
-    if let Err(e) = served.await {
+    let app = router(edge, config).into_make_service_with_connect_info::<Client>();
+    let stop = shutdown.cancelled_owned();
+    let served = match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
+        Some(acceptor) => match tls::TlsListener::new(listener, acceptor) {
+            Ok(l) => axum::serve(l, app).with_graceful_shutdown(stop).await,
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = served {
         warn!(error = %e, "HTTP API server stopped");
     }
 }

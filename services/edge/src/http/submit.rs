@@ -3,7 +3,6 @@
 //! id and every destination under it, as submit_multi), goes through the SMPP checks,
 //! and is published; 202 once every record is on the bus.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -23,7 +22,7 @@ use smsc_smpp::{CommandId, CommandStatus as Status, DataCoding, EsmClass, Tlvs, 
 use smsc_store::{Address, UnixMillis};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Api, Problem, auth};
+use super::{Api, Client, Problem, auth};
 use crate::quota::Verdict;
 use crate::session::publish_status;
 use crate::submit::{self, Accepted, Message, Submit};
@@ -116,12 +115,13 @@ const NO_TLVS: &Tlvs = &Tlvs::new();
 
 pub(super) async fn single(
     State(api): State<Arc<Api>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Client(peer)): ConnectInfo<Client>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let answer = async {
         let account = auth::account(&api.edge, &headers, peer.ip()).await?;
+        backlog(&api, &account).await?;
         let message: NewMessage = parse(&headers, body)?;
         let planned = plan(&api, &account, &message)?;
         let mut results = submit_all(&api, &account, vec![planned]).await?;
@@ -132,12 +132,13 @@ pub(super) async fn single(
 
 pub(super) async fn batch(
     State(api): State<Arc<Api>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Client(peer)): ConnectInfo<Client>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let answer = async {
         let account = auth::account(&api.edge, &headers, peer.ip()).await?;
+        backlog(&api, &account).await?;
         let batch: Batch = parse(&headers, body)?;
         if batch.messages.is_empty() {
             return Err(Problem::new(StatusCode::BAD_REQUEST, "`messages` is empty"));
@@ -455,6 +456,24 @@ async fn submit_all(
     }
     Err(Problem::smpp(first, "the bus did not take every message; those listed were accepted")
         .with("accepted", Value::Array(outcome)))
+}
+
+/// How long a refusal for the account's backlog is held: a client that resubmits at once
+/// would otherwise spin, taking CPU (JSON parsing, here) from the very hops it waits for.
+/// SMPP holds its ESME_RTHROTTLED as long.
+const THROTTLE_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Refuses, before its body is read, a request of an account crowding a hop that falls
+/// behind.
+async fn backlog(api: &Api, account: &Account) -> Result<(), Problem> {
+    let edge = &api.edge;
+    if !edge.pressure.is_over(account.system_id.as_bytes()) {
+        return Ok(());
+    }
+    edge.metrics.throttled_total.inc();
+    edge.metrics.backlog_throttled_total.inc();
+    tokio::time::sleep(THROTTLE_HOLD).await;
+    Err(Problem::smpp(Status::ESME_RTHROTTLED, "the account's backlog is over its share"))
 }
 
 /// The window, rate, backlog and quota admission of `records` messages of `account`,

@@ -173,6 +173,9 @@ fn message(i: usize, now_ms: i64) -> StoredMessage {
         expire_at: now_ms + 86_400_000,
         final_at: None,
         event: Bytes::new(),
+        first_attempt_at: None,
+        connector: String::new(),
+        route: String::new(),
     }
 }
 

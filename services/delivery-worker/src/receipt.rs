@@ -97,6 +97,9 @@ mod tests {
             expire_at: 0,
             final_at: None,
             event: bytes::Bytes::new(),
+            first_attempt_at: None,
+            connector: String::new(),
+            route: String::new(),
         }
     }
 

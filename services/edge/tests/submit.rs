@@ -409,6 +409,9 @@ async fn edge_with_stored_message() -> TestEdge {
         expire_at: 4_000_000_000_000,
         final_at: None,
         event: Bytes::new(),
+        first_attempt_at: None,
+        connector: String::new(),
+        route: String::new(),
     };
     assert!(edge.store.insert_message(stored).await.expect("insert").applied());
     edge

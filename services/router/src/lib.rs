@@ -157,7 +157,8 @@ pub enum Work {
 
 /// The row of an accepted submit, as first written (its short message taken out of
 /// `ev`; `event` is the record's payload, kept for replace_sm and the receipts).
-fn stored_row(ev: &mut SubmitEvent, event: Bytes, now: i64) -> StoredMessage {
+/// The row of a submit, routed by `route` (its name; empty when none matched).
+fn stored_row(ev: &mut SubmitEvent, event: Bytes, now: i64, route: String) -> StoredMessage {
     let scheduled = ev.schedule_at_ms > now;
     StoredMessage {
         message_id: ev.message_id.clone(),
@@ -178,6 +179,9 @@ fn stored_row(ev: &mut SubmitEvent, event: Bytes, now: i64) -> StoredMessage {
         expire_at: ev.expire_at_ms,
         final_at: None,
         event,
+        first_attempt_at: None,
+        connector: String::new(),
+        route,
     }
 }
 
@@ -239,12 +243,15 @@ impl Router {
     /// call per topic. `true` once all of it is durable.
     pub async fn submits(&self, batch: Vec<(Bytes, Flow)>) -> bool {
         let now = self.clock.now_ms();
+        let routes = self.routes.load();
         let mut events = Vec::with_capacity(batch.len());
         let mut rows = Vec::with_capacity(batch.len());
         for (payload, flow) in batch {
             match SubmitEvent::decode(payload.clone()) {
                 Ok(mut ev) => {
-                    rows.push(stored_row(&mut ev, payload, now));
+                    let dest = ev.dest.as_ref().map_or("", |d| d.addr.as_str());
+                    let route = routes.mt(&ev.system_id, dest).map(|r| r.name.clone());
+                    rows.push(stored_row(&mut ev, payload, now, route.unwrap_or_default()));
                     events.push((ev, flow));
                 }
                 // Nothing can make it decode later; keeping it would block its partition.
@@ -260,7 +267,6 @@ impl Router {
         else {
             return false;
         };
-        let routes = self.routes.load();
         let mut outcomes = Outcomes::default();
         let mut out: Vec<(&str, Vec<Record>)> = Vec::new();
         for (((ev, flow), row), applied) in events.into_iter().zip(&rows).zip(applied) {

@@ -95,7 +95,7 @@ async fn a_batch_is_written_at_once_and_each_task_goes_to_its_class_or_tier() {
         .collect();
     // Already delivered: a redelivered record of it publishes nothing.
     let done = event("done", "447900000004");
-    let mut row = stored_row(&mut done.clone(), Bytes::new(), 0);
+    let mut row = stored_row(&mut done.clone(), Bytes::new(), 0, String::new());
     row.state = DeliveryState::Delivered;
     store.insert_message(row).await.expect("insert");
     let later = SubmitEvent {

@@ -54,6 +54,9 @@ pub fn sample_message(message_id: &str, dest_index: u32, system_id: &str) -> Sto
         expire_at: 1_700_086_400_000,
         final_at: None,
         event: Bytes::from_static(b"\x0a\x03abc"),
+        first_attempt_at: None,
+        connector: String::new(),
+        route: "uk-mobile".to_owned(),
     }
 }
 
@@ -184,6 +187,26 @@ pub async fn transition_applies_only_from_the_stored_state(store: &dyn Store) {
 
     let missing = store.transition(&unique("absent"), 0, DeliveryState::Enroute, Update::default());
     assert_eq!(missing.await.expect("transition"), Applied::No(None), "no such row");
+
+    // A claim records the first attempt's time and the connector (what a CDR reads).
+    let claimed_id = unique("claim");
+    let fresh = sample_message(&claimed_id, 0, "acct");
+    store.insert_message(fresh.clone()).await.expect("insert");
+    let claim = Update {
+        state: Some(DeliveryState::InDelivery),
+        attempts: Some(1),
+        first_attempt_at: Some(1_700_000_050_000),
+        connector: Some("upstream-a".to_owned()),
+        ..Update::default()
+    };
+    let applied = store.transition(&claimed_id, 0, DeliveryState::Enroute, claim).await;
+    assert_eq!(applied.expect("transition"), Applied::Yes);
+    let stored = store.get_message(&claimed_id).await.expect("get");
+    assert_eq!(stored[0].first_attempt_at, Some(1_700_000_050_000));
+    assert_eq!(
+        (stored[0].connector.as_str(), stored[0].route.as_str()),
+        ("upstream-a", "uk-mobile")
+    );
 }
 
 /// Many concurrent transitions from the same state: exactly one applies, the others see

@@ -296,7 +296,15 @@ fn apply(row: &mut StoredMessage, update: Update) {
         schedule_at,
         expire_at,
         event,
+        first_attempt_at,
+        connector,
     } = update;
+    if let Some(v) = first_attempt_at {
+        row.first_attempt_at = Some(v);
+    }
+    if let Some(v) = connector {
+        row.connector = v;
+    }
     if let Some(v) = state {
         row.state = v;
     }

@@ -56,6 +56,12 @@ pub struct StoredMessage {
     pub final_at: Option<UnixMillis>,
     /// The `SubmitEvent` protobuf as accepted, so later stages can rebuild the task.
     pub event: Bytes,
+    /// When a worker first claimed it to hand it to a connector; `None` before (CDRs).
+    pub first_attempt_at: Option<UnixMillis>,
+    /// The connector of its latest attempt; empty before the first.
+    pub connector: String,
+    /// The route the router chose for it; empty when none matched.
+    pub route: String,
 }
 
 /// What a transition writes. `None` fields are left as stored.
@@ -71,6 +77,8 @@ pub struct Update {
     pub schedule_at: Option<Option<UnixMillis>>,
     pub expire_at: Option<UnixMillis>,
     pub event: Option<Bytes>,
+    pub first_attempt_at: Option<UnixMillis>,
+    pub connector: Option<String>,
 }
 
 /// The outcome of a conditional write.

@@ -419,6 +419,9 @@ impl Pipeline {
             expire_at: ev.expire_at_ms,
             final_at: None,
             event: Bytes::from(ev.encode_to_vec()),
+            first_attempt_at: None,
+            connector: String::new(),
+            route: String::new(),
         }
     }
 

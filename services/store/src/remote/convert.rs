@@ -77,6 +77,9 @@ pub fn message_to_proto(m: StoredMessage) -> pb::StoredMessage {
         expire_at: m.expire_at,
         final_at: m.final_at,
         event: m.event.into(),
+        first_attempt_at: m.first_attempt_at,
+        connector: m.connector,
+        route: m.route,
     }
 }
 
@@ -100,6 +103,9 @@ pub fn message_from_proto(m: pb::StoredMessage) -> Result<StoredMessage, Convert
         expire_at: m.expire_at,
         final_at: m.final_at,
         event: Bytes::from(m.event),
+        first_attempt_at: m.first_attempt_at,
+        connector: m.connector,
+        route: m.route,
     })
 }
 
@@ -117,6 +123,8 @@ pub fn update_to_proto(u: Update) -> pb::Update {
         schedule_at: u.schedule_at.map(|at| pb::ScheduleChange { at }),
         expire_at: u.expire_at,
         event: u.event.map(Into::into),
+        first_attempt_at: u.first_attempt_at,
+        connector: u.connector,
     }
 }
 
@@ -135,6 +143,8 @@ pub fn update_from_proto(u: pb::Update) -> Result<Update, ConvertError> {
         schedule_at: u.schedule_at.map(|change| change.at),
         expire_at: u.expire_at,
         event: u.event.map(Bytes::from),
+        first_attempt_at: u.first_attempt_at,
+        connector: u.connector,
     })
 }
 

@@ -57,6 +57,8 @@ fn updates_round_trip_with_every_schedule_change() {
         schedule_at: Some(Some(1_700_000_100_000)),
         expire_at: Some(1_700_086_400_000),
         event: Some(Bytes::from_static(b"\x0a\x01x")),
+        first_attempt_at: None,
+        connector: None,
     };
     let cases = [
         Update::default(),

@@ -1,7 +1,7 @@
 //! The CQL text of every statement the store prepares, for one keyspace, and the column
 //! lists it is built from.
 
-pub(super) const MESSAGE_COLUMNS: [&str; 22] = [
+pub(super) const MESSAGE_COLUMNS: [&str; 25] = [
     "message_id",
     "dest_index",
     "system_id",
@@ -24,13 +24,16 @@ pub(super) const MESSAGE_COLUMNS: [&str; 22] = [
     "expire_at",
     "final_at",
     "event",
+    "first_attempt_at",
+    "connector",
+    "route",
 ];
 const SESSION_COLUMNS: [&str; 6] =
     ["system_id", "session_id", "edge_id", "endpoint", "bind", "bound_at"];
 const PENDING_COLUMNS: [&str; 6] = ["system_id", "id", "kind", "message_id", "pdu", "created_at"];
 
 /// The columns a transition may set, each bound to a marker of its own name.
-pub(super) const UPDATABLE_COLUMNS: [&str; 10] = [
+pub(super) const UPDATABLE_COLUMNS: [&str; 12] = [
     "state",
     "error_code",
     "attempts",
@@ -41,6 +44,8 @@ pub(super) const UPDATABLE_COLUMNS: [&str; 10] = [
     "schedule_at",
     "expire_at",
     "event",
+    "first_attempt_at",
+    "connector",
 ];
 
 /// The CQL of every statement the store prepares, for one keyspace.

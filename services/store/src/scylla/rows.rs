@@ -47,6 +47,9 @@ pub(super) struct MessageValues<'a> {
     expire_at: CqlTimestamp,
     final_at: MaybeUnset<CqlTimestamp>,
     event: &'a [u8],
+    first_attempt_at: MaybeUnset<CqlTimestamp>,
+    connector: &'a str,
+    route: &'a str,
     #[scylla(rename = "[ttl]")]
     ttl: i32,
 }
@@ -65,6 +68,8 @@ pub(super) struct UpdateValues<'a> {
     schedule_at: MaybeUnset<Option<CqlTimestamp>>,
     expire_at: MaybeUnset<CqlTimestamp>,
     event: MaybeUnset<&'a [u8]>,
+    first_attempt_at: MaybeUnset<CqlTimestamp>,
+    connector: MaybeUnset<&'a str>,
     message_id: &'a str,
     dest_index: i64,
     expected_state: i8,
@@ -217,9 +222,14 @@ impl Columns<'_> {
     }
 
     fn text(&self, column: &str) -> StoreResult<String> {
-        match self.required(column)? {
-            CqlValue::Text(s) | CqlValue::Ascii(s) => Ok(s.clone()),
-            other => Err(self.wrong_type(column, other)),
+        self.opt_text(column)?.ok_or_else(|| corrupt(self.table, column, "null"))
+    }
+
+    fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
+        match self.value(column)? {
+            None => Ok(None),
+            Some(CqlValue::Text(s) | CqlValue::Ascii(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.wrong_type(column, other)),
         }
     }
 
@@ -356,6 +366,11 @@ pub(super) fn message_to_row(m: &StoredMessage, ttl: i32) -> StoreResult<Message
         expire_at: CqlTimestamp(m.expire_at),
         final_at: m.final_at.map_or(MaybeUnset::Unset, |t| MaybeUnset::Set(CqlTimestamp(t))),
         event: &m.event,
+        first_attempt_at: m
+            .first_attempt_at
+            .map_or(MaybeUnset::Unset, |t| MaybeUnset::Set(CqlTimestamp(t))),
+        connector: &m.connector,
+        route: &m.route,
         ttl,
     })
 }
@@ -386,6 +401,10 @@ pub(super) fn message_from_row(row: &CqlRow) -> StoreResult<Option<StoredMessage
         expire_at: c.timestamp("expire_at")?,
         final_at: c.opt_timestamp("final_at")?,
         event: c.blob("event")?,
+        first_attempt_at: c.opt_timestamp("first_attempt_at")?,
+        // Null in rows written before migration 005.
+        connector: c.opt_text("connector")?.unwrap_or_default(),
+        route: c.opt_text("route")?.unwrap_or_default(),
     }))
 }
 
@@ -415,6 +434,8 @@ pub(super) fn update_to_row<'a>(
         schedule_at: set(update.schedule_at, |t| t.map(CqlTimestamp)),
         expire_at: set(update.expire_at, CqlTimestamp),
         event: set(update.event.as_ref(), |b| &b[..]),
+        first_attempt_at: set(update.first_attempt_at, CqlTimestamp),
+        connector: set(update.connector.as_deref(), |c| c),
         message_id,
         dest_index: i64::from(dest_index),
         expected_state: state_to_cql(from),

@@ -29,6 +29,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "002_tables", cql: include_str!("../../cql/002_tables.cql") },
     Migration { version: 3, name: "003_upstream", cql: include_str!("../../cql/003_upstream.cql") },
     Migration { version: 4, name: "004_quota", cql: include_str!("../../cql/004_quota.cql") },
+    Migration { version: 5, name: "005_cdr", cql: include_str!("../../cql/005_cdr.cql") },
 ];
 
 /// The `component` key of our rows in `schema_migrations`.
@@ -87,14 +88,18 @@ impl ScyllaStore {
             move |source| ScyllaError::Migrate { version, name, source }
         };
         let run_file = |m: &'static Migration| async move {
-            for statement in m.statements(config) {
-                let mut statement = Statement::new(statement);
+            for text in m.statements(config) {
+                let adds_column = text.starts_with("ALTER TABLE") && text.contains(" ADD ");
+                let mut statement = Statement::new(text);
                 statement.set_request_timeout(Some(config.request_timeout.max(DDL_TIMEOUT)));
-                session
-                    .query_unpaged(statement, ())
-                    .await
-                    .map_err(execution_error)
-                    .map_err(failed(m))?;
+                match session.query_unpaged(statement, ()).await {
+                    Ok(_) => {}
+                    // Added by another process migrating at the same time (or by a run
+                    // that stopped before recording the migration). Cassandra says
+                    // "already exists", ScyllaDB "conflicts with an existing column".
+                    Err(e) if adds_column && column_exists(&e.to_string()) => {}
+                    Err(e) => return Err(failed(m)(execution_error(e))),
+                }
             }
             Ok::<_, ScyllaError>(())
         };
@@ -183,4 +188,9 @@ fn names_a_missing_table(e: &ScyllaError) -> bool {
         source = s.source();
     }
     false
+}
+
+/// An error refusing an `ADD` of a column the table has.
+fn column_exists(error: &str) -> bool {
+    error.contains("already exists") || error.contains("conflicts with an existing column")
 }

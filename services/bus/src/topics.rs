@@ -30,6 +30,8 @@ pub struct Topics {
     mo: Arc<str>,
     /// The accounts crowding each hop (`pressure.rs`), for the edges.
     pressure: Arc<str>,
+    /// Call detail records, one per destination per final state (billing).
+    cdr: Arc<str>,
     /// What every retry tier's name starts with: `<prefix>.retry.`.
     retry_prefix: Arc<str>,
     /// The delayed retry tiers, `<prefix>.retry.<tier>`.
@@ -56,6 +58,7 @@ impl Topics {
             notify: name("notify"),
             mo: name("mo"),
             pressure: name("pressure"),
+            cdr: name("cdr"),
             tiers: Tiers::new(&retry_prefix, delays),
             retry_prefix,
             group_prefix: group_prefix.into(),
@@ -119,6 +122,11 @@ impl Topics {
         &self.pressure
     }
 
+    /// `<prefix>.cdr`: the CDRs (docs/cdr.md).
+    pub fn cdr(&self) -> &Arc<str> {
+        &self.cdr
+    }
+
     /// What every retry tier's name starts with (`<prefix>.retry.`).
     pub fn retry_prefix(&self) -> &Arc<str> {
         &self.retry_prefix
@@ -127,7 +135,7 @@ impl Topics {
     /// Every topic of the release, retry tiers included (to create them).
     pub fn all(&self) -> Vec<String> {
         let mut t: Vec<String> = (self.submits.iter().chain(&self.delivers))
-            .chain([&self.notify, &self.mo, &self.pressure])
+            .chain([&self.notify, &self.mo, &self.pressure, &self.cdr])
             .map(|t| t.to_string())
             .collect();
         t.extend(self.tiers.topics());
@@ -196,10 +204,11 @@ mod tests {
         assert_eq!(&**t.notify(), "smsc.notify");
         assert_eq!(&**t.mo(), "smsc.mo");
         assert_eq!(&**t.pressure(), "smsc.pressure");
+        assert_eq!(&**t.cdr(), "smsc.cdr");
         assert_eq!(t.tiers.for_attempt(1).1, "smsc.retry.10s");
         assert_eq!(t.group("router"), "smsc-router");
         assert_eq!(t.group("edge-pressure-pod-0"), "smsc-edge-pressure-pod-0");
-        assert_eq!(t.all().len(), 9 + 5, "nine topics and the five default tiers");
+        assert_eq!(t.all().len(), 10 + 5, "ten topics and the five default tiers");
     }
 
     #[test]

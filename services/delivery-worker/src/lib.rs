@@ -48,6 +48,7 @@ use smsc_store::{
     Applied, Clock, DeliveryState, Store, StoredMessage, Update, UpstreamEntry, UpstreamLink,
 };
 
+use smsc_accounts::AccountDirectory;
 use smsc_proto::{DeliveryTask, MoEvent, Notification, NotificationKind, SubmitEvent};
 use smsc_smpp::receipt::ReceiptStat;
 use smsc_smpp::{CommandStatus, RegisteredDelivery};
@@ -77,9 +78,12 @@ pub struct Worker {
     pub shutdown: CancellationToken,
     /// The routes' rates, as the tasks carry them.
     routes: pace::RoutePaces,
+    /// The accounts (a CDR's traffic class).
+    accounts: Arc<AccountDirectory>,
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         bus: Arc<dyn Bus>,
         store: Arc<dyn Store>,
@@ -87,9 +91,11 @@ impl Worker {
         topics: Topics,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
+        accounts: Arc<AccountDirectory>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Self {
+            accounts,
             bus,
             store,
             connectors,
@@ -210,7 +216,7 @@ impl Worker {
         if m.state.is_final() {
             // A task seen again after a crash between the final write and its ack: the
             // receipt may not have gone out, so it goes (again). Receipts may repeat.
-            return self.receipt(&m, m.state, m.error_code, m.final_at.unwrap_or(now)).await;
+            return self.closed(&m, m.state, m.error_code, m.final_at.unwrap_or(now)).await;
         }
         if m.state == DeliveryState::AtUpstream {
             // Handed to an upstream: only its receipt or the validity's end moves it on.
@@ -249,10 +255,15 @@ impl Worker {
             return self.finish(&m, m.state, Outcome::Permanent { error_code: 0 }, now).await;
         }
         // The claim: only the worker whose write applies hands the message to the network.
+        // It records what the CDR reports: the first attempt's time, and the connector
+        // (the first of the route's that this worker has, as `call_connectors` picks).
         let attempt = m.attempts + 1;
+        let connector = task.connectors.iter().find(|n| self.connectors.contains_key(*n));
         let claim = Update {
             state: Some(DeliveryState::InDelivery),
             attempts: Some(attempt),
+            first_attempt_at: m.first_attempt_at.is_none().then_some(now),
+            connector: connector.cloned(),
             ..Update::default()
         };
         let Some(applied) = store_until_ok("claim", &self.shutdown, || {
@@ -262,8 +273,15 @@ impl Worker {
         else {
             return false;
         };
-        match applied {
-            Applied::Yes => {}
+        let m = match applied {
+            // The row as the claim left it.
+            Applied::Yes => StoredMessage {
+                state: DeliveryState::InDelivery,
+                attempts: attempt,
+                first_attempt_at: m.first_attempt_at.or(Some(now)),
+                connector: claim.connector.unwrap_or(m.connector),
+                ..m
+            },
             // Someone holds it: possibly this very claim, applied by an attempt that timed
             // out. Either way the holder check settles it without a second handoff.
             Applied::No(Some(row)) if row.state == DeliveryState::InDelivery => {
@@ -273,7 +291,7 @@ impl Worker {
                 debug!(message_id = %m.message_id, "claim lost (cancelled, or another worker)");
                 return true;
             }
-        }
+        };
         let (outcome, connector) = self.call_connectors(&task.connectors, &m, attempt).await;
         let now = self.clock.now_ms();
         match outcome {
@@ -550,7 +568,7 @@ impl Worker {
         if m.state.is_final() {
             if prior_parked && Some(m.state) == DeliveryState::from_smpp(r.state) {
                 let at = m.final_at.unwrap_or(now);
-                if !self.receipt(&m, m.state, m.error_code, at).await {
+                if !self.closed(&m, m.state, m.error_code, at).await {
                     return LATER;
                 }
                 self.mark_handled(connector, &key, r.park_ttl).await;
@@ -641,7 +659,7 @@ impl Worker {
                 Some(a) if a.applied_or_already(&update) => {
                     warn!(message_id = %m.message_id, "holder died mid-delivery; message state UNKNOWN");
                     self.metrics.final_total.with_label_values(&["UNKNOWN"]).inc();
-                    self.receipt(m, DeliveryState::Unknown, 0, now).await
+                    self.closed(m, DeliveryState::Unknown, 0, now).await
                 }
                 Some(_) => true,
                 None => false,
@@ -721,7 +739,31 @@ impl Worker {
         let label = state.name();
         self.metrics.final_total.with_label_values(&[label]).inc();
         self.metrics.end_to_end_seconds.observe((now - m.submitted_at).max(0) as f64 / 1000.0);
-        self.receipt(m, state, error_code, now).await
+        self.closed(m, state, error_code, now).await
+    }
+
+    /// What a final state sends: its CDR and the receipt (if asked for), at once. Also
+    /// for a message seen final again (after a crash, or cancelled at the edge): both go
+    /// again, the CDR with the same idempotency key.
+    async fn closed(
+        &self,
+        m: &StoredMessage,
+        state: DeliveryState,
+        error_code: u16,
+        at: i64,
+    ) -> bool {
+        let account = self.accounts.get(&m.system_id);
+        // The class the account's settings give the message, as the edge did.
+        let class = |priority| account.map_or(Class::default(), |a| a.class_of(priority)).name();
+        let cdr = smsc_store::cdr::record(m, state, error_code, at, class);
+        let record = Record::new(
+            Bytes::from(cdr.idempotency_key.clone().into_bytes()),
+            Bytes::from(cdr.encode_to_vec()),
+        );
+        let published =
+            publish_until_ok(&*self.bus, self.topics.cdr(), vec![record], &self.shutdown);
+        let (published, receipt) = tokio::join!(published, self.receipt(m, state, error_code, at));
+        published && receipt
     }
 
     /// The final receipt, if the message asked for one.

@@ -97,6 +97,7 @@ pub async fn start(
         topics.clone(),
         deps.clock.clone(),
         deps.metrics.clone(),
+        deps.accounts.clone(),
         shutdown.clone(),
     );
     let lanes = |n: usize, hop: &'static str| Lanes {

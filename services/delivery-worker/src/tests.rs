@@ -228,6 +228,7 @@ impl Setup {
             Topics::new("smsc", "smsc", &TIERS),
             clock.clone(),
             Metrics::new(),
+            Arc::new(smsc_accounts::AccountDirectory::new(Vec::new())),
             shutdown.clone(),
         );
         let notify = bus.consumer("test", &["smsc.notify"], 1000).expect("consumer");

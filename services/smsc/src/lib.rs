@@ -30,6 +30,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError};
 
+mod cdr_file;
 pub mod cluster;
 mod commands;
 pub mod config;
@@ -308,6 +309,10 @@ pub async fn run(
             let topic = topics.pressure().clone();
             tasks.spawn(pressure::share(bus.clone(), pressure, topic, source, token.clone()));
         }
+    }
+    if let Some(path) = config.cdr.file.clone() {
+        let (topic, group) = (topics.cdr().clone(), topics.group("cdr-file"));
+        tasks.spawn(cdr_file::run(bus.clone(), topic, group, path, token.clone()));
     }
     info!(admin = %config.admin_listen, node = %config.node_id, "smsc {role:?} started");
     listening.set(true);

@@ -426,6 +426,7 @@ where
     }
 }
 
+pub mod cdr;
 pub mod config;
 pub mod embedded;
 mod state;

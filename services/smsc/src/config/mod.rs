@@ -64,9 +64,21 @@ pub struct Config {
     /// the store server); absent: plaintext gRPC. The files usually
     /// come from a Kubernetes Secret.
     pub grpc_tls: Option<smsc_runtime::grpc_tls::GrpcTls>,
+    /// CDRs as JSON lines (`<prefix>.cdr` read by this process), for `smsc all` and
+    /// development; production billing reads the topic itself.
+    pub cdr: CdrConfig,
     /// The file this config was loaded from, if any (not a key).
     #[serde(skip)]
     pub path: Option<PathBuf>,
+}
+
+/// `cdr:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CdrConfig {
+    /// Appends every CDR to this file, one JSON object per line; absent: none written.
+    /// A relative path is taken from the working directory.
+    pub file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -85,6 +97,7 @@ impl Default for Config {
             retry: RetryConfig::default(),
             worker: WorkerConfig::default(),
             grpc_tls: None,
+            cdr: CdrConfig::default(),
             path: None,
         }
     }

@@ -263,6 +263,7 @@ impl Pipeline {
         );
         let connectors =
             Connectors::from([(CONNECTOR.to_owned(), simulator.clone() as Arc<dyn Connector>)]);
+        let directory = Arc::new(AccountDirectory::new(accounts));
         let worker = Worker::new(
             dyn_bus.clone(),
             store.clone(),
@@ -270,12 +271,13 @@ impl Pipeline {
             topics.clone(),
             dyn_clock.clone(),
             metrics.clone(),
+            directory.clone(),
             shutdown.clone(),
         );
         let dispatcher = Arc::new(Dispatcher::new(
             store.clone(),
             edge.clone(),
-            Arc::new(AccountDirectory::new(accounts)),
+            directory,
             dyn_clock.clone(),
             metrics.clone(),
             shutdown.clone(),

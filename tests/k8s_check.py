@@ -624,7 +624,7 @@ def cmd_invariants(rendered: str, *values_files: str) -> None:
         p = config["bus"].get("topic_prefix", "smsc")
         classes = ["interactive", "", "bulk"]  # per traffic class; standard: the bare name
         want_topics = [f"{p}.{stage}{'.' + c if c else ''}" for stage in ("submit", "deliver") for c in classes]
-        want_topics += [f"{p}.notify", f"{p}.mo", f"{p}.pressure"] + [
+        want_topics += [f"{p}.notify", f"{p}.mo", f"{p}.pressure", f"{p}.cdr"] + [
             f"{p}.retry.{tier_name(seconds(t))}" for t in (config.get("retry") or {}).get("tiers", [])
         ]
         got_topics = [t["spec"]["topicName"] for t in by_kind.get("KafkaTopic", [])]

@@ -191,19 +191,14 @@ pub fn new_api_key() -> Result<(String, String), ring::error::Unspecified> {
     // 43 characters of 6 bits: 258 bits, of which the 2 extra are uniform too.
     let key: String =
         "smsc_".chars().chain(raw.iter().map(|b| ALPHABET[usize::from(b & 63)] as char)).collect();
-    let hex = api_key_digest(&key).iter().map(|b| format!("{b:02x}")).collect();
-    Ok((key, hex))
+    let digest = hex::encode(api_key_digest(&key));
+    Ok((key, digest))
 }
 
-fn parse_digest(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
+/// 64 hex digits (either case) as the 32 octets of a SHA-256.
+fn parse_digest(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(hex.as_bytes().chunks(2)) {
-        let s = std::str::from_utf8(pair).ok()?;
-        *o = u8::from_str_radix(s, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 
@@ -311,7 +306,7 @@ impl Account {
         };
         let mut api_keys = Vec::with_capacity(c.api_key_sha256.len());
         for (i, hex) in c.api_key_sha256.iter().enumerate() {
-            let digest = parse_digest(&hex.to_ascii_lowercase()).ok_or_else(|| {
+            let digest = parse_digest(hex).ok_or_else(|| {
                 AccountError::invalid(
                     "api_key_sha256",
                     format!("entry {i}: not 64 hex digits (make one with `smsc api-key`)"),

@@ -318,10 +318,13 @@ struct Index {
 fn index(accounts: Vec<Account>) -> Index {
     let mut i = Index::default();
     for a in accounts {
+        i.by_id.insert(a.system_id.clone(), Arc::new(a));
+    }
+    // From the accounts kept: a system_id given twice keeps only the later entry's keys.
+    for a in i.by_id.values() {
         for digest in a.api_keys() {
             i.by_key.insert(*digest, a.system_id.clone());
         }
-        i.by_id.insert(a.system_id.clone(), Arc::new(a));
     }
     i
 }

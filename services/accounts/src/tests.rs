@@ -54,6 +54,14 @@ fn api_keys_name_one_account_by_their_sha256() {
     let digest: String = api_key_digest("smsc_test").iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(digest, known);
 
+    // A system_id given twice keeps the later entry, and only its keys.
+    let (later_key, later_hex) = new_api_key().expect("random");
+    let later = AccountConfig { api_key_sha256: vec![later_hex], ..config("bank") };
+    let twice = [&bank, &later].map(|c| Account::from_config(c).expect("valid")).to_vec();
+    let dir = AccountDirectory::new(twice);
+    assert!(dir.by_api_key(&key).is_none(), "the earlier entry's key is gone");
+    assert!(dir.by_api_key(&later_key).is_some());
+
     let shared = AccountConfig { system_id: "shop".into(), ..bank.clone() };
     let e = AccountDirectory::from_config(&[bank, shared], Duration::MAX).expect_err("shared key");
     assert!(e.to_string().contains("api_key_sha256"), "{e}");

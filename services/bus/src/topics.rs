@@ -227,6 +227,7 @@ mod tests {
                 "blue.sms.notify",
                 "blue.sms.mo",
                 "blue.sms.pressure",
+                "blue.sms.cdr",
                 "blue.sms.retry.1s",
                 "blue.sms.retry.1m",
             ]

@@ -198,6 +198,16 @@ impl Dispatcher {
         v
     }
 
+    /// Whether no receiver of the account is bound anywhere, as the session directory says
+    /// now. A directory that cannot be read says nothing: false (the MO waits for SMPP
+    /// rather than go to the webhook while a receiver may be bound).
+    async fn no_receiver(&self, system_id: &str) -> bool {
+        match self.store.sessions(system_id).await {
+            Ok(leases) => !leases.iter().any(|l| l.bind.receives()),
+            Err(_) => false,
+        }
+    }
+
     /// Tries each edge of the account once (or its webhook: an HTTP submit's receipt,
     /// or an MO while no receiver is bound), unless this very notification was
     /// acknowledged lately.
@@ -225,9 +235,9 @@ impl Dispatcher {
                 // The webhook was removed: kept until there is one again.
                 None => Sent::NotNow,
             },
-            NotificationKind::Mo if self.edges(system_id, false).await.is_empty() => match hook() {
-                Some(h) => post(h).await,
-                None => self.send_to_edges(system_id, kind, message_id, pdu).await,
+            NotificationKind::Mo => match hook() {
+                Some(h) if self.no_receiver(system_id).await => post(h).await,
+                _ => self.send_to_edges(system_id, kind, message_id, pdu).await,
             },
             _ => self.send_to_edges(system_id, kind, message_id, pdu).await,
         };

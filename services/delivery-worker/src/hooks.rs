@@ -66,10 +66,15 @@ impl Hooks {
             b.remove(system_id);
             return;
         }
-        let (failures, until) = b.entry(system_id.to_owned()).or_insert((0, Instant::now()));
+        let now = Instant::now();
+        let (failures, until) = b.entry(system_id.to_owned()).or_insert((0, now));
+        if *until > now {
+            // A request sent before this rest began, failing during it: the same outage.
+            return;
+        }
         let wait = FIRST_BACKOFF.saturating_mul(1 << (*failures).min(16)).min(MAX_BACKOFF);
         *failures += 1;
-        *until = Instant::now() + wait;
+        *until = now + wait;
     }
 
     /// Posts one event (the receipt or MO in `pdu`, made at `created_at`) to `hook`, at
@@ -94,7 +99,11 @@ impl Hooks {
         };
         let body = event.to_string();
         let timestamp = (now / 1000).to_string();
-        let event_id = format!("{}:{message_id}", event["type"].as_str().unwrap_or("event"));
+        // A receipt per number of a message to several: the number makes it one event.
+        let event_id = match kind {
+            NotificationKind::Mo => format!("mo:{message_id}"),
+            _ => format!("receipt:{message_id}:{}", event["to"].as_str().unwrap_or_default()),
+        };
         let request = hyper::Request::post(hook.url.as_str())
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .header("smsc-event-id", event_id)
@@ -146,18 +155,12 @@ pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     ctx.update(timestamp.as_bytes());
     ctx.update(b".");
     ctx.update(body);
-    let tag = ctx.sign();
-    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("v1={hex}")
+    format!("v1={}", hex::encode(ctx.sign()))
 }
 
 fn time(ms: i64) -> Value {
     DateTime::from_timestamp_millis(ms)
         .map_or(Value::Null, |t| json!(t.to_rfc3339_opts(SecondsFormat::Millis, true)))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The JSON of a receipt or MO, from the deliver_sm the SMSC built for it.
@@ -186,7 +189,7 @@ pub fn event(
             "to": addr(&d.dest),
             "data_coding": d.data_coding.0,
             "text": text,
-            "data": hex(&body),
+            "data": hex::encode(&body),
             "received_at": time(created_at),
         }));
     }
@@ -232,14 +235,22 @@ mod tests {
         assert!(hooks.resting("a"), "the second wait is twice the first");
         tokio::time::advance(FIRST_BACKOFF).await;
         assert!(!hooks.resting("a"));
+        // Requests under way when the rest began fail during it: still 4 s, not more.
+        hooks.outcome("a", false);
+        hooks.outcome("a", false);
+        hooks.outcome("a", false);
+        tokio::time::advance(FIRST_BACKOFF * 4).await;
+        assert!(!hooks.resting("a"), "one failure period, one doubling");
         for _ in 0..40 {
             hooks.outcome("a", false);
+            tokio::time::advance(MAX_BACKOFF).await;
         }
+        hooks.outcome("a", false);
         tokio::time::advance(MAX_BACKOFF).await;
         assert!(!hooks.resting("a"), "never longer than the maximum");
         hooks.outcome("a", true);
         assert!(!hooks.resting("a"));
-        assert_eq!(requests.with_label_values(&["failed"]).get(), 42);
+        assert_eq!(requests.with_label_values(&["failed"]).get(), 46);
         assert_eq!(requests.with_label_values(&["delivered"]).get(), 1);
     }
 }

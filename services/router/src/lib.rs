@@ -250,9 +250,10 @@ impl Router {
             match SubmitEvent::decode(payload.clone()) {
                 Ok(mut ev) => {
                     let dest = ev.dest.as_ref().map_or("", |d| d.addr.as_str());
-                    let route = routes.mt(&ev.system_id, dest).map(|r| r.name.clone());
-                    rows.push(stored_row(&mut ev, payload, now, route.unwrap_or_default()));
-                    events.push((ev, flow));
+                    let route = routes.mt(&ev.system_id, dest);
+                    let name = route.map(|r| r.name.clone()).unwrap_or_default();
+                    rows.push(stored_row(&mut ev, payload, now, name));
+                    events.push((ev, flow, route));
                 }
                 // Nothing can make it decode later; keeping it would block its partition.
                 Err(e) => warn!(error = %e, "undecodable submit event dropped"),
@@ -269,7 +270,7 @@ impl Router {
         };
         let mut outcomes = Outcomes::default();
         let mut out: Vec<(&str, Vec<Record>)> = Vec::new();
-        for (((ev, flow), row), applied) in events.into_iter().zip(&rows).zip(applied) {
+        for (((ev, flow, route), row), applied) in events.into_iter().zip(&rows).zip(applied) {
             if let Applied::No(Some(existing)) = &applied
                 && existing.state.is_final()
             {
@@ -277,7 +278,7 @@ impl Router {
                 outcomes.duplicate += 1;
                 continue;
             }
-            let (topic, record) = self.task(&routes, ev, &flow, row, now, &mut outcomes);
+            let (topic, record) = self.task(route, ev, &flow, row, now, &mut outcomes);
             match out.iter_mut().find(|(t, _)| *t == topic) {
                 Some((_, records)) => records.push(record),
                 None => out.push((topic, vec![record])),
@@ -294,7 +295,7 @@ impl Router {
     /// or a retry tier when it is due later.
     fn task(
         &self,
-        routes: &Routes,
+        route: Option<&routes::Route>,
         ev: SubmitEvent,
         flow: &Flow,
         row: &StoredMessage,
@@ -303,12 +304,11 @@ impl Router {
     ) -> (&str, Record) {
         let dest = row.dest.addr;
         // The route's name travels only when the workers pace by it (a rate is set).
-        let (connectors, route, route_rate) =
-            match routes.mt(&ev.system_id, dest.as_str().unwrap_or_default()) {
-                Some(r) if r.rate > 0 => (r.connectors.clone(), r.name.clone(), r.rate),
-                Some(r) => (r.connectors.clone(), String::new(), 0),
-                None => Default::default(),
-            };
+        let (connectors, route, route_rate) = match route {
+            Some(r) if r.rate > 0 => (r.connectors.clone(), r.name.clone(), r.rate),
+            Some(r) => (r.connectors.clone(), String::new(), 0),
+            None => Default::default(),
+        };
         if connectors.is_empty() {
             // The worker turns a task without connectors into UNDELIVERABLE and a receipt.
             outcomes.no_route += 1;

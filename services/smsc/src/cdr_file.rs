@@ -111,7 +111,10 @@ pub(crate) async fn run(
     }
 }
 
+/// Written and on disk (not only in the page cache): a host that fails loses no line
+/// whose records were acknowledged.
 async fn write(file: &mut tokio::fs::File, lines: &[u8]) -> std::io::Result<()> {
     file.write_all(lines).await?;
-    file.flush().await
+    file.flush().await?;
+    file.sync_data().await
 }

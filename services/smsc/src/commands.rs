@@ -17,7 +17,6 @@ use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError};
 
-/// `smsc hash-password`.
 /// `smsc api-key`: a new HTTP API key on the first line (give it to the customer, once)
 /// and its SHA-256 on the second (the account's `api_key_sha256`).
 pub fn api_key() -> ExitCode {
@@ -34,6 +33,7 @@ pub fn api_key() -> ExitCode {
     }
 }
 
+/// `smsc hash-password`.
 pub fn hash_password(password: Option<String>) -> ExitCode {
     let password = match password {
         Some(p) => p,

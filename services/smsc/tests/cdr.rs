@@ -4,6 +4,7 @@
 
 mod common;
 mod esme;
+mod http;
 mod node;
 
 use std::collections::HashMap;
@@ -12,25 +13,16 @@ use serde_json::{Value, json};
 use smsc_accounts::testing::PASSWORD;
 
 use esme::eventually;
+use http::{basic, request};
 use node::Node;
 
-async fn post(at: std::net::SocketAddr, method: &str, path: &str, body: Option<Value>) -> Value {
-    use base64::Engine as _;
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(at).await.expect("connect");
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("cdrbank:{PASSWORD}"));
+/// A 2xx answer's body, as `cdrbank`.
+async fn call(at: std::net::SocketAddr, method: &str, path: &str, body: Option<Value>) -> Value {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\nAuthorization: Basic {auth}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("send");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.expect("read");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an answer");
-    assert!(head.starts_with("HTTP/1.1 2"), "{raw}");
-    if body.is_empty() { Value::Null } else { serde_json::from_str(body).expect("JSON") }
+    let auth = basic("cdrbank", PASSWORD);
+    let a = request(at, method, path, Some(&auth), "application/json", &body).await;
+    assert!((200..300).contains(&a.status), "{a:?}");
+    a.body
 }
 
 fn id(answer: &Value, part: usize) -> String {
@@ -74,21 +66,21 @@ cdr: {{ file: "{file}" }}
     node.ready().await;
     let at = node.http;
     let text = "Your parcel is on its way. ".repeat(8); // 216 characters: 2 parts
-    let delivered = post(
+    let delivered = call(
         at,
         "POST",
         "/v1/messages",
         Some(json!({ "from": "Shop", "to": "447700900001", "text": text })),
     )
     .await;
-    let expired = post(
+    let expired = call(
         at,
         "POST",
         "/v1/messages",
         Some(json!({ "from": "Shop", "to": "447900900002", "text": "x", "validity": 1 })),
     )
     .await;
-    let undeliverable = post(
+    let undeliverable = call(
         at,
         "POST",
         "/v1/messages",
@@ -96,18 +88,12 @@ cdr: {{ file: "{file}" }}
     )
     .await;
     let later = chrono::Utc::now() + chrono::TimeDelta::hours(1);
-    let scheduled = post(at, "POST", "/v1/messages", Some(json!({ "from": "Shop", "to": "447700900004", "text": "x", "schedule": later.to_rfc3339() }))).await;
+    let scheduled = call(at, "POST", "/v1/messages", Some(json!({ "from": "Shop", "to": "447700900004", "text": "x", "schedule": later.to_rfc3339() }))).await;
     let cancel = format!("/v1/messages/{}", id(&scheduled, 0));
-    eventually("the scheduled message stored", || async {
-        let mut s = tokio::net::TcpStream::connect(at).await.ok()?;
-        use base64::Engine as _;
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("cdrbank:{PASSWORD}"));
-        let req = format!("DELETE {cancel} HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\nAuthorization: Basic {auth}\r\n\r\n");
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).await.ok()?;
-        raw.starts_with("HTTP/1.1 204").then_some(())
+    eventually("the scheduled message stored, then cancelled", || async {
+        let auth = basic("cdrbank", PASSWORD);
+        let a = request(at, "DELETE", &cancel, Some(&auth), "", "").await;
+        (a.status == 204).then_some(())
     })
     .await;
 

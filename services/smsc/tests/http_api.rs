@@ -5,18 +5,17 @@
 
 mod common;
 mod esme;
+mod http;
 mod node;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 use smsc_accounts::testing::PASSWORD;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 
 use esme::eventually;
+use http::{Answer, basic, receiver, request, taken};
 use node::Node;
 
 const BANK: &str = "httpbank";
@@ -47,6 +46,12 @@ accounts:
   - system_id: httpslow
     password_hash: "{hash}"
     max_submit_rate: 2
+  - system_id: httpfar
+    password_hash: "{hash}"
+    allowed_cidrs: ["10.0.0.0/8"]
+  - system_id: httpoff
+    password_hash: "{hash}"
+    enabled: false
 EXTRA
 routing:
   mo: [ MO ]
@@ -58,72 +63,6 @@ worker:
     let node = Node::start(&yaml).await;
     node.ready().await;
     node
-}
-
-/// One answered request.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: String,
-    body: Value,
-}
-
-/// Header `name` of an HTTP head.
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-    })
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        header(&self.headers, name)
-    }
-
-    /// A problem+json refusal of `status` naming `smpp` (when given).
-    fn refused(&self, status: u16, smpp: Option<&str>) {
-        assert_eq!(self.status, status, "{self:?}");
-        assert_eq!(self.header("content-type"), Some("application/problem+json"), "{self:?}");
-        assert_eq!(self.body["status"], json!(status), "{self:?}");
-        if let Some(smpp) = smpp {
-            assert_eq!(self.body["smpp_status"], json!(smpp), "{self:?}");
-        }
-    }
-}
-
-/// HTTP Basic credentials.
-fn basic(user: &str, password: &str) -> String {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    format!("Basic {encoded}")
-}
-
-/// `method path` with `body` (of `content_type`) and `authorization`.
-async fn request(
-    at: SocketAddr,
-    method: &str,
-    path: &str,
-    authorization: Option<&str>,
-    content_type: &str,
-    body: &str,
-) -> Answer {
-    let mut s = TcpStream::connect(at).await.expect("connect to the HTTP API");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\n");
-    if let Some(auth) = authorization {
-        head += &format!("Authorization: {auth}\r\n");
-    }
-    if !body.is_empty() {
-        head += &format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", body.len());
-    }
-    s.write_all(format!("{head}\r\n{body}").as_bytes()).await.expect("send");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read the answer");
-    let text = String::from_utf8(raw).expect("UTF-8 answer");
-    let (headers, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    let status = headers.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
-    let body =
-        if body.is_empty() { Value::Null } else { serde_json::from_str(body).expect("JSON") };
-    Answer { status, headers: headers.to_owned(), body }
 }
 
 async fn post(at: SocketAddr, path: &str, account: &str, body: Value) -> Answer {
@@ -323,6 +262,20 @@ async fn refusals_are_problem_json_with_the_smpp_status() {
     ] {
         post(at, "/v1/messages", BANK, body).await.refused(status, smpp);
     }
+    // Accounts that may not submit from here, or at all: 403 with the bind's status.
+    for account in ["httpfar", "httpoff"] {
+        post(
+            at,
+            "/v1/messages",
+            account,
+            json!({ "from": "Bank", "to": "447700900030", "text": "hi" }),
+        )
+        .await
+        .refused(403, Some("ESME_RBINDFAIL"));
+    }
+    // Over edge.http.max_body_bytes (1 MiB): refused before it is parsed.
+    let big = json!({ "from": "Bank", "to": "447700900030", "text": "x".repeat(1_100_000) });
+    post(at, "/v1/messages", BANK, big).await.refused(413, None);
     let a = request(at, "GET", "/v1/nothing", Some(&basic(BANK, PASSWORD)), "", "").await;
     a.refused(404, None);
     let a = get(at, "0123456789abcdef0123456789abcdef", BANK).await;
@@ -390,89 +343,6 @@ async fn schemathesis_passes_on_the_openapi_document() {
     node.stop().await;
 }
 
-/// One request a webhook receiver got, and the status it answered.
-#[derive(Debug, Clone)]
-struct Hit {
-    headers: String,
-    body: String,
-    answered: u16,
-}
-
-impl Hit {
-    fn header(&self, name: &str) -> Option<&str> {
-        header(&self.headers, name)
-    }
-
-    fn event(&self) -> Value {
-        serde_json::from_str(&self.body).expect("a JSON event")
-    }
-}
-
-/// A webhook receiver on loopback: answers the first `failures` requests 503, the rest
-/// 200, and keeps every request.
-async fn receiver(failures: usize) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Hit>>>) {
-    use std::sync::{Arc, Mutex};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let at = listener.local_addr().expect("addr");
-    let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
-    let kept = hits.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let hits = kept.clone();
-            tokio::spawn(async move {
-                let mut raw = Vec::new();
-                let mut buf = [0u8; 4096];
-                let (head, len) = loop {
-                    let Ok(n) = s.read(&mut buf).await else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    raw.extend_from_slice(&buf[..n]);
-                    if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                let (n, v) = l.split_once(':')?;
-                                n.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse().ok())?
-                            })
-                            .unwrap_or(0usize);
-                        raw.drain(..end + 4);
-                        break (head, len);
-                    }
-                };
-                while raw.len() < len {
-                    let Ok(n) = s.read(&mut buf).await else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    raw.extend_from_slice(&buf[..n]);
-                }
-                let answered = {
-                    let mut hits = hits.lock().expect("hits");
-                    let answered = if hits.len() < failures { 503 } else { 200 };
-                    let body = String::from_utf8_lossy(&raw[..len]).into_owned();
-                    hits.push(Hit { headers: head, body, answered });
-                    answered
-                };
-                let reply = format!(
-                    "HTTP/1.1 {answered} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                );
-                let _ = s.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    (at, hits)
-}
-
-/// The events a receiver took (answered 200) of `kind`.
-fn taken(hits: &std::sync::Mutex<Vec<Hit>>, kind: &str) -> Vec<Hit> {
-    let hits = hits.lock().expect("hits");
-    hits.iter().filter(|h| h.answered == 200 && h.event()["type"] == json!(kind)).cloned().collect()
-}
-
 const HOOK_SECRET: &str = "0123456789abcdef-hook";
 
 /// A receipt asked for over HTTP reaches the account's webhook, signed, after the
@@ -488,8 +358,8 @@ async fn receipts_and_mo_reach_the_webhook_signed_and_retried() {
     let node = start_with(&accounts, r#"{ prefix: "7878", account: httphook }"#).await;
     let at = node.http;
 
-    let body =
-        json!({ "from": "Shop", "to": "447700900050", "text": "order shipped", "receipt": true });
+    let to = ["447700900050", "447700900051"];
+    let body = json!({ "from": "Shop", "to": to, "text": "order shipped", "receipt": true });
     let text = body.to_string();
     let a = request(
         at,
@@ -514,24 +384,34 @@ async fn receipts_and_mo_reach_the_webhook_signed_and_retried() {
     .await;
     a.refused(401, Some("ESME_RINVPASWD"));
 
-    let receipt = eventually("the receipt taken by the webhook", || async {
-        taken(&hits, "receipt").into_iter().find(|h| h.event()["message_id"] == json!(id))
+    // One receipt per number, each an event of its own.
+    let receipts = eventually("a receipt per number taken by the webhook", || async {
+        let mine: Vec<_> = taken(&hits, "receipt")
+            .into_iter()
+            .filter(|h| h.event()["message_id"] == json!(id))
+            .collect();
+        (mine.len() == 2).then_some(mine)
     })
     .await;
+    let mut numbers: Vec<String> =
+        receipts.iter().filter_map(|h| h.event()["to"].as_str().map(str::to_owned)).collect();
+    numbers.sort();
+    assert_eq!(numbers, to);
+    let receipt = &receipts[0];
     let e = receipt.event();
     assert_eq!(e["state"], json!("DELIVERED"), "{e}");
-    assert_eq!(e["to"], json!("447700900050"), "{e}");
     assert_eq!(e["from"], json!("Shop"), "{e}");
     assert_eq!(e["account"], json!("httphook"), "{e}");
-    assert_eq!(receipt.header("smsc-event-id"), Some(format!("receipt:{id}").as_str()));
+    let event_id = format!("receipt:{id}:{}", e["to"].as_str().unwrap_or_default());
+    assert_eq!(receipt.header("smsc-event-id"), Some(event_id.as_str()));
+    assert_ne!(receipts[0].header("smsc-event-id"), receipts[1].header("smsc-event-id"));
     let ts = receipt.header("smsc-timestamp").expect("a timestamp");
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, HOOK_SECRET.as_bytes());
     let mut signed = ts.as_bytes().to_vec();
     signed.push(b'.');
     signed.extend_from_slice(receipt.body.as_bytes());
-    let tag = ring::hmac::sign(&key, &signed);
-    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(receipt.header("smsc-signature"), Some(format!("v1={hex}").as_str()));
+    let tag = hex::encode(ring::hmac::sign(&key, &signed));
+    assert_eq!(receipt.header("smsc-signature"), Some(format!("v1={tag}").as_str()));
     let failed = hits.lock().expect("hits").iter().filter(|h| h.answered == 503).count();
     assert_eq!(failed, 1, "the first request failed and the event was sent again");
 

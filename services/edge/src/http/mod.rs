@@ -100,7 +100,6 @@ impl Api {
 
 /// The API's routes over `edge`.
 pub fn router(edge: Arc<Edge>, config: HttpConfig) -> Router {
-    let config_limit = config.max_body_bytes;
     let api = Arc::new(Api { edge, config, windows: Mutex::new(HashMap::new()) });
     Router::new()
         .route("/v1/messages", post(submit::single))
@@ -108,7 +107,6 @@ pub fn router(edge: Arc<Edge>, config: HttpConfig) -> Router {
         .route("/v1/messages/{id}", get(messages::get).delete(messages::delete))
         .route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(config_limit))
         .with_state(api)
 }
 

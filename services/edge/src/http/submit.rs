@@ -5,8 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -117,12 +116,12 @@ pub(super) async fn single(
     State(api): State<Arc<Api>>,
     ConnectInfo(Client(peer)): ConnectInfo<Client>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let answer = async {
         let account = auth::account(&api.edge, &headers, peer.ip()).await?;
         backlog(&api, &account).await?;
-        let message: NewMessage = parse(&headers, body)?;
+        let message: NewMessage = parse(&api, &headers, body).await?;
         let planned = plan(&api, &account, &message)?;
         let mut results = submit_all(&api, &account, vec![planned]).await?;
         Ok::<_, Problem>(results.pop().unwrap_or(Value::Null))
@@ -134,12 +133,12 @@ pub(super) async fn batch(
     State(api): State<Arc<Api>>,
     ConnectInfo(Client(peer)): ConnectInfo<Client>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let answer = async {
         let account = auth::account(&api.edge, &headers, peer.ip()).await?;
         backlog(&api, &account).await?;
-        let batch: Batch = parse(&headers, body)?;
+        let batch: Batch = parse(&api, &headers, body).await?;
         if batch.messages.is_empty() {
             return Err(Problem::new(StatusCode::BAD_REQUEST, "`messages` is empty"));
         }
@@ -153,10 +152,13 @@ pub(super) async fn batch(
     api.answer("batch", answer.await.map(|v| (StatusCode::ACCEPTED, axum::Json(v))))
 }
 
-/// The body as JSON of `T`; a refusal names where it went wrong.
-fn parse<T: for<'de> Deserialize<'de>>(
+/// The body as JSON of `T`, read only now (after the credentials and the backlog were
+/// checked) and only up to `edge.http.max_body_bytes`; a refusal names where it went
+/// wrong.
+async fn parse<T: for<'de> Deserialize<'de>>(
+    api: &Api,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<T, Problem> {
     let json = headers
         .get(axum::http::header::CONTENT_TYPE)
@@ -169,7 +171,18 @@ fn parse<T: for<'de> Deserialize<'de>>(
             "the body must be application/json",
         ));
     }
-    let body = body.map_err(|e| Problem::new(e.status(), e.body_text()))?;
+    let limit = api.config.max_body_bytes;
+    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        match over {
+            true => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {limit} bytes (edge.http.max_body_bytes)"),
+            ),
+            false => Problem::new(StatusCode::BAD_REQUEST, "the body could not be read"),
+        }
+    })?;
     let de = &mut serde_json::Deserializer::from_slice(&body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let at = e.path().to_string();
@@ -293,10 +306,9 @@ fn plan(api: &Api, account: &Account, m: &NewMessage) -> Result<Planned, Problem
             schedule_delivery_time: &schedule,
             validity_period: &validity,
         };
-        // The SMPP checks, on the first destination as submit_sm has them; the others
-        // were checked as submit_multi checks its destinations.
-        let m = submit::check(submit, Some(&dests[0]), account, now)
-            .map_err(|s| Problem::smpp(s, refusal(s)))?;
+        // The SMPP checks; the destinations were checked above, as submit_multi does.
+        let m =
+            submit::check(submit, None, account, now).map_err(|s| Problem::smpp(s, refusal(s)))?;
         // What the message borrows here it has in its payload: none of it outlives this.
         parts.push(Message {
             command: "http",
@@ -348,7 +360,7 @@ fn body(m: &NewMessage) -> Result<(DataCoding, Vec<concat::Part>), Problem> {
             if hex.len() > 2 * MAX_DATA_OCTETS {
                 return Err(bad("`data`: at most 16000 octets"));
             }
-            let data = decode_hex(hex).ok_or_else(|| bad("`data`: pairs of hex digits"))?;
+            let data = hex::decode(hex).map_err(|_| bad("`data`: pairs of hex digits"))?;
             let coding = DataCoding(dc);
             let alphabet = coding.alphabet();
             if alphabet == Alphabet::Ucs2 && !data.len().is_multiple_of(2) {
@@ -372,15 +384,6 @@ fn body(m: &NewMessage) -> Result<(DataCoding, Vec<concat::Part>), Problem> {
 fn rand_byte() -> u8 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::SystemTime::now()) as u8
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    let s = s.as_bytes();
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    s.chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
 }
 
 /// Admits and publishes the messages of one request: all of them or none. Each comes
@@ -454,8 +457,13 @@ async fn submit_all(
         }
         outcome.extend(published);
     }
-    Err(Problem::smpp(first, "the bus did not take every message; those listed were accepted")
-        .with("accepted", Value::Array(outcome)))
+    let mut refused =
+        Problem::smpp(first, "the bus did not take every message; those listed were accepted");
+    if !outcome.is_empty() {
+        // The same request again would send the accepted ones twice.
+        refused.retry_after = None;
+    }
+    Err(refused.with("accepted", Value::Array(outcome)))
 }
 
 /// How long a refusal for the account's backlog is held: a client that resubmits at once
@@ -505,6 +513,104 @@ fn admit(api: &Api, account: &Account, records: usize) -> Result<OwnedSemaphoreP
                 crate::QUOTA_EXCEEDED,
                 format!("the account's {} quota is spent", period.name()),
             ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smsc_smpp::{Npi, Ton};
+
+    #[test]
+    fn from_is_a_number_a_short_code_or_an_alphanumeric_sender() {
+        let a =
+            |from: &str| source(from).map(|a| (a.ton, a.npi, a.addr.as_str().map(str::to_owned)));
+        let s = |x: &str| Some(x.to_owned());
+        assert_eq!(
+            a("+447700900123").ok(),
+            Some((Ton::INTERNATIONAL, Npi::ISDN, s("447700900123")))
+        );
+        assert_eq!(
+            a("447700900123").ok(),
+            Some((Ton::INTERNATIONAL, Npi::ISDN, s("447700900123")))
+        );
+        assert_eq!(a("12345").ok(), Some((Ton::NETWORK_SPECIFIC, Npi::UNKNOWN, s("12345"))));
+        assert_eq!(a("+12345").ok(), Some((Ton::INTERNATIONAL, Npi::ISDN, s("12345"))));
+        assert_eq!(
+            a("My Bank_2.0").ok(),
+            Some((Ton::ALPHANUMERIC, Npi::UNKNOWN, s("My Bank_2.0")))
+        );
+        for bad in ["", "+", "Twelve chars", "Bänk", "a@b", "123456789012345678901"] {
+            assert_eq!(
+                source(bad).map(|_| ()).map_err(|p| p.status),
+                Err(StatusCode::BAD_REQUEST),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn to_is_an_international_number_of_up_to_20_digits() {
+        assert_eq!(
+            destination("+447700900123")
+                .ok()
+                .and_then(|a| a.addr.as_str().map(str::to_owned))
+                .as_deref(),
+            Some("447700900123")
+        );
+        for bad in ["", "+", "44 77", "4477a", "123456789012345678901"] {
+            assert!(destination(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn message(json: &str) -> Result<NewMessage, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn members_are_typed_as_the_schema_says() {
+        let m = message(r#"{"from":"a","to":"1","text":"x","validity":60.0,"priority":2}"#)
+            .expect("whole floats");
+        assert_eq!((m.validity, m.priority), (Some(60), Some(2)));
+        for bad in [
+            r#"{"from":"a","to":"1","text":null}"#,
+            r#"{"from":"a","to":"1","text":"x","validity":1.5}"#,
+            r#"{"from":"a","to":"1","text":"x","validity":-1}"#,
+            r#"{"from":"a","to":"1","text":"x","priority":256}"#,
+            r#"{"from":"a","to":"1","text":"x","extra":1}"#,
+            r#"{"from":"a","to":1,"text":"x"}"#,
+        ] {
+            assert!(message(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_body_is_text_or_data_with_its_coding_and_long_ones_are_split() {
+        let body_of = |json: &str| body(&message(json).expect("parses"));
+        let (dc, parts) = body_of(r#"{"from":"a","to":"1","text":"hello"}"#).expect("text");
+        assert_eq!((dc, parts.len()), (DataCoding::DEFAULT, 1));
+        let long = format!(r#"{{"from":"a","to":"1","text":"{}"}}"#, "Ж".repeat(71));
+        let (dc, parts) = body_of(&long).expect("UCS2");
+        assert_eq!((dc, parts.len()), (DataCoding::UCS2, 2), "71 UCS2 characters: two parts");
+        assert!(parts.iter().all(|p| p.udhi && p.total == 2));
+        let (dc, parts) =
+            body_of(r#"{"from":"a","to":"1","data":"0A0b","data_coding":4}"#).expect("data");
+        assert_eq!((dc, parts[0].short_message.as_slice()), (DataCoding(4), &[0x0a, 0x0b][..]));
+        for bad in [
+            r#"{"from":"a","to":"1"}"#,
+            r#"{"from":"a","to":"1","text":"x","data":"00","data_coding":4}"#,
+            r#"{"from":"a","to":"1","data":"00"}"#,
+            r#"{"from":"a","to":"1","text":"x","data_coding":8}"#,
+            r#"{"from":"a","to":"1","data":"0","data_coding":4}"#,
+            r#"{"from":"a","to":"1","data":"00","data_coding":5}"#,
+            r#"{"from":"a","to":"1","data":"00","data_coding":8}"#,
+        ] {
+            assert_eq!(
+                body_of(bad).map(|_| ()).map_err(|p| p.status),
+                Err(StatusCode::BAD_REQUEST),
+                "{bad}"
+            );
         }
     }
 }

@@ -10,6 +10,7 @@
 //! bounded: a scenario fails, it does not hang.
 
 mod esme;
+mod http;
 mod peers;
 
 use std::net::SocketAddr;
@@ -71,6 +72,8 @@ struct Run {
     delta: String,
     echo: String,
     golf: String,
+    /// Submits over HTTP; its receipts go to the test's webhook receiver.
+    hook: String,
     acme_code: String,
     bank_code: String,
     /// Each third-party stack's account (its name's first 5 letters, as system_ids are
@@ -94,6 +97,7 @@ impl Run {
             delta: id("delta"),
             echo: id("echo"),
             golf: id("golf"),
+            hook: id("hook"),
             acme_code: format!("5{:05}", n % 100_000),
             bank_code: format!("6{:05}", n % 100_000),
             peers: Stack::ALL
@@ -104,9 +108,12 @@ impl Run {
         }
     }
 
-    fn accounts(&self) -> Vec<ClusterAccount> {
+    /// The accounts, `hook`'s webhook at `webhook`.
+    fn accounts(&self, webhook: SocketAddr) -> Vec<ClusterAccount> {
         let plain = |id: &str| ClusterAccount::new(id, PASSWORD, &[]);
+        let url = format!("http://{webhook}/events");
         vec![
+            plain(&self.hook).with_webhook(&url, HOOK_SECRET),
             plain(&self.alpha),
             plain(&self.beta),
             ClusterAccount::new(&self.acme, PASSWORD, &[&self.acme_code]),
@@ -129,6 +136,75 @@ fn worker_admins(cluster: &Cluster) -> Vec<SocketAddr> {
 
 fn smpp(cluster: &Cluster, edge: usize) -> SocketAddr {
     cluster.endpoints().smpp(edge).expect("the edge exists")
+}
+
+const HOOK_SECRET: &str = "cluster-hook-secret-0123";
+
+/// (g) Over HTTP: submitted on edge 0 with a receipt asked for, read back with `GET` on
+/// edge 1, the receipt on the account's webhook (signed), and the CDR of each number in
+/// the router's `cdr.file`, read from `smsc.cdr` on Kafka.
+async fn over_http(cluster: &Cluster, run: &Run, hits: &std::sync::Mutex<Vec<http::Hit>>) {
+    let e = cluster.endpoints();
+    let (edge0, edge1) = (e.http(0).expect("edge 0"), e.http(1).expect("edge 1"));
+    let auth = http::basic(&run.hook, PASSWORD);
+    let to = ["447700900071", "447700900072"];
+    let body =
+        serde_json::json!({ "from": "Shop", "to": to, "text": "over HTTP", "receipt": true });
+    let a = http::request(
+        edge0,
+        "POST",
+        "/v1/messages",
+        Some(&auth),
+        "application/json",
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(a.status, 202, "{a:?}");
+    let id = a.body["message_ids"][0].as_str().expect("an id").to_owned();
+
+    let path = format!("/v1/messages/{id}");
+    let read = eventually("delivered, as edge 1 reads it", || async {
+        let a = http::request(edge1, "GET", &path, Some(&auth), "", "").await;
+        let dests = a.body["destinations"].as_array()?;
+        (dests.len() == 2 && dests.iter().all(|d| d["state"] == "DELIVERED")).then_some(a.body)
+    })
+    .await;
+    assert_eq!(read["from"], serde_json::json!("Shop"));
+
+    let receipts = eventually("a receipt per number on the webhook", || async {
+        let mine: Vec<_> = http::taken(hits, "receipt")
+            .into_iter()
+            .filter(|h| h.event()["message_id"] == serde_json::json!(id))
+            .collect();
+        (mine.len() == 2).then_some(mine)
+    })
+    .await;
+    for r in &receipts {
+        let ts = r.header("smsc-timestamp").expect("a timestamp");
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, HOOK_SECRET.as_bytes());
+        let tag = ring::hmac::sign(&key, format!("{ts}.{}", r.body).as_bytes());
+        let signature = format!("v1={}", hex::encode(tag));
+        assert_eq!(r.header("smsc-signature"), Some(signature.as_str()), "{r:?}");
+    }
+
+    let file = e.cdr_file(0).expect("router 0");
+    let cdrs = eventually("a CDR per number, from Kafka", || async {
+        let text = std::fs::read_to_string(&file).ok()?;
+        let mine: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|c: &serde_json::Value| c["message_id"] == serde_json::json!(id))
+            .collect();
+        (mine.len() == 2).then_some(mine)
+    })
+    .await;
+    for c in &cdrs {
+        assert_eq!(c["state"], serde_json::json!("DELIVERED"), "{c}");
+        assert_eq!(c["origin"], serde_json::json!("http"), "{c}");
+        assert_eq!(c["system_id"], serde_json::json!(run.hook), "{c}");
+        assert_eq!(c["connector"], serde_json::json!("sim"), "{c}");
+    }
+    assert_ne!(cdrs[0]["idempotency_key"], cdrs[1]["idempotency_key"]);
 }
 
 /// (a) Submitted on edge 0, delivered, and its receipt reaches the account's only
@@ -359,12 +435,13 @@ async fn cluster_end_to_end() {
     let Some((brokers, cql)) = engines() else { return };
     let run = Run::new();
     let upstream = Upstream::start().await;
+    let (webhook, hits) = http::receiver(0).await;
     let options = ClusterOptions {
         brokers: Some(brokers),
         cql: Some(cql),
         extra_connectors: upstream.connector_yaml(),
         mt_routes: vec![(UPSTREAM_PREFIX.into(), "up".into())],
-        accounts: run.accounts(),
+        accounts: run.accounts(webhook),
         retry_tiers: vec![TIER],
         sim_profiles: vec![
             SimProfile {
@@ -387,6 +464,7 @@ async fn cluster_end_to_end() {
     upstream_interconnect(&cluster, &run, &upstream).await;
     a_terminated_worker_finishes_what_it_holds(&mut cluster, &run).await;
     third_party_stacks(&mut cluster, &run).await;
+    over_http(&cluster, &run, &hits).await;
     a_killed_edge_restarts(&mut cluster, &run).await;
 
     let crashed = cluster.exited();

@@ -39,6 +39,8 @@ pub struct ClusterAccount {
     pub password: String,
     /// MO destination prefixes (short codes) routed to this account; `""` takes all.
     pub mo_prefixes: Vec<String>,
+    /// Where its HTTP receipts (and MO with no SMPP receiver) go.
+    pub webhook: Option<smsc_accounts::WebhookConfig>,
 }
 
 impl ClusterAccount {
@@ -47,7 +49,15 @@ impl ClusterAccount {
             system_id: system_id.to_owned(),
             password: password.to_owned(),
             mo_prefixes: mo_prefixes.iter().map(|p| (*p).to_owned()).collect(),
+            webhook: None,
         }
+    }
+
+    /// With a webhook at `url`, signing with `secret`.
+    pub fn with_webhook(mut self, url: &str, secret: &str) -> Self {
+        self.webhook =
+            Some(smsc_accounts::WebhookConfig { url: url.to_owned(), secret: secret.to_owned() });
+        self
     }
 
     /// `demo` / `demo`, receiving every MO.

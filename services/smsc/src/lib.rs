@@ -37,8 +37,10 @@ pub mod config;
 mod engines;
 #[cfg(feature = "k8s")]
 mod k8s;
+mod trace;
 
 pub use commands::{StoreServerArgs, api_key, hash_password, inject_mo, migrate, run_store_server};
+pub use trace::trace;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

@@ -5,6 +5,7 @@
 //! smsc edge --config FILE             the SMPP edge
 //! smsc hash-password [PASSWORD]       an argon2 hash for an account's password_hash
 //! smsc api-key                        a new HTTP API key and its api_key_sha256
+//! smsc trace MESSAGE_ID --config FILE a message's life, from the store
 //! smsc store-server [--listen ADDR]   the in-memory store shared by a local cluster
 //! smsc cluster [--brokers B --cql C]  a local multi-process cluster on Kafka and Cassandra
 //! ```
@@ -53,6 +54,13 @@ enum Command {
     },
     /// Prints an argon2id hash of PASSWORD (read from stdin when absent).
     HashPassword { password: Option<String> },
+    /// Prints a message's life from the store (`store.*` of the config): each
+    /// destination's state and times, attempts, route, connector, receipt, CDR key.
+    Trace {
+        message_id: String,
+        #[command(flatten)]
+        args: smsc::RunArgs,
+    },
     /// Prints a new HTTP API key, then its SHA-256 for the account's `api_key_sha256`
     /// (the SMSC keeps only the digest: hand the key over once).
     ApiKey,
@@ -98,6 +106,16 @@ fn main() -> ExitCode {
     let (role, args) = match cli.command {
         Command::HashPassword { password } => return smsc::hash_password(password),
         Command::ApiKey => return smsc::api_key(),
+        Command::Trace { message_id, args } => {
+            let config = match smsc::load_config(smsc::Role::Router, &args) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            return block_on("trace", async move {
+                print!("{}", smsc::trace(&config, &message_id).await?);
+                Ok(())
+            });
+        }
         Command::Mo { from, to, text, simulator } => {
             return smsc::inject_mo(&simulator, from, to, text);
         }

@@ -205,6 +205,26 @@ async fn over_http(cluster: &Cluster, run: &Run, hits: &std::sync::Mutex<Vec<htt
         assert_eq!(c["connector"], serde_json::json!("sim"), "{c}");
     }
     assert_ne!(cdrs[0]["idempotency_key"], cdrs[1]["idempotency_key"]);
+
+    // `smsc trace` reads its life from the store, with the router's config.
+    let router = e.member(ClusterRole::Router, 0).expect("router 0").config.clone();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_smsc"))
+        .args(["trace", &id, "--config"])
+        .arg(&router)
+        .output()
+        .await
+        .expect("smsc trace runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for number in to {
+        assert!(text.contains(&format!("to {number} (destination ")), "{text}");
+    }
+    assert!(text.contains("(http)") && text.contains("through connector sim"), "{text}");
+    assert!(text.contains("receipt: on the final state"), "{text}");
+    for c in &cdrs {
+        let key = c["idempotency_key"].as_str().expect("a key");
+        assert!(text.contains(&format!("CDR {key}")), "the CDR's key {key} in:\n{text}");
+    }
 }
 
 /// (a) Submitted on edge 0, delivered, and its receipt reaches the account's only

@@ -482,9 +482,12 @@ async fn cluster_end_to_end() {
     mo_reaches_only_its_account(&cluster, &run).await;
     retried_then_delivered(&cluster, &run).await;
     upstream_interconnect(&cluster, &run, &upstream).await;
-    a_terminated_worker_finishes_what_it_holds(&mut cluster, &run).await;
+    // Before a worker restarts: the stacks and the webhook receiver check each receipt
+    // comes once, and a worker joining makes its groups rebalance, which redelivers the
+    // notifications in flight (receipts are at least once).
     third_party_stacks(&mut cluster, &run).await;
     over_http(&cluster, &run, &hits).await;
+    a_terminated_worker_finishes_what_it_holds(&mut cluster, &run).await;
     a_killed_edge_restarts(&mut cluster, &run).await;
 
     let crashed = cluster.exited();

@@ -427,3 +427,36 @@ async fn receipts_and_mo_reach_the_webhook_signed_and_retried() {
     assert!(node.metric(r#"smsc_worker_webhook_requests_total{result="delivered"}"#).await >= 2.0);
     node.stop().await;
 }
+
+/// The bind lockout holds over HTTP: after `edge.lockout.max_failures` (5) wrong
+/// passwords for an account from this address, even the right one is refused 403 without
+/// a check, while other accounts go on; API keys are counted together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_lock_an_account_or_api_keys_out_from_an_address() {
+    let (key, digest) = smsc_accounts::new_api_key().expect("a key");
+    let keyed = format!(
+        "  - system_id: httpkeyed\n    password_hash: \"{{hash}}\"\n    api_key_sha256: [\"{digest}\"]\n"
+    );
+    let node = start_with(&keyed, "").await;
+    let at = node.http;
+    let msg = json!({ "from": "Bank", "to": "447700900060", "text": "hi" }).to_string();
+    let send = |auth: String| {
+        let msg = msg.clone();
+        async move { request(at, "POST", "/v1/messages", Some(&auth), "application/json", &msg).await }
+    };
+    for _ in 0..5 {
+        send(basic(BANK, "wrong")).await.refused(401, Some("ESME_RINVPASWD"));
+    }
+    send(basic(BANK, PASSWORD)).await.refused(403, Some("ESME_RBINDFAIL"));
+    assert_eq!(send(basic(OTHER, PASSWORD)).await.status, 202, "another account goes on");
+
+    let wrong_keys: Vec<String> =
+        (0..5).map(|_| smsc_accounts::new_api_key().expect("a key").0).collect();
+    for wrong in &wrong_keys {
+        send(format!("Bearer {wrong}")).await.refused(401, Some("ESME_RINVPASWD"));
+    }
+    send(format!("Bearer {key}")).await.refused(403, Some("ESME_RBINDFAIL"));
+    assert_eq!(send(basic("httpkeyed", PASSWORD)).await.status, 202, "its password still works");
+    assert!(node.metric(r#"smsc_edge_lockouts_total{reason="bind_failures"}"#).await >= 2.0);
+    node.stop().await;
+}

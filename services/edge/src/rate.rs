@@ -37,16 +37,22 @@ impl RateLimiter {
         self.per_second == 0.0
     }
 
-    /// Takes up to `want` tokens and returns how many were granted.
-    pub fn take(&self, want: u32) -> u32 {
-        if self.unlimited() || want == 0 {
-            return want;
-        }
+    /// The bucket, locked, with what it earned since it was last taken from.
+    fn refilled(&self) -> std::sync::MutexGuard<'_, (f64, Instant)> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(s.1);
         s.0 = (s.0 + elapsed.as_secs_f64() * self.per_second).min(self.burst);
         s.1 = now;
+        s
+    }
+
+    /// Takes up to `want` tokens and returns how many were granted.
+    pub fn take(&self, want: u32) -> u32 {
+        if self.unlimited() || want == 0 {
+            return want;
+        }
+        let mut s = self.refilled();
         let granted = (s.0.floor() as u32).min(want);
         s.0 -= f64::from(granted);
         granted
@@ -59,11 +65,7 @@ impl RateLimiter {
         if self.unlimited() || want == 0 {
             return true;
         }
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(s.1);
-        s.0 = (s.0 + elapsed.as_secs_f64() * self.per_second).min(self.burst);
-        s.1 = now;
+        let mut s = self.refilled();
         let want = f64::from(want);
         if s.0 < want.min(self.burst) {
             return false;

@@ -168,6 +168,15 @@ fn final_of(o: Outcome) -> (DeliveryState, ReceiptStat, u16) {
 /// try again later.
 const MO_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `SubmitEvent::command` of a message submitted over the HTTP API.
+const HTTP_ORIGIN: &str = "http";
+
+/// Whether `m` came from the HTTP API (for intermediate receipts; a final state decodes
+/// the event once for the CDR too).
+fn from_http(m: &StoredMessage) -> bool {
+    SubmitEvent::decode(m.event.clone()).is_ok_and(|e| e.command == HTTP_ORIGIN)
+}
+
 /// A delivery task from the bus; `None` (logged) when it does not decode: nothing can make
 /// it decode later, and keeping it would block its partition.
 fn decode_task(payload: &Bytes) -> Option<DeliveryTask> {
@@ -335,7 +344,10 @@ impl Worker {
                 .await
                 .is_some();
                 if released && RegisteredDelivery(m.registered_delivery).wants_intermediate() {
-                    return self.notify_receipt(&m, ReceiptStat::Enroute, error_code, now).await;
+                    let http = from_http(&m);
+                    return self
+                        .notify_receipt(&m, ReceiptStat::Enroute, error_code, now, http)
+                        .await;
                 }
                 released
             }
@@ -582,7 +594,7 @@ impl Worker {
             let stat = ReceiptStat::from_message_state(r.state);
             if let Some(stat) = stat
                 && RegisteredDelivery(m.registered_delivery).wants_intermediate()
-                && !self.notify_receipt(&m, stat, r.error_code, now).await
+                && !self.notify_receipt(&m, stat, r.error_code, now, from_http(&m)).await
             {
                 return LATER;
             }
@@ -755,47 +767,54 @@ impl Worker {
         let account = self.accounts.get(&m.system_id);
         // The class the account's settings give the message, as the edge did.
         let class = |priority| account.map_or(Class::default(), |a| a.class_of(priority)).name();
-        let cdr = smsc_store::cdr::record(m, state, error_code, at, class);
+        // Decoded once for both: the CDR reads it, and the receipt's route depends on it.
+        let event = SubmitEvent::decode(m.event.clone()).ok();
+        let http = event.as_ref().is_some_and(|e| e.command == HTTP_ORIGIN);
+        let cdr = smsc_store::cdr::record(m, event.as_ref(), state, error_code, at, class);
         let record = Record::new(
             Bytes::from(cdr.idempotency_key.clone().into_bytes()),
             Bytes::from(cdr.encode_to_vec()),
         );
         let published =
             publish_until_ok(&*self.bus, self.topics.cdr(), vec![record], &self.shutdown);
-        let (published, receipt) = tokio::join!(published, self.receipt(m, state, error_code, at));
+        let receipt = self.receipt(m, state, error_code, at, http);
+        let (published, receipt) = tokio::join!(published, receipt);
         published && receipt
     }
 
     /// The final receipt, if the message asked for one.
+    /// The final receipt of `m` (`http`: submitted over the HTTP API), if it asked for one.
     async fn receipt(
         &self,
         m: &StoredMessage,
         state: DeliveryState,
         error_code: u16,
         at: i64,
+        http: bool,
     ) -> bool {
         let Some(stat) = ReceiptStat::from_message_state(state.to_smpp()) else { return true };
         if RegisteredDelivery(m.registered_delivery)
             .wants_receipt(state == DeliveryState::Delivered)
         {
-            return self.notify_receipt(m, stat, error_code, at).await;
+            return self.notify_receipt(m, stat, error_code, at, http).await;
         }
         true
     }
 
+    /// A receipt on `smsc.notify`: for the account's webhook when `http` (an HTTP API
+    /// submit's), else for its SMPP receivers.
     async fn notify_receipt(
         &self,
         m: &StoredMessage,
         stat: ReceiptStat,
         error_code: u16,
         at: i64,
+        http: bool,
     ) -> bool {
         let Some(pdu) = receipt::deliver_sm(m, stat, error_code, at) else {
             warn!(message_id = %m.message_id, "receipt does not fit a deliver_sm");
             return true;
         };
-        // An HTTP API submit's receipt goes to the account's webhook.
-        let http = SubmitEvent::decode(m.event.clone()).is_ok_and(|e| e.command == "http");
         let kind = if http { NotificationKind::WebhookReceipt } else { NotificationKind::Receipt };
         let n = Notification {
             system_id: m.system_id.clone(),

@@ -4,27 +4,27 @@
 //! message) is the same, idempotency key included.
 
 use bytes::Bytes;
-use prost::Message as _;
 use smsc_proto::{Address, Cdr, SubmitEvent};
 use smsc_smpp::concat::parse_udh;
 use smsc_smpp::{EsmClass, Tlvs};
 
 use crate::{DeliveryState, StoredMessage};
 
-/// The record of `m` ending in `state` with `error_code` at `final_at`; `class` names
+/// The record of `m` ending in `state` with `error_code` at `final_at`. `event` is its
+/// `SubmitEvent` (`m.event` decoded, by the caller, which needs it too); `class` names
 /// the traffic class of a submit with this priority_flag (the account's, as the edge
 /// gave it).
 pub fn record(
     m: &StoredMessage,
+    event: Option<&SubmitEvent>,
     state: DeliveryState,
     error_code: u16,
     final_at: i64,
     class: impl FnOnce(u8) -> &'static str,
 ) -> Cdr {
-    let event = SubmitEvent::decode(m.event.clone()).ok();
-    let (part, parts) = part_of(m, event.as_ref());
+    let (part, parts) = part_of(m, event);
     let state_name = state.to_smpp().name().unwrap_or("UNKNOWN");
-    let class = class(event.as_ref().map_or(0, |e| e.priority_flag as u8));
+    let class = class(event.map_or(0, |e| e.priority_flag as u8));
     let address = |a: &crate::Address| Address {
         ton: a.ton.0.into(),
         npi: a.npi.0.into(),
@@ -49,7 +49,7 @@ pub fn record(
         connector: m.connector.clone(),
         attempts: m.attempts,
         class: class.to_owned(),
-        origin: event.map(|e| e.command).unwrap_or_default(),
+        origin: event.map(|e| e.command.clone()).unwrap_or_default(),
     }
 }
 
@@ -75,6 +75,7 @@ fn part_of(m: &StoredMessage, event: Option<&SubmitEvent>) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message as _;
     use smsc_smpp::concat::SarInfo;
 
     fn message(esm_class: u8, payload: &[u8], event: SubmitEvent) -> StoredMessage {
@@ -88,6 +89,10 @@ mod tests {
         m
     }
 
+    fn decoded(m: &StoredMessage) -> Option<SubmitEvent> {
+        SubmitEvent::decode(m.event.clone()).ok()
+    }
+
     /// Bulk, raised a class per step of priority_flag.
     fn class(priority: u8) -> &'static str {
         ["bulk", "standard", "interactive"][usize::from(priority.min(2))]
@@ -98,7 +103,8 @@ mod tests {
         let event = SubmitEvent { command: "http".into(), priority_flag: 1, ..Default::default() };
         // A UDH with the 8-bit concatenation IE: part 2 of 3.
         let m = message(EsmClass::UDHI, &[5, 0, 3, 0x42, 3, 2, b'h', b'i'], event);
-        let r = record(&m, DeliveryState::Delivered, 0, 1_700_000_001_000, class);
+        let r =
+            record(&m, decoded(&m).as_ref(), DeliveryState::Delivered, 0, 1_700_000_001_000, class);
         assert_eq!(r.idempotency_key, "m-1:2:DELIVERED:1700000001000");
         assert_eq!((r.part, r.parts), (2, 3));
         let times = (r.attempts, r.first_attempt_at_ms, r.submitted_at_ms);
@@ -106,9 +112,11 @@ mod tests {
         assert_eq!((r.route.as_str(), r.connector.as_str()), ("uk-mobile", "sim"));
         assert_eq!((r.origin.as_str(), r.class.as_str()), ("http", "standard"));
         assert_eq!(r.dest.as_ref().map(|d| d.addr.as_str()), Some("447946000002"));
-        let again = record(&m, DeliveryState::Delivered, 0, 1_700_000_001_000, class);
+        let again =
+            record(&m, decoded(&m).as_ref(), DeliveryState::Delivered, 0, 1_700_000_001_000, class);
         assert_eq!(again, r, "the same record when published again");
-        let other = record(&m, DeliveryState::Expired, 0, 1_700_000_001_000, class);
+        let other =
+            record(&m, decoded(&m).as_ref(), DeliveryState::Expired, 0, 1_700_000_001_000, class);
         assert_ne!(other.idempotency_key, r.idempotency_key);
     }
 
@@ -118,14 +126,18 @@ mod tests {
         tlvs.set_sar(SarInfo { msg_ref_num: 7, total_segments: 4, segment_seqnum: 4 });
         let event = SubmitEvent { tlvs: tlvs.to_vec(), ..Default::default() };
         let m = message(0, b"plain", event);
-        let r = record(&m, DeliveryState::Undeliverable, 11, 1, class);
+        let r = record(&m, decoded(&m).as_ref(), DeliveryState::Undeliverable, 11, 1, class);
         assert_eq!((r.part, r.parts, r.error_code, r.state.as_str()), (4, 4, 11, "UNDELIVERABLE"));
         assert_eq!(r.class, "bulk", "priority 0");
 
         let alone = message(0, b"plain", SubmitEvent::default());
-        let r = record(&alone, DeliveryState::Deleted, 0, 1, class);
+        let r = record(&alone, decoded(&alone).as_ref(), DeliveryState::Deleted, 0, 1, class);
         assert_eq!((r.part, r.parts, r.state.as_str()), (1, 1, "DELETED"));
         let never = StoredMessage { first_attempt_at: None, ..alone };
-        assert_eq!(record(&never, DeliveryState::Expired, 0, 1, class).first_attempt_at_ms, 0);
+        assert_eq!(
+            record(&never, decoded(&never).as_ref(), DeliveryState::Expired, 0, 1, class)
+                .first_attempt_at_ms,
+            0
+        );
     }
 }

@@ -15,7 +15,7 @@ use smsc_store::{StoredMessage, UnixMillis};
 use tracing::warn;
 
 use super::{Api, Client, Problem, auth};
-use crate::session::query::{cancel, owned};
+use crate::session::query::{cancel_rows, owned};
 
 /// The account's rows of message `id`, or why there are none.
 async fn rows(api: &Api, account: &Account, id: &str) -> Result<Vec<StoredMessage>, Problem> {
@@ -55,9 +55,9 @@ pub(super) async fn delete(
 ) -> Response {
     let answer = async {
         let account = auth::account(&api.edge, &headers, peer.ip()).await?;
-        rows(&api, &account, &id).await?;
+        let rows = rows(&api, &account, &id).await?;
         let now = api.edge.clock.now_ms();
-        match cancel(&*api.edge.store, &account, &id, b"", b"", now).await {
+        match cancel_rows(&*api.edge.store, &account, &rows, b"", b"", now).await {
             Status::ESME_ROK => Ok(StatusCode::NO_CONTENT),
             Status::ESME_RCANCELFAIL => Err(Problem::smpp(
                 Status::ESME_RCANCELFAIL,

@@ -117,10 +117,21 @@ pub(crate) async fn cancel(
     dest: &[u8],
     now: i64,
 ) -> Status {
-    let rows = match store.get_message(id).await {
-        Ok(r) => r,
-        Err(_) => return Status::ESME_RSYSERR,
-    };
+    match store.get_message(id).await {
+        Ok(rows) => cancel_rows(store, account, &rows, source, dest, now).await,
+        Err(_) => Status::ESME_RSYSERR,
+    }
+}
+
+/// [`cancel`] of the rows of a message already read.
+pub(crate) async fn cancel_rows(
+    store: &dyn smsc_store::Store,
+    account: &Account,
+    rows: &[smsc_store::StoredMessage],
+    source: &[u8],
+    dest: &[u8],
+    now: i64,
+) -> Status {
     let mut cancelled = 0;
     for m in rows.iter().filter(|m| owned(m, account, source) && pending(m.state)) {
         if !dest.is_empty() && m.dest.addr.as_bytes() != dest {
